@@ -1,0 +1,401 @@
+//! The pure-Rust CPU backend: the embedded default and the oracle for the CUDA backend.
+//!
+//! Work is split into fixed units (one sample × a chunk of [`CHUNK`] elements) run in parallel with
+//! rayon; partial error sums are kept per unit and reduced in a fixed order, so results are
+//! bit-identical whatever the thread count.
+
+use rayon::prelude::*;
+
+use super::{Backend, Noise, PicardForm, Shape, SlotRange, WindowPlan, WindowState};
+use crate::error::{Error, Result};
+use crate::rng;
+use crate::schedule::StepTable;
+
+/// Elements per parallel work unit (a multiple of 4, the Philox group size).
+pub const CHUNK: usize = 1024;
+/// Elements processed together in registers inside a unit (a multiple of 4).
+const LANES: usize = 16;
+
+/// The CPU backend (stateless; parallelism from rayon's global pool).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuBackend;
+
+/// A step table in f32, as the kernels use it.
+#[derive(Debug, Clone)]
+pub struct CpuTables {
+    a: Vec<f32>,
+    b: Vec<f32>,
+    c: Vec<f32>,
+    p: Vec<f32>,
+    q: Vec<f32>,
+    t: Vec<f32>,
+    var: Vec<f32>,
+}
+
+/// One affine step, written once so that the sequential sampler and the scan round identically:
+/// `a·y + b·(p·x + q·o) + c·z`.
+#[inline(always)]
+fn affine(k: (f32, f32, f32, f32, f32), y: f32, x: f32, o: f32, z: f32) -> f32 {
+    let (a, b, c, p, q) = k;
+    a * y + b * (p * x + q * o) + c * z
+}
+
+/// The noise for elements `g..g + out.len()` of `sample` at `step` (`g` a multiple of 4).
+#[inline]
+fn noise_lanes(
+    noise: &Noise<'_, CpuBackend>,
+    shape: Shape,
+    step: usize,
+    sample: usize,
+    g: usize,
+    out: &mut [f32],
+) {
+    match noise {
+        Noise::Philox { seed, sample0 } => {
+            for (i, quad) in out.chunks_mut(4).enumerate() {
+                let z = rng::normal4(
+                    *seed,
+                    ((g / 4) + i) as u32,
+                    step as u32,
+                    sample0 + sample as u32,
+                    rng::TAG_STEP,
+                );
+                quad.copy_from_slice(&z[..quad.len()]);
+            }
+        }
+        Noise::Table(t) => {
+            let base = (step * shape.batch + sample) * shape.dim + g;
+            out.copy_from_slice(&t[base..base + out.len()]);
+        }
+    }
+}
+
+/// A raw pointer that may cross threads; every use writes disjoint elements (see SAFETY notes).
+#[derive(Clone, Copy)]
+struct SharedMut(*mut f32);
+unsafe impl Send for SharedMut {}
+unsafe impl Sync for SharedMut {}
+
+impl CpuBackend {
+    fn units(shape: Shape) -> usize {
+        shape.batch * shape.dim.div_ceil(CHUNK)
+    }
+
+    fn check_noise(noise: &Noise<'_, Self>, steps: usize, shape: Shape) -> Result<()> {
+        if let Noise::Table(t) = noise {
+            if t.len() < steps * shape.slot_len() {
+                return Err(Error::shape(
+                    "noise",
+                    format!(
+                        "need [{steps}, {}, {}], got {} values",
+                        shape.batch,
+                        shape.dim,
+                        t.len()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Backend for CpuBackend {
+    type Buf = Vec<f32>;
+    type Tables = CpuTables;
+    type Window = WindowState;
+
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+
+    fn alloc(&self, len: usize) -> Result<Vec<f32>> {
+        let mut v = Vec::new();
+        v.try_reserve_exact(len).map_err(|_| {
+            Error::device("alloc", format!("cannot allocate {len} f32 on the host"))
+        })?;
+        v.resize(len, 0.0);
+        Ok(v)
+    }
+
+    fn upload(&self, data: &[f32]) -> Result<Vec<f32>> {
+        Ok(data.to_vec())
+    }
+
+    fn download(&self, buf: &Vec<f32>, offset: usize, out: &mut [f32]) -> Result<()> {
+        let src = buf
+            .get(offset..offset + out.len())
+            .ok_or_else(|| Error::shape("download", "range out of bounds"))?;
+        out.copy_from_slice(src);
+        Ok(())
+    }
+
+    fn copy(
+        &self,
+        src: &Vec<f32>,
+        src_off: usize,
+        dst: &mut Vec<f32>,
+        dst_off: usize,
+        len: usize,
+    ) -> Result<()> {
+        dst[dst_off..dst_off + len].copy_from_slice(&src[src_off..src_off + len]);
+        Ok(())
+    }
+
+    fn fill(&self, buf: &mut Vec<f32>, offset: usize, len: usize, value: f32) -> Result<()> {
+        buf[offset..offset + len].fill(value);
+        Ok(())
+    }
+
+    /// One partial sum per (work unit, window point).
+    fn err_len(&self, plan: &WindowPlan, shape: Shape) -> usize {
+        Self::units(shape) * plan.window
+    }
+
+    fn upload_tables(&self, t: &StepTable) -> Result<CpuTables> {
+        let f = |v: &[f64]| v.iter().map(|&x| x as f32).collect();
+        Ok(CpuTables {
+            a: f(&t.a),
+            b: f(&t.b),
+            c: f(&t.c),
+            p: f(&t.p),
+            q: f(&t.q),
+            t: f(&t.t),
+            var: f(&t.var),
+        })
+    }
+
+    fn normal_fill(
+        &self,
+        buf: &mut Vec<f32>,
+        offset: usize,
+        shape: Shape,
+        seed: u64,
+        sample0: u32,
+        step: u32,
+        tag: u32,
+    ) -> Result<()> {
+        let dst = &mut buf[offset..offset + shape.slot_len()];
+        dst.par_chunks_mut(shape.dim)
+            .enumerate()
+            .for_each(|(b, row)| rng::fill_normal(seed, step, sample0 + b as u32, tag, row));
+        Ok(())
+    }
+
+    fn step(
+        &self,
+        tab: &CpuTables,
+        j: usize,
+        shape: Shape,
+        x: &mut Vec<f32>,
+        x_off: usize,
+        out: &Vec<f32>,
+        out_off: usize,
+        noise: Noise<'_, Self>,
+    ) -> Result<()> {
+        Self::check_noise(&noise, j + 1, shape)?;
+        let k = (tab.a[j], tab.b[j], tab.c[j], tab.p[j], tab.q[j]);
+        let (xs, os) = (
+            &mut x[x_off..x_off + shape.slot_len()],
+            &out[out_off..out_off + shape.slot_len()],
+        );
+        xs.par_chunks_mut(shape.dim)
+            .zip(os.par_chunks(shape.dim))
+            .enumerate()
+            .for_each(|(sample, (xr, or))| {
+                xr.par_chunks_mut(CHUNK)
+                    .zip(or.par_chunks(CHUNK))
+                    .enumerate()
+                    .for_each(|(u, (xc, oc))| {
+                        let mut z = [0f32; LANES];
+                        for (l, (xl, ol)) in xc.chunks_mut(LANES).zip(oc.chunks(LANES)).enumerate()
+                        {
+                            let zl = &mut z[..xl.len()];
+                            if k.2 != 0.0 {
+                                noise_lanes(&noise, shape, j, sample, u * CHUNK + l * LANES, zl);
+                            }
+                            for i in 0..xl.len() {
+                                xl[i] = affine(k, xl[i], xl[i], ol[i], zl[i]);
+                            }
+                        }
+                    });
+            });
+        Ok(())
+    }
+
+    fn window_new(
+        &self,
+        plan: &WindowPlan,
+        tab: &CpuTables,
+        times: &mut Vec<f32>,
+        shape: Shape,
+    ) -> Result<WindowState> {
+        let st = plan.initial_state();
+        for m in 0..=st.end.min(plan.steps - 1) {
+            let slot = m % plan.ring();
+            times[slot * shape.batch..(slot + 1) * shape.batch].fill(tab.t[m]);
+        }
+        Ok(st)
+    }
+
+    fn window_read(&self, w: &WindowState) -> Result<WindowState> {
+        Ok(*w)
+    }
+
+    fn model_slots(&self, w: &WindowState, plan: &WindowPlan) -> Result<[Option<SlotRange>; 2]> {
+        if w.done(plan) {
+            return Ok([None, None]);
+        }
+        let (r, start, len) = (plan.ring(), w.start % plan.ring(), w.end - w.start);
+        Ok(if start + len <= r {
+            [Some(SlotRange { start, len }), None]
+        } else {
+            [
+                Some(SlotRange {
+                    start,
+                    len: r - start,
+                }),
+                Some(SlotRange {
+                    start: 0,
+                    len: start + len - r,
+                }),
+            ]
+        })
+    }
+
+    fn picard_sweep(
+        &self,
+        plan: &WindowPlan,
+        tab: &CpuTables,
+        w: &WindowState,
+        shape: Shape,
+        x: &mut Vec<f32>,
+        out: &Vec<f32>,
+        noise: Noise<'_, Self>,
+        err: &mut Vec<f32>,
+    ) -> Result<()> {
+        let (s, e) = (w.start, w.end);
+        if s >= plan.steps {
+            return Ok(());
+        }
+        Self::check_noise(&noise, plan.steps, shape)?;
+        let (r, p, dim, slot) = (plan.ring(), plan.window, shape.dim, shape.slot_len());
+        if x.len() < r * slot
+            || out.len() < r * slot
+            || err.len() < Self::units(shape) * plan.window
+        {
+            return Err(Error::shape(
+                "picard_sweep",
+                "workspace buffers are smaller than the plan needs",
+            ));
+        }
+        let per_row = dim.div_ceil(CHUNK);
+        let xp = SharedMut(x.as_mut_ptr());
+        let drift = plan.form == PicardForm::Drift;
+        err.par_chunks_mut(p)
+            .take(Self::units(shape))
+            .enumerate()
+            .for_each(|(u, acc)| {
+                let (sample, d0) = (u / per_row, (u % per_row) * CHUNK);
+                let d1 = (d0 + CHUNK).min(dim);
+                acc[..e - s].fill(0.0);
+                let xp = xp;
+                let mut g = d0;
+                while g < d1 {
+                    let wl = LANES.min(d1 - g);
+                    let (mut y, mut xold, mut z) = ([0f32; LANES], [0f32; LANES], [0f32; LANES]);
+                    let base = |m: usize| (m % r) * slot + sample * dim + g;
+                    // SAFETY: unit u reads and writes only elements [g, g + wl) of sample `sample` in
+                    // every slot; units partition (sample, element) pairs, so no two threads touch the
+                    // same element, and `x` outlives the parallel loop.
+                    let xs =
+                        |m: usize| unsafe { std::slice::from_raw_parts_mut(xp.0.add(base(m)), wl) };
+                    y[..wl].copy_from_slice(xs(s));
+                    xold[..wl].copy_from_slice(xs(s));
+                    for m in s..e {
+                        let k = (tab.a[m], tab.b[m], tab.c[m], tab.p[m], tab.q[m]);
+                        if k.2 != 0.0 {
+                            noise_lanes(&noise, shape, m, sample, g, &mut z[..wl]);
+                        }
+                        let o = &out[base(m)..base(m) + wl];
+                        let next = xs(m + 1);
+                        let mut sq = 0f32;
+                        for i in 0..wl {
+                            let yn = if drift {
+                                y[i] + ((k.0 - 1.0) * xold[i]
+                                    + k.1 * (k.3 * xold[i] + k.4 * o[i])
+                                    + k.2 * z[i])
+                            } else {
+                                affine(k, y[i], xold[i], o[i], z[i])
+                            };
+                            let d = yn - next[i];
+                            sq += d * d;
+                            xold[i] = next[i];
+                            next[i] = yn;
+                            y[i] = yn;
+                        }
+                        acc[m - s] += sq;
+                    }
+                    g += wl;
+                }
+            });
+        Ok(())
+    }
+
+    fn picard_advance(
+        &self,
+        plan: &WindowPlan,
+        tab: &CpuTables,
+        w: &mut WindowState,
+        shape: Shape,
+        x: &mut Vec<f32>,
+        times: &mut Vec<f32>,
+        err: &Vec<f32>,
+    ) -> Result<()> {
+        if w.done(plan) {
+            return Ok(());
+        }
+        let (s, p, units, dim) = (w.start, plan.window, Self::units(shape), shape.dim as f32);
+        let per_row = shape.dim.div_ceil(CHUNK);
+        let point_err = |k: usize| -> f32 {
+            let mut worst = 0f32;
+            for b in 0..shape.batch {
+                let sum: f32 = (0..per_row).map(|c| err[(b * per_row + c) * p + k]).sum();
+                let v = sum / (dim * tab.var[s + k]);
+                // NaN compares false: make any non-finite error the worst.
+                worst = if v.is_finite() {
+                    worst.max(v)
+                } else {
+                    f32::INFINITY
+                };
+            }
+            worst
+        };
+        debug_assert!(units * p <= err.len());
+        if let Some(k) = (0..w.end - s).find(|&k| !point_err(k).is_finite()) {
+            return Err(Error::NonFinite {
+                op: "picard iteration (state or model output)".into(),
+                step: s + 1 + k,
+            });
+        }
+        let old_end = w.advance(plan, point_err);
+        let (r, slot) = (plan.ring(), shape.slot_len());
+        let src = (old_end % r) * slot;
+        for m in old_end + 1..=w.end {
+            let dst = (m % r) * slot;
+            x.copy_within(src..src + slot, dst);
+            if m < plan.steps {
+                times[(m % r) * shape.batch..(m % r + 1) * shape.batch].fill(tab.t[m]);
+            }
+        }
+        if w.iters >= plan.max_iters && !w.done(plan) {
+            return Err(Error::config(
+                "max-iters",
+                format!(
+                    "not converged after {} iterations (window at step {})",
+                    plan.max_iters, w.start
+                ),
+            ));
+        }
+        Ok(())
+    }
+}

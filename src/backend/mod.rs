@@ -1,0 +1,189 @@
+//! The backend abstraction: buffers plus the few fused operations the samplers need.
+//!
+//! Samplers (`crate::sampler`) are generic over [`Backend`] and never touch a device API. A backend
+//! owns its buffers (`Buf`), the uploaded step tables (`Tables`) and the Picard window state
+//! (`Window`), which lives wherever the backend computes: host memory on the CPU, device memory on
+//! CUDA, where the host only reads it at the periodic completion check.
+//!
+//! Layout shared by every backend: the Picard iterate is a ring of `R = window + 1` slots, point m of
+//! the grid in slot `m % R`; a slot holds `batch × dim` f32 values, sample-major (`[b][d]`). Model
+//! outputs use the same ring layout; the per-row model times are a ring of `R × batch` f32.
+
+pub mod cpu;
+mod window;
+
+pub use window::{WindowMode, WindowPlan, WindowState};
+
+use crate::error::Result;
+use crate::schedule::StepTable;
+
+/// The two forms of the Picard update (`docs/algorithms.md` §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PicardForm {
+    /// Scan the exact affine recurrence with the old scores: `Y[m+1] = a Y[m] + b E[m] + c z`.
+    #[default]
+    Scan,
+    /// ParaDiGMS' sum of Euler-style drifts at the old iterate: `Y[m+1] = Y[m] + (a−1) X[m] + b E[m] + c z`.
+    Drift,
+}
+
+/// Where the step noise z comes from.
+pub enum Noise<'a, B: Backend + ?Sized> {
+    /// Philox4x32-10 keyed by `seed`, counter (element group, step, `sample0` + b, tag).
+    Philox {
+        /// The 64-bit seed.
+        seed: u64,
+        /// Global index of the batch's first sample (so batch splits reproduce the same noise).
+        sample0: u32,
+    },
+    /// A caller-supplied table `[steps][batch][dim]`.
+    Table(&'a B::Buf),
+}
+
+impl<B: Backend + ?Sized> Clone for Noise<'_, B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<B: Backend + ?Sized> Copy for Noise<'_, B> {}
+
+/// Shape of one run: samples and elements per sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    /// Samples in the batch (B).
+    pub batch: usize,
+    /// Elements per sample (D).
+    pub dim: usize,
+}
+
+impl Shape {
+    /// Elements in one grid point's slot, `batch × dim`.
+    pub fn slot_len(&self) -> usize {
+        self.batch * self.dim
+    }
+}
+
+/// A contiguous range of ring slots to evaluate the model on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotRange {
+    /// First slot.
+    pub start: usize,
+    /// Number of slots.
+    pub len: usize,
+}
+
+/// A compute backend: buffers and the fused Picard operations. See the module docs for layouts.
+pub trait Backend {
+    /// An f32 buffer in the backend's memory.
+    type Buf;
+    /// The step table uploaded in the backend's format.
+    type Tables;
+    /// The Picard window state (start, end, counters) in the backend's memory.
+    type Window;
+
+    /// A short name (`cpu`, `cuda`).
+    fn name(&self) -> &'static str;
+    /// A zero-filled buffer of `len` f32.
+    fn alloc(&self, len: usize) -> Result<Self::Buf>;
+    /// A buffer holding `data`.
+    fn upload(&self, data: &[f32]) -> Result<Self::Buf>;
+    /// Copies `out.len()` values starting at `offset` of `buf` into `out` (waits for pending work).
+    fn download(&self, buf: &Self::Buf, offset: usize, out: &mut [f32]) -> Result<()>;
+    /// Copies `len` values from `src[src_off..]` to `dst[dst_off..]`.
+    fn copy(
+        &self,
+        src: &Self::Buf,
+        src_off: usize,
+        dst: &mut Self::Buf,
+        dst_off: usize,
+        len: usize,
+    ) -> Result<()>;
+    /// Sets `len` values of `buf` from `offset` to `value`.
+    fn fill(&self, buf: &mut Self::Buf, offset: usize, len: usize, value: f32) -> Result<()>;
+    /// Length of the error buffer `picard_sweep` needs for `plan` and `shape`.
+    fn err_len(&self, plan: &WindowPlan, shape: Shape) -> usize;
+    /// Iterations between completion checks (host reads of the window state); 1 on the CPU.
+    fn sync_interval(&self) -> usize {
+        1
+    }
+    /// Uploads a step table.
+    fn upload_tables(&self, table: &StepTable) -> Result<Self::Tables>;
+
+    /// Fills `batch × dim` values at `buf[offset..]` with standard normals: sample b's element d is
+    /// Philox's `(seed, step, sample0 + b, d, tag)` value (`crate::rng`).
+    #[allow(clippy::too_many_arguments)]
+    fn normal_fill(
+        &self,
+        buf: &mut Self::Buf,
+        offset: usize,
+        shape: Shape,
+        seed: u64,
+        sample0: u32,
+        step: u32,
+        tag: u32,
+    ) -> Result<()>;
+
+    /// One sequential step in place: `x = a_j x + b_j (p_j x + q_j out) + c_j z_j`, where `x` and
+    /// `out` are `batch × dim` at the given offsets.
+    #[allow(clippy::too_many_arguments)]
+    fn step(
+        &self,
+        tables: &Self::Tables,
+        j: usize,
+        shape: Shape,
+        x: &mut Self::Buf,
+        x_off: usize,
+        out: &Self::Buf,
+        out_off: usize,
+        noise: Noise<'_, Self>,
+    ) -> Result<()>;
+
+    /// A fresh window state for `plan` (start 0), with the ring's model times filled for its first window.
+    fn window_new(
+        &self,
+        plan: &WindowPlan,
+        tables: &Self::Tables,
+        times: &mut Self::Buf,
+        shape: Shape,
+    ) -> Result<Self::Window>;
+    /// Reads the window state back to the host (the completion check; a synchronisation on devices).
+    fn window_read(&self, window: &Self::Window) -> Result<WindowState>;
+    /// The ring slots the model must evaluate this iteration (a backend with a device-resident window
+    /// returns the whole ring, fixed shape; the CPU returns exactly the window's points s..e−1).
+    fn model_slots(
+        &self,
+        window: &Self::Window,
+        plan: &WindowPlan,
+    ) -> Result<[Option<SlotRange>; 2]>;
+
+    /// The fused Picard update over the window: scans the step recurrence from X[s] with the model
+    /// outputs `out` (ring layout), overwrites X[s+1..=e] with the new iterate, and writes the squared
+    /// difference to the old iterate per (point, sample), normalised by `dim · v_m`, to `err`.
+    #[allow(clippy::too_many_arguments)]
+    fn picard_sweep(
+        &self,
+        plan: &WindowPlan,
+        tables: &Self::Tables,
+        window: &Self::Window,
+        shape: Shape,
+        x: &mut Self::Buf,
+        out: &Self::Buf,
+        noise: Noise<'_, Self>,
+        err: &mut Self::Buf,
+    ) -> Result<()>;
+
+    /// Advances the window from `err` (first point with error > τ², see [`WindowState::advance`]),
+    /// initialises new slots with the last computed state, writes their model times, and updates the
+    /// counters. A no-op once the window has reached the end.
+    #[allow(clippy::too_many_arguments)]
+    fn picard_advance(
+        &self,
+        plan: &WindowPlan,
+        tables: &Self::Tables,
+        window: &mut Self::Window,
+        shape: Shape,
+        x: &mut Self::Buf,
+        times: &mut Self::Buf,
+        err: &Self::Buf,
+    ) -> Result<()>;
+}

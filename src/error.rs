@@ -1,0 +1,91 @@
+//! The crate's one error type. Every variant names the operation that failed and carries a message a
+//! user can act on; no user input ever panics.
+
+/// Errors returned by every fallible picardiff operation.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A configuration value is out of range or inconsistent (names the field).
+    #[error("invalid config `{field}`: {msg}")]
+    Config {
+        /// The offending field or option.
+        field: String,
+        /// What is wrong and what is allowed.
+        msg: String,
+    },
+    /// A model file or model parameters are malformed (names the field).
+    #[error("invalid model ({field}): {msg}")]
+    Model {
+        /// The offending field.
+        field: String,
+        /// What is wrong.
+        msg: String,
+    },
+    /// Buffer or array shapes do not match.
+    #[error("shape mismatch in {op}: {msg}")]
+    Shape {
+        /// The operation that checked the shape.
+        op: String,
+        /// Expected and found sizes.
+        msg: String,
+    },
+    /// Reading or writing a file failed.
+    #[error("{op} `{path}`: {msg}")]
+    Io {
+        /// What was being done.
+        op: String,
+        /// The file.
+        path: String,
+        /// The underlying error.
+        msg: String,
+    },
+    /// A state or model output became NaN or infinite.
+    #[error("non-finite value in {op} at step {step}")]
+    NonFinite {
+        /// Where it was detected.
+        op: String,
+        /// The grid step at which it was detected.
+        step: usize,
+    },
+    /// A device (CUDA) is unavailable or a device operation failed.
+    #[error("device error in {op}: {msg}")]
+    Device {
+        /// The device operation.
+        op: String,
+        /// The driver's or runtime's message.
+        msg: String,
+    },
+}
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A [`Error::Config`] for `field`.
+    pub fn config(field: impl Into<String>, msg: impl Into<String>) -> Self {
+        Error::Config {
+            field: field.into(),
+            msg: msg.into(),
+        }
+    }
+    /// A [`Error::Model`] for `field`.
+    pub fn model(field: impl Into<String>, msg: impl Into<String>) -> Self {
+        Error::Model {
+            field: field.into(),
+            msg: msg.into(),
+        }
+    }
+    /// A [`Error::Shape`] for operation `op`.
+    pub fn shape(op: impl Into<String>, msg: impl Into<String>) -> Self {
+        Error::Shape {
+            op: op.into(),
+            msg: msg.into(),
+        }
+    }
+    /// A [`Error::Device`] for operation `op`.
+    pub fn device(op: impl Into<String>, msg: impl Into<String>) -> Self {
+        Error::Device {
+            op: op.into(),
+            msg: msg.into(),
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! The exact score of a Gaussian mixture under the forward process (`docs/algorithms.md` §6): an
+//! honest GEMM workload with a known answer.
+//!
+//! `q_0 = Σ_k w_k N(μ_k, s_k² I)` stays a mixture: `q_t = Σ_k w_k N(α_t μ_k, v_k I)`, `v_k = α_t² s_k² + σ_t²`,
+//! and `ε̂(x, t) = σ_t Σ_k r_k (x − α_t μ_k) / v_k` with softmax responsibilities `r_k`. Per batch:
+//! one GEMM `x·μᵀ` for the distances, a softmax, one GEMM `(r/v)·μ`.
+
+use std::path::Path;
+
+use rayon::prelude::*;
+use serde::Deserialize;
+
+use super::ScoreModel;
+use crate::backend::cpu::CpuBackend;
+use crate::error::{Error, Result};
+use crate::schedule::{ModelOutput, Schedule};
+
+/// A Gaussian mixture with isotropic components, as read from JSON
+/// `{"weights": [...], "means": [[...], ...], "stds": [...]}` (weights need not sum to 1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mixture {
+    /// Normalised weights (sum 1).
+    pub weights: Vec<f64>,
+    /// Component means, K × D row-major.
+    pub means: Vec<f64>,
+    /// Component standard deviations.
+    pub stds: Vec<f64>,
+    /// Dimension D.
+    pub dim: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MixtureFile {
+    weights: Vec<f64>,
+    means: Vec<Vec<f64>>,
+    stds: Vec<f64>,
+}
+
+impl Mixture {
+    /// Validates and normalises a mixture: equal non-zero lengths, one dimension ≥ 1, finite values,
+    /// weights ≥ 0 with a positive sum, stds ≥ 0. Errors name the field.
+    pub fn new(weights: Vec<f64>, means: Vec<Vec<f64>>, stds: Vec<f64>) -> Result<Self> {
+        let k = weights.len();
+        if k == 0 {
+            return Err(Error::model("weights", "the mixture has no components"));
+        }
+        if means.len() != k {
+            return Err(Error::model(
+                "means",
+                format!("{} means for {k} weights", means.len()),
+            ));
+        }
+        if stds.len() != k {
+            return Err(Error::model(
+                "stds",
+                format!("{} stds for {k} weights", stds.len()),
+            ));
+        }
+        let dim = means[0].len();
+        if dim == 0 {
+            return Err(Error::model("means", "means have dimension 0"));
+        }
+        if let Some(i) = means.iter().position(|m| m.len() != dim) {
+            return Err(Error::model(
+                "means",
+                format!(
+                    "means[{i}] has {} values, means[0] has {dim}",
+                    means[i].len()
+                ),
+            ));
+        }
+        if let Some(i) = weights.iter().position(|w| !w.is_finite() || *w < 0.0) {
+            return Err(Error::model(
+                "weights",
+                format!("weights[{i}] = {} must be finite and >= 0", weights[i]),
+            ));
+        }
+        if let Some(i) = stds.iter().position(|s| !s.is_finite() || *s < 0.0) {
+            return Err(Error::model(
+                "stds",
+                format!("stds[{i}] = {} must be finite and >= 0", stds[i]),
+            ));
+        }
+        if let Some(i) = means.iter().position(|m| m.iter().any(|v| !v.is_finite())) {
+            return Err(Error::model(
+                "means",
+                format!("means[{i}] has a non-finite value"),
+            ));
+        }
+        let total: f64 = weights.iter().sum();
+        if !(total > 0.0 && total.is_finite()) {
+            return Err(Error::model(
+                "weights",
+                "weights must have a positive, finite sum",
+            ));
+        }
+        Ok(Mixture {
+            weights: weights.iter().map(|w| w / total).collect(),
+            means: means.concat(),
+            stds,
+            dim,
+        })
+    }
+
+    /// Parses the JSON format above.
+    pub fn from_json(text: &str) -> Result<Self> {
+        let f: MixtureFile =
+            serde_json::from_str(text).map_err(|e| Error::model("json", e.to_string()))?;
+        Self::new(f.weights, f.means, f.stds)
+    }
+
+    /// Reads a mixture JSON file.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
+            op: "reading model".into(),
+            path: path.display().to_string(),
+            msg: e.to_string(),
+        })?;
+        Self::from_json(&text).map_err(|e| match e {
+            Error::Model { field, msg } => Error::Model {
+                field,
+                msg: format!("{msg} (in {})", path.display()),
+            },
+            e => e,
+        })
+    }
+
+    /// Number of components K.
+    pub fn components(&self) -> usize {
+        self.weights.len()
+    }
+
+    /// Mean of component k.
+    pub fn mean(&self, k: usize) -> &[f64] {
+        &self.means[k * self.dim..(k + 1) * self.dim]
+    }
+
+    /// Log-responsibilities-free assignment: the component with the largest posterior of `x` under
+    /// `q_t` with (α, σ). Used to measure sample quality.
+    pub fn assign(&self, x: &[f32], alpha: f64, sigma: f64) -> usize {
+        let mut best = (f64::NEG_INFINITY, 0);
+        for k in 0..self.components() {
+            let v = alpha * alpha * self.stds[k] * self.stds[k] + sigma * sigma;
+            let d2: f64 = x
+                .iter()
+                .zip(self.mean(k))
+                .map(|(&xi, &m)| (xi as f64 - alpha * m).powi(2))
+                .sum();
+            let logp = self.weights[k].ln() - 0.5 * self.dim as f64 * v.ln() - d2 / (2.0 * v);
+            if logp > best.0 {
+                best = (logp, k);
+            }
+        }
+        best.1
+    }
+}
+
+/// The exact ε-prediction of a mixture under a schedule, on the CPU (and the host-side data the CUDA
+/// backend uploads).
+#[derive(Debug, Clone)]
+pub struct GmmModel {
+    /// The target mixture.
+    pub mixture: Mixture,
+    /// The forward process.
+    pub schedule: Schedule,
+    /// Means in f32, K × D.
+    pub means_f32: Vec<f32>,
+    /// ‖μ_k‖².
+    pub mean_norm2: Vec<f32>,
+}
+
+impl GmmModel {
+    /// The exact model of `mixture` under `schedule`.
+    pub fn new(mixture: Mixture, schedule: Schedule) -> Self {
+        let means_f32: Vec<f32> = mixture.means.iter().map(|&m| m as f32).collect();
+        let mean_norm2 = (0..mixture.components())
+            .map(|k| mixture.mean(k).iter().map(|m| m * m).sum::<f64>() as f32)
+            .collect();
+        GmmModel {
+            mixture,
+            schedule,
+            means_f32,
+            mean_norm2,
+        }
+    }
+
+    /// Rows per parallel task.
+    const ROWS: usize = 32;
+
+    /// Evaluates a row chunk: `x` rows × D, `dots` rows × K scratch, writes `out`.
+    fn eval_chunk(&self, x: &[f32], times: &[f32], dots: &mut [f32], out: &mut [f32]) {
+        let (d, k, rows) = (self.mixture.dim, self.mixture.components(), times.len());
+        // SAFETY: the slices hold rows×D, K×D and rows×K f32 with the given row-major strides.
+        unsafe {
+            matrixmultiply::sgemm(
+                rows,
+                d,
+                k,
+                1.0,
+                x.as_ptr(),
+                d as isize,
+                1,
+                self.means_f32.as_ptr(),
+                1,
+                d as isize,
+                0.0,
+                dots.as_mut_ptr(),
+                k as isize,
+                1,
+            );
+        }
+        let mut sum_coef = [0f64; Self::ROWS];
+        let mut scale = [(0f32, 0f32); Self::ROWS];
+        for r in 0..rows {
+            let (alpha, sigma) = self.schedule.alpha_sigma(times[r] as f64);
+            let xr = &x[r * d..(r + 1) * d];
+            let x2: f64 = xr.iter().map(|&v| (v as f64) * (v as f64)).sum();
+            let row = &mut dots[r * k..(r + 1) * k];
+            let logit = |j: usize, dot: f32| {
+                let v = alpha * alpha * self.mixture.stds[j].powi(2) + sigma * sigma;
+                let d2 = (x2 - 2.0 * alpha * dot as f64
+                    + alpha * alpha * self.mean_norm2[j] as f64)
+                    .max(0.0);
+                self.mixture.weights[j].ln() - 0.5 * d as f64 * v.ln() - d2 / (2.0 * v)
+            };
+            let maxl = (0..k)
+                .map(|j| logit(j, row[j]))
+                .fold(f64::NEG_INFINITY, f64::max);
+            let mut z = 0f64;
+            for j in 0..k {
+                let e = (logit(j, row[j]) - maxl).exp();
+                row[j] = e as f32;
+                z += e;
+            }
+            let mut sc = 0f64;
+            for j in 0..k {
+                let v = alpha * alpha * self.mixture.stds[j].powi(2) + sigma * sigma;
+                let c = row[j] as f64 / z / v;
+                row[j] = c as f32;
+                sc += c;
+            }
+            sum_coef[r] = sc;
+            scale[r] = (sigma as f32, alpha as f32);
+        }
+        // SAFETY: as above; `out` is rows × D.
+        unsafe {
+            matrixmultiply::sgemm(
+                rows,
+                k,
+                d,
+                1.0,
+                dots.as_ptr(),
+                k as isize,
+                1,
+                self.means_f32.as_ptr(),
+                d as isize,
+                1,
+                0.0,
+                out.as_mut_ptr(),
+                d as isize,
+                1,
+            );
+        }
+        for r in 0..rows {
+            let (sigma, alpha) = scale[r];
+            let sc = sum_coef[r] as f32;
+            for (o, &xv) in out[r * d..(r + 1) * d]
+                .iter_mut()
+                .zip(&x[r * d..(r + 1) * d])
+            {
+                *o = sigma * (xv * sc - alpha * *o);
+            }
+        }
+    }
+}
+
+impl ScoreModel<CpuBackend> for GmmModel {
+    type Workspace = Vec<f32>;
+
+    fn dim(&self) -> usize {
+        self.mixture.dim
+    }
+
+    fn output(&self) -> ModelOutput {
+        ModelOutput::Epsilon
+    }
+
+    fn workspace(&self, _: &CpuBackend, max_rows: usize) -> Result<Vec<f32>> {
+        Ok(vec![
+            0.0;
+            max_rows.div_ceil(Self::ROWS)
+                * Self::ROWS
+                * self.mixture.components()
+        ])
+    }
+
+    fn eval(
+        &self,
+        _: &CpuBackend,
+        ws: &mut Vec<f32>,
+        x: &Vec<f32>,
+        times: &Vec<f32>,
+        row0: usize,
+        rows: usize,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        let (d, k) = (self.mixture.dim, self.mixture.components());
+        if x.len() < (row0 + rows) * d
+            || out.len() < (row0 + rows) * d
+            || times.len() < row0 + rows
+            || ws.len() < rows.div_ceil(Self::ROWS) * Self::ROWS * k
+        {
+            return Err(Error::shape(
+                "gmm eval",
+                format!("{rows} rows of dim {d} at row {row0} do not fit the buffers"),
+            ));
+        }
+        let xs = &x[row0 * d..(row0 + rows) * d];
+        let ts = &times[row0..row0 + rows];
+        let outs = &mut out[row0 * d..(row0 + rows) * d];
+        outs.par_chunks_mut(Self::ROWS * d)
+            .zip(xs.par_chunks(Self::ROWS * d))
+            .zip(ts.par_chunks(Self::ROWS))
+            .zip(ws.par_chunks_mut(Self::ROWS * k))
+            .for_each(|(((o, xc), tc), dots)| {
+                self.eval_chunk(xc, tc, &mut dots[..tc.len() * k], o)
+            });
+        Ok(())
+    }
+}

@@ -1,0 +1,36 @@
+//! Score models: a batch of states with one time per row in, the model's prediction out.
+
+mod gmm;
+
+pub use gmm::{GmmModel, Mixture};
+
+use crate::backend::Backend;
+use crate::error::Result;
+use crate::schedule::ModelOutput;
+
+/// A score network on a backend. Rows are states of `dim` elements; row i is evaluated at `times[i]`
+/// (model time: a timestep index for discrete schedules, t for continuous ones).
+pub trait ScoreModel<B: Backend>: Sync {
+    /// Scratch memory, sized once per run by [`ScoreModel::workspace`].
+    type Workspace;
+
+    /// Elements per state (D).
+    fn dim(&self) -> usize;
+    /// What the model predicts (converted to ε̂ by the step tables).
+    fn output(&self) -> ModelOutput;
+    /// Scratch for evaluating up to `max_rows` rows at once.
+    fn workspace(&self, backend: &B, max_rows: usize) -> Result<Self::Workspace>;
+    /// Evaluates rows `row0 .. row0 + rows` of `x` (row-major, `dim` per row) at `times[row0 ..]`,
+    /// writing the same rows of `out`.
+    #[allow(clippy::too_many_arguments)]
+    fn eval(
+        &self,
+        backend: &B,
+        ws: &mut Self::Workspace,
+        x: &B::Buf,
+        times: &B::Buf,
+        row0: usize,
+        rows: usize,
+        out: &mut B::Buf,
+    ) -> Result<()>;
+}

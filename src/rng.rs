@@ -1,0 +1,307 @@
+//! Counter-based Gaussian noise: Philox4x32-10 plus a Box–Muller transform that gives the same bits on
+//! the CPU (this file) and on the GPU (`kernels/philox.cuh`).
+//!
+//! Every noise value of the sampler is a pure function of `(seed, step, sample, element, tag)`, so no
+//! noise buffer is stored, runs are reproducible, and the result does not depend on window size,
+//! batch split or thread layout (docs/algorithms.md, section 5).
+//!
+//! # The exact mapping (the CUDA twin must follow it operation for operation)
+//!
+//! 1. **Philox.** `x = philox4x32_10(counter, key)` with `key = [seed as u32, (seed >> 32) as u32]`
+//!    and `counter = [group, step, sample, tag]`, `group = element / 4`. Random123 Philox4x32-10:
+//!    a round maps `(c0, c1, c2, c3)` to `(hi(M1·c2) ^ c1 ^ k0, lo(M1·c2), hi(M0·c0) ^ c3 ^ k1,
+//!    lo(M0·c0))` with `M0 = 0xD2511F53`, `M1 = 0xCD9E8D57` (64-bit products); between rounds
+//!    `k0 += 0x9E3779B9`, `k1 += 0xBB67AE85` (wrapping); 10 rounds.
+//! 2. **Uniforms.** Word `x` stands for the uniform `u = ((x >> 8) + 0.5) · 2⁻²⁴ = t · 2⁻²⁵` with the
+//!    odd integer `t = (x >> 7) | 1` in `[1, 2²⁵)`, so `u ∈ (0, 1)` and never 0 or 1. `u` is never
+//!    rounded to an `f32` (above 1/2 it would need 25 significant bits): both functions below read
+//!    the exact integer `t`.
+//! 3. **Box–Muller.** With `(u0, u1, u2, u3)` from `x[0..4]`, lanes `0..4` (elements `4g..4g+3`) are
+//!    `r01·cos(2πu1), r01·sin(2πu1), r23·cos(2πu3), r23·sin(2πu3)`, `r01 = sqrt(-2 ln u0)`,
+//!    `r23 = sqrt(-2 ln u2)`; `r = sqrt(ln_u · -2)` and `z = r · c` are plain IEEE f32 operations.
+//! 4. **`ln u` (function `ln_dyadic`).** `z = leading_zeros(t)`, `big = (t << z) >= 0xB504F334`,
+//!    `E = 31 - z + big` (so `m = t·2⁻ᴱ ∈ [√½, √2)`), `f = (t - 2ᴱ) as f32 · 2⁻ᴱ` (exact),
+//!    `k = (E - 25) as f32`; `p = LOG[8]`, then `p = fma(p, f, LOG[i])` for `i = 7..=0`;
+//!    `lp = fma(f·f, p, f)`; `ln u = fma(k, LN2_HI, fma(k, LN2_LO, lp))`.
+//! 5. **`cos, sin (2πu)` (function `sincos_2pi`).** `j = (t + 2²²) >> 23`, `a = (t - j·2²³) as f32 ·
+//!    2⁻²³ ∈ [-½, ½)` (exact), `y = a·a`; `s = fma(a, SIN[0], a · fma(fma(fma(SIN[4], y, SIN[3]), y,
+//!    SIN[2]), y, SIN[1]))`; `c = fma(fma(fma(fma(COS[4], y, COS[3]), y, COS[2]), y, COS[1]), y, 1)`;
+//!    then by quadrant `j & 3`: 0 → `(c, s)`, 1 → `(-s, c)`, 2 → `(-c, -s)`, 3 → `(s, -c)` as
+//!    `(cos, sin)`.
+//!
+//! Only correctly rounded IEEE operations appear (`+ - * sqrt` and fused multiply-add, which is
+//! `f32::mul_add` here and `__fmaf_rn` / `fmaf` in CUDA), and no product feeds an addition outside an
+//! explicit fma, so FMA contraction by a C++ compiler cannot change the result. The polynomial
+//! coefficients are exact f32 values (the CUDA file spells them as hex floats). Measured accuracy:
+//! `ln` and `sincos` within a few ulp, see `tests/rng.rs`.
+
+use std::f32::consts::FRAC_PI_2;
+
+/// Stream tag for the per-step noise `z` of the stochastic sampler update.
+pub const TAG_STEP: u32 = 0;
+/// Stream tag for the initial state `x_T`.
+pub const TAG_INIT: u32 = 1;
+/// Stream tag for the noise of corrector (Langevin) steps.
+pub const TAG_CORRECTOR: u32 = 2;
+
+const M0: u32 = 0xD251_1F53;
+const M1: u32 = 0xCD9E_8D57;
+const W0: u32 = 0x9E37_79B9;
+const W1: u32 = 0xBB67_AE85;
+
+/// `log1p(f) ≈ f + f²·Σ LOG[i]·fⁱ` on `f ∈ [√½ - 1, √2 - 1]` (weighted minimax, < 0.08 ulp).
+const LOG: [f32; 9] = [
+    -0.499_999_88,
+    0.333_333_25,
+    -0.250_016_1,
+    0.200_020_13,
+    -0.166_084_3,
+    0.141_805_96,
+    -0.132_475,
+    0.129_147_29,
+    -0.076_231_7,
+];
+/// `ln 2` split so that `k·LN2_HI` is exact for `|k| ≤ 25` (`LN2_HI` has 16 significant bits).
+const LN2_HI: f32 = 0.693_145_75;
+/// `ln 2 - LN2_HI`, rounded to f32.
+const LN2_LO: f32 = 1.428_606_8e-6;
+/// `sin(πa/2) ≈ a·SIN[0] + a·(SIN[1] + Σ SIN[i+2]·a²⁽ⁱ⁺¹⁾)` on `|a| ≤ ½`: `SIN[0] + SIN[1]` is π/2
+/// to 48 bits, and the leading term `a·SIN[0]` is exact inside the final fma.
+const SIN: [f32; 5] = [
+    FRAC_PI_2,
+    -4.371_139e-8,
+    -0.645_963_6,
+    0.079_681_08,
+    -0.004_603_722_6,
+];
+/// `cos(πa/2) ≈ 1 + Σ COS[i]·a²ⁱ` on `|a| ≤ ½` (COS[0] unused, the constant term is exactly 1).
+const COS: [f32; 5] = [
+    1.0,
+    -1.233_700_5,
+    0.253_668_55,
+    -0.020_855_596,
+    0.000_894_486_4,
+];
+
+/// Philox4x32 with 10 rounds, exactly as Random123's `philox4x32(ctr, key)` (same word order, so its
+/// known-answer vectors apply): a bijection of the 128-bit `counter` for each 64-bit `key`.
+#[inline]
+pub fn philox4x32_10(counter: [u32; 4], key: [u32; 2]) -> [u32; 4] {
+    let [mut c0, mut c1, mut c2, mut c3] = counter;
+    let [mut k0, mut k1] = key;
+    for round in 0..10 {
+        if round > 0 {
+            k0 = k0.wrapping_add(W0);
+            k1 = k1.wrapping_add(W1);
+        }
+        let p0 = u64::from(M0) * u64::from(c0);
+        let p1 = u64::from(M1) * u64::from(c2);
+        let (hi0, lo0) = ((p0 >> 32) as u32, p0 as u32);
+        let (hi1, lo1) = ((p1 >> 32) as u32, p1 as u32);
+        c0 = hi1 ^ c1 ^ k0;
+        c1 = lo1;
+        c2 = hi0 ^ c3 ^ k1;
+        c3 = lo0;
+    }
+    [c0, c1, c2, c3]
+}
+
+/// `2⁻ᵉ` as an exact f32, for `0 ≤ e ≤ 126`.
+#[inline(always)]
+fn pow2_neg(e: u32) -> f32 {
+    f32::from_bits((127 - e) << 23)
+}
+
+/// `ln(t·2⁻²⁵)` for an odd `t ∈ [1, 2²⁵)`, within a few ulp (mapping step 4).
+#[inline(always)]
+fn ln_dyadic(t: u32) -> f32 {
+    let z = t.leading_zeros();
+    let big = u32::from((t << z) >= 0xB504_F334);
+    let e = 31 - z + big;
+    let f = (t as i32 - (1i32 << e)) as f32 * pow2_neg(e);
+    let k = (e as i32 - 25) as f32;
+    let mut p = LOG[8];
+    for &c in LOG[..8].iter().rev() {
+        p = p.mul_add(f, c);
+    }
+    let lp = (f * f).mul_add(p, f);
+    k.mul_add(LN2_HI, k.mul_add(LN2_LO, lp))
+}
+
+/// `(cos 2πu, sin 2πu)` for `u = t·2⁻²⁵`, `t` odd in `[1, 2²⁵)`, within a few ulp (mapping step 5).
+#[inline(always)]
+fn sincos_2pi(t: u32) -> (f32, f32) {
+    let j = (t + (1 << 22)) >> 23;
+    let a = (t as i32 - (j << 23) as i32) as f32 * pow2_neg(23);
+    let y = a * a;
+    let tail = SIN[4]
+        .mul_add(y, SIN[3])
+        .mul_add(y, SIN[2])
+        .mul_add(y, SIN[1]);
+    let s = a.mul_add(SIN[0], a * tail);
+    let c = COS[4]
+        .mul_add(y, COS[3])
+        .mul_add(y, COS[2])
+        .mul_add(y, COS[1])
+        .mul_add(y, 1.0);
+    // Quadrant j & 3 → (c, s), (-s, c), (-c, -s), (s, -c), without data-dependent branches.
+    let (c, s) = if j & 1 == 0 { (c, s) } else { (s, c) };
+    let neg_c = ((j + 1) & 2) << 30;
+    let neg_s = (j & 2) << 30;
+    (
+        f32::from_bits(c.to_bits() ^ neg_c),
+        f32::from_bits(s.to_bits() ^ neg_s),
+    )
+}
+
+/// The odd integer `t = 2·(x >> 8) + 1` with `u = t·2⁻²⁵` (mapping step 2).
+#[inline(always)]
+fn dyadic(x: u32) -> u32 {
+    (x >> 7) | 1
+}
+
+/// Four standard normals: elements `4·group .. 4·group + 3` of the noise vector of `(step, sample)` in
+/// stream `tag`, from one Philox call with key `seed` and counter `[group, step, sample, tag]`.
+#[inline]
+pub fn normal4(seed: u64, group: u32, step: u32, sample: u32, tag: u32) -> [f32; 4] {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU supports FMA, checked just above.
+            return unsafe { fma_x86::normal4(seed, group, step, sample, tag) };
+        }
+    }
+    normal4_impl(seed, group, step, sample, tag)
+}
+
+/// Element `element` of the standard normal noise vector of `(step, sample)` in stream `tag`: lane
+/// `element % 4` of `normal4(seed, element / 4, ..)`. Elements must be below `2³⁴`. In loops prefer
+/// [`fill_normal`], which makes one Philox call per four elements.
+#[inline]
+pub fn normal_at(seed: u64, step: u32, sample: u32, element: usize, tag: u32) -> f32 {
+    debug_assert!((element / 4) as u64 <= u64::from(u32::MAX));
+    normal4(seed, (element / 4) as u32, step, sample, tag)[element % 4]
+}
+
+/// Fills `out[e] = normal_at(seed, step, sample, e, tag)` for every `e`, one Philox call per four
+/// elements (a trailing partial group uses the first lanes of its group). No allocation.
+#[inline]
+pub fn fill_normal(seed: u64, step: u32, sample: u32, tag: u32, out: &mut [f32]) {
+    debug_assert!((out.len() / 4) as u64 <= u64::from(u32::MAX));
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU supports FMA, checked just above.
+            return unsafe { fma_x86::fill_normal(seed, step, sample, tag, out) };
+        }
+    }
+    fill_normal_impl(seed, step, sample, tag, out)
+}
+
+#[inline(always)]
+fn normal4_impl(seed: u64, group: u32, step: u32, sample: u32, tag: u32) -> [f32; 4] {
+    let x = philox4x32_10(
+        [group, step, sample, tag],
+        [seed as u32, (seed >> 32) as u32],
+    );
+    let r01 = (ln_dyadic(dyadic(x[0])) * -2.0).sqrt();
+    let r23 = (ln_dyadic(dyadic(x[2])) * -2.0).sqrt();
+    let (c1, s1) = sincos_2pi(dyadic(x[1]));
+    let (c3, s3) = sincos_2pi(dyadic(x[3]));
+    [r01 * c1, r01 * s1, r23 * c3, r23 * s3]
+}
+
+#[inline(always)]
+fn fill_normal_impl(seed: u64, step: u32, sample: u32, tag: u32, out: &mut [f32]) {
+    let mut chunks = out.chunks_exact_mut(4);
+    let mut group = 0u32;
+    for chunk in &mut chunks {
+        chunk.copy_from_slice(&normal4_impl(seed, group, step, sample, tag));
+        group = group.wrapping_add(1);
+    }
+    let rest = chunks.into_remainder();
+    if !rest.is_empty() {
+        let z = normal4_impl(seed, group, step, sample, tag);
+        rest.copy_from_slice(&z[..rest.len()]);
+    }
+}
+
+/// The same code compiled with hardware FMA. The x86-64 baseline has no FMA instruction, so there
+/// `f32::mul_add` calls libm's `fmaf` (about 7x slower here). A fused multiply-add is exactly rounded
+/// either way, so both paths give identical bits; this only changes the speed.
+#[cfg(target_arch = "x86_64")]
+mod fma_x86 {
+    #[target_feature(enable = "fma")]
+    pub(super) unsafe fn normal4(
+        seed: u64,
+        group: u32,
+        step: u32,
+        sample: u32,
+        tag: u32,
+    ) -> [f32; 4] {
+        super::normal4_impl(seed, group, step, sample, tag)
+    }
+
+    #[target_feature(enable = "fma")]
+    pub(super) unsafe fn fill_normal(seed: u64, step: u32, sample: u32, tag: u32, out: &mut [f32]) {
+        super::fill_normal_impl(seed, step, sample, tag, out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Exhaustive accuracy of the private `ln` and `sincos` over all 2²⁴ uniforms.
+    use super::*;
+
+    /// Distance in f32 ulps (of the reference) between `got` and the f64 reference.
+    fn ulps(got: f32, want: f64) -> f64 {
+        let w = (want as f32).abs();
+        let ulp = f64::from(f32::from_bits(w.to_bits() + 1) - w);
+        (f64::from(got) - want).abs() / ulp
+    }
+
+    #[test]
+    fn ln_is_within_one_ulp_everywhere() {
+        let (mut worst, mut worst_t) = (0.0f64, 0u32);
+        for t in (1..1u32 << 25).step_by(2) {
+            let e = ulps(ln_dyadic(t), (f64::from(t) * 2f64.powi(-25)).ln());
+            if e > worst {
+                (worst, worst_t) = (e, t);
+            }
+        }
+        println!("ln: max error {worst:.3} ulp at t = {worst_t}");
+        assert!(worst < 1.0, "ln error {worst} ulp at t = {worst_t}");
+    }
+
+    #[test]
+    fn sincos_is_within_one_ulp_everywhere() {
+        let (mut worst_c, mut worst_s) = (0.0f64, 0.0f64);
+        for t in (1..1u32 << 25).step_by(2) {
+            let (c, s) = sincos_2pi(t);
+            let (rs, rc) = (std::f64::consts::TAU * f64::from(t) * 2f64.powi(-25)).sin_cos();
+            worst_c = worst_c.max(ulps(c, rc));
+            worst_s = worst_s.max(ulps(s, rs));
+        }
+        println!("sincos: max error cos {worst_c:.3} ulp, sin {worst_s:.3} ulp");
+        assert!(
+            worst_c < 1.0 && worst_s < 1.0,
+            "cos {worst_c} ulp, sin {worst_s} ulp"
+        );
+    }
+
+    #[test]
+    fn extreme_uniforms() {
+        // u = 2⁻²⁵ (x < 2⁸) gives the largest radius sqrt(50 ln 2); u = 1 - 2⁻²⁵ the smallest.
+        assert_eq!(dyadic(0), 1);
+        assert_eq!(dyadic(u32::MAX), (1 << 25) - 1);
+        let ln_min = f64::from(ln_dyadic(1));
+        assert!((ln_min + 25.0 * std::f64::consts::LN_2).abs() < 4e-6);
+        let ln_max = f64::from(ln_dyadic((1 << 25) - 1));
+        assert!((ln_max / (1.0 - 2f64.powi(-25)).ln() - 1.0).abs() < 1e-7);
+        assert_eq!(
+            sincos_2pi(1 << 24 | 1).0.to_bits() >> 31,
+            1,
+            "cos(π + ε) < 0"
+        );
+    }
+}

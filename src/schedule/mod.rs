@@ -1,0 +1,149 @@
+//! Noise schedules (α_t, σ_t of a variance-preserving process), time grids and step rules.
+//!
+//! Everything here runs once on the host in f64 and produces the per-step coefficient tables that the
+//! samplers and backends consume. The maths is in `docs/algorithms.md` §1–2 of the shared docs.
+
+mod grid;
+mod rule;
+
+pub use grid::{discrete_timesteps, Grid, GridPoint, Spacing};
+pub use rule::{ModelOutput, StepRule, StepTable};
+
+use crate::error::{Error, Result};
+
+/// Default number of training timesteps of the discrete schedules (diffusers' default).
+pub const DEFAULT_TRAIN_STEPS: usize = 1000;
+
+/// A variance-preserving noise schedule: `x_t = α_t x_0 + σ_t ε`, `α_t² + σ_t² = 1`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Schedule {
+    /// A discrete schedule given by its cumulative products `ᾱ_i`, i = 0..N_train (model time = the
+    /// integer timestep i).
+    Discrete {
+        /// The schedule's name (`ddpm-linear`, `scaled-linear`, `cosine`).
+        name: String,
+        /// `ᾱ_i = Π_{j≤i} (1 − β_j)`.
+        alphas_cumprod: Vec<f64>,
+    },
+    /// The seed paper's Ornstein–Uhlenbeck process `dx = −½ x dt + dB`: `α_t = e^{−t/2}`.
+    Ou,
+    /// Song et al.'s continuous VP-SDE with `β(t) = β_min + t (β_max − β_min)` on [0, 1].
+    VpLinear {
+        /// β at t = 0 (default 0.1).
+        beta_min: f64,
+        /// β at t = 1 (default 20).
+        beta_max: f64,
+    },
+}
+
+/// Names accepted by [`Schedule::from_name`].
+pub const SCHEDULE_NAMES: &[&str] = &["ddpm-linear", "scaled-linear", "cosine", "ou", "vp-linear"];
+
+impl Schedule {
+    /// Builds a schedule by name with the defaults of `docs/algorithms.md` §1: discrete schedules
+    /// with `n_train` steps and β from 1e-4 to 0.02 (diffusers' DDPM defaults), `vp-linear` with
+    /// β_min = 0.1, β_max = 20 (Song et al.).
+    pub fn from_name(name: &str, n_train: usize) -> Result<Self> {
+        let discrete = |betas: Vec<f64>| {
+            let mut prod = 1.0;
+            let alphas_cumprod = betas
+                .iter()
+                .map(|b| {
+                    prod *= 1.0 - b;
+                    prod
+                })
+                .collect();
+            Schedule::Discrete {
+                name: name.to_string(),
+                alphas_cumprod,
+            }
+        };
+        if matches!(name, "ddpm-linear" | "scaled-linear" | "cosine") && n_train < 2 {
+            return Err(Error::config(
+                "train-steps",
+                format!("must be at least 2, got {n_train}"),
+            ));
+        }
+        let (b0, b1) = (1e-4_f64, 0.02_f64);
+        let lin = |lo: f64, hi: f64| -> Vec<f64> {
+            (0..n_train)
+                .map(|i| lo + (hi - lo) * i as f64 / (n_train - 1) as f64)
+                .collect()
+        };
+        Ok(match name {
+            "ddpm-linear" => discrete(lin(b0, b1)),
+            "scaled-linear" => discrete(
+                lin(b0.sqrt(), b1.sqrt())
+                    .into_iter()
+                    .map(|b| b * b)
+                    .collect(),
+            ),
+            "cosine" => discrete(cosine_betas(n_train)),
+            "ou" => Schedule::Ou,
+            "vp-linear" => Schedule::VpLinear {
+                beta_min: 0.1,
+                beta_max: 20.0,
+            },
+            other => {
+                return Err(Error::config(
+                    "schedule",
+                    format!(
+                        "unknown schedule `{other}` (expected one of {})",
+                        SCHEDULE_NAMES.join(", ")
+                    ),
+                ))
+            }
+        })
+    }
+
+    /// The schedule's name.
+    pub fn name(&self) -> &str {
+        match self {
+            Schedule::Discrete { name, .. } => name,
+            Schedule::Ou => "ou",
+            Schedule::VpLinear { .. } => "vp-linear",
+        }
+    }
+
+    /// True for the discrete (table) schedules.
+    pub fn is_discrete(&self) -> bool {
+        matches!(self, Schedule::Discrete { .. })
+    }
+
+    /// `(α_t, σ_t)` at time `t`. For discrete schedules `t` is a timestep index (rounded to the
+    /// nearest integer and clamped to the table); t < 0 is the clean-data end (α = 1, σ = 0).
+    pub fn alpha_sigma(&self, t: f64) -> (f64, f64) {
+        let log_alpha = match self {
+            Schedule::Discrete { alphas_cumprod, .. } => {
+                if t < -0.5 {
+                    return (1.0, 0.0);
+                }
+                let i = (t.round() as usize).min(alphas_cumprod.len() - 1);
+                let ab = alphas_cumprod[i];
+                return (ab.sqrt(), (1.0 - ab).sqrt());
+            }
+            Schedule::Ou => -0.5 * t,
+            Schedule::VpLinear { beta_min, beta_max } => {
+                -0.25 * t * t * (beta_max - beta_min) - 0.5 * t * beta_min
+            }
+        };
+        let alpha = log_alpha.exp();
+        // σ² = 1 − α² = −expm1(2 log α), accurate for small t.
+        (alpha, (-(2.0 * log_alpha).exp_m1()).max(0.0).sqrt())
+    }
+}
+
+/// Nichol & Dhariwal's cosine betas: `β_i = min(1 − ᾱ((i+1)/N)/ᾱ(i/N), 0.999)` with
+/// `ᾱ(u) = cos²((u + s)/(1 + s) · π/2)`, s = 0.008 (float division throughout; candle and
+/// diffusers-rs get this wrong with an integer division).
+fn cosine_betas(n: usize) -> Vec<f64> {
+    let s = 0.008;
+    let abar = |u: f64| {
+        ((u + s) / (1.0 + s) * std::f64::consts::FRAC_PI_2)
+            .cos()
+            .powi(2)
+    };
+    (0..n)
+        .map(|i| (1.0 - abar((i + 1) as f64 / n as f64) / abar(i as f64 / n as f64)).min(0.999))
+        .collect()
+}

@@ -1,0 +1,202 @@
+//! Step rules as affine maps `x_{j+1} = a_j x_j + b_j ε̂(x_j, t_j) + c_j z_j`, tabulated once per grid.
+
+use super::Grid;
+use crate::error::{Error, Result};
+
+/// A sampler's step rule (`docs/algorithms.md` §2).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum StepRule {
+    /// DDIM with stochasticity η: η = 0 is deterministic DDIM, η = 1 is DDPM ancestral sampling.
+    Ddim {
+        /// η ≥ 0.
+        eta: f64,
+    },
+    /// The seed paper's exponential integrator of the backward SDE, score frozen at t.
+    ExpSde,
+    /// The exponential integrator of the probability-flow ODE (PIADM-ODE's predictor).
+    ExpOde,
+}
+
+impl StepRule {
+    /// Parses `ddpm`, `ddim` (η from `eta`, default 0), `exp-sde`, `exp-ode`.
+    pub fn from_name(name: &str, eta: Option<f64>) -> Result<Self> {
+        let rule = match name {
+            "ddpm" => StepRule::Ddim {
+                eta: eta.unwrap_or(1.0),
+            },
+            "ddim" => StepRule::Ddim {
+                eta: eta.unwrap_or(0.0),
+            },
+            "exp-sde" => StepRule::ExpSde,
+            "exp-ode" => StepRule::ExpOde,
+            o => {
+                return Err(Error::config(
+                    "rule",
+                    format!("unknown rule `{o}` (expected ddpm, ddim, exp-sde or exp-ode)"),
+                ))
+            }
+        };
+        if let StepRule::Ddim { eta } = rule {
+            if !(eta >= 0.0 && eta.is_finite()) {
+                return Err(Error::config(
+                    "eta",
+                    format!("must be finite and >= 0, got {eta}"),
+                ));
+            }
+        }
+        Ok(rule)
+    }
+
+    /// True when the rule injects noise (c ≠ 0).
+    pub fn is_stochastic(&self) -> bool {
+        match self {
+            StepRule::Ddim { eta } => *eta > 0.0,
+            StepRule::ExpSde => true,
+            StepRule::ExpOde => false,
+        }
+    }
+
+    /// ParaDiGMS' default tolerance τ for this rule: 0.1 for stochastic rules, 1e-3 for deterministic.
+    pub fn default_tolerance(&self) -> f64 {
+        if self.is_stochastic() {
+            0.1
+        } else {
+            1e-3
+        }
+    }
+}
+
+/// What a model predicts; converted to ε̂ by `ε̂ = p·x + q·out` with per-point (p, q).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ModelOutput {
+    /// ε itself.
+    #[default]
+    Epsilon,
+    /// The score ∇ log q_t: ε̂ = −σ ŝ.
+    Score,
+    /// The clean sample x̂0: ε̂ = (x − α x̂0)/σ.
+    Sample,
+    /// v = α ε − σ x0: ε̂ = σ x + α v̂.
+    V,
+}
+
+impl ModelOutput {
+    /// Parses `epsilon`, `score`, `sample` (or `x0`), `v`.
+    pub fn from_name(name: &str) -> Result<Self> {
+        match name {
+            "epsilon" => Ok(ModelOutput::Epsilon),
+            "score" => Ok(ModelOutput::Score),
+            "sample" | "x0" => Ok(ModelOutput::Sample),
+            "v" | "v_prediction" => Ok(ModelOutput::V),
+            o => Err(Error::config(
+                "output",
+                format!("unknown model output `{o}` (expected epsilon, score, sample or v)"),
+            )),
+        }
+    }
+
+    /// `(p, q)` with ε̂ = p·x + q·out at a point with (α, σ).
+    pub fn to_epsilon(&self, alpha: f64, sigma: f64) -> (f64, f64) {
+        match self {
+            ModelOutput::Epsilon => (0.0, 1.0),
+            ModelOutput::Score => (0.0, -sigma),
+            ModelOutput::Sample => (1.0 / sigma, -alpha / sigma),
+            ModelOutput::V => (sigma, alpha),
+        }
+    }
+}
+
+/// Per-step coefficients of a grid under a rule, in f64; backends convert to f32 once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepTable {
+    /// Coefficient of x_j.
+    pub a: Vec<f64>,
+    /// Coefficient of ε̂(x_j, t_j).
+    pub b: Vec<f64>,
+    /// Coefficient of the noise z_j.
+    pub c: Vec<f64>,
+    /// ε̂ = p·x + q·out at point j (model-output conversion).
+    pub p: Vec<f64>,
+    /// See `p`.
+    pub q: Vec<f64>,
+    /// The model time of point j (j = 0..N−1).
+    pub t: Vec<f64>,
+    /// The error normaliser `v_j` of point j = 1..=N, stored at index j − 1: the DDPM posterior
+    /// variance of the step that consumes point j (the last step's for j = N), floored at the
+    /// table's smallest positive value where it is 0 (ParaDiGMS' normaliser, also used for ODE rules).
+    pub var: Vec<f64>,
+}
+
+impl StepTable {
+    /// Tabulates `rule` over `grid` for a model predicting `output`.
+    pub fn new(grid: &Grid, rule: StepRule, output: ModelOutput) -> Result<Self> {
+        let n = grid.steps();
+        if n == 0 {
+            return Err(Error::config("steps", "the grid has no steps"));
+        }
+        let mut tab = StepTable {
+            a: Vec::with_capacity(n),
+            b: Vec::with_capacity(n),
+            c: Vec::with_capacity(n),
+            p: Vec::with_capacity(n),
+            q: Vec::with_capacity(n),
+            t: Vec::with_capacity(n),
+            var: Vec::with_capacity(n),
+        };
+        let mut posterior = Vec::with_capacity(n);
+        for w in grid.points.windows(2) {
+            let (from, to) = (w[0], w[1]);
+            if from.sigma <= 0.0 {
+                return Err(Error::config(
+                    "grid",
+                    format!("σ = 0 at t = {} before the last point", from.t),
+                ));
+            }
+            let a = to.alpha / from.alpha;
+            let (st2, ss2) = (from.sigma * from.sigma, to.sigma * to.sigma);
+            let post = (ss2 / st2) * (1.0 - (from.alpha * from.alpha) / (to.alpha * to.alpha));
+            let post = post.max(0.0);
+            let (b, c) = match rule {
+                StepRule::Ddim { eta } => {
+                    let sig = eta * post.sqrt();
+                    ((ss2 - sig * sig).max(0.0).sqrt() - a * from.sigma, sig)
+                }
+                StepRule::ExpSde => (-2.0 * (a - 1.0) / from.sigma, (a * a - 1.0).max(0.0).sqrt()),
+                StepRule::ExpOde => (-(a - 1.0) / from.sigma, 0.0),
+            };
+            let (p, q) = output.to_epsilon(from.alpha, from.sigma);
+            tab.a.push(a);
+            tab.b.push(b);
+            tab.c.push(c);
+            tab.p.push(p);
+            tab.q.push(q);
+            tab.t.push(from.t);
+            posterior.push(post);
+        }
+        let floor = posterior
+            .iter()
+            .copied()
+            .filter(|&v| v > 0.0)
+            .fold(f64::INFINITY, f64::min);
+        let floor = if floor.is_finite() { floor } else { 1.0 };
+        // Point j (1..=N) is consumed by step j; point N by nothing: use step N − 1's variance.
+        tab.var = (1..=n)
+            .map(|j| posterior[j.min(n - 1)].max(floor))
+            .collect();
+        if [&tab.a, &tab.b, &tab.c, &tab.p, &tab.q]
+            .iter()
+            .any(|v| v.iter().any(|x| !x.is_finite()))
+        {
+            return Err(Error::config(
+                "grid",
+                "the step table has non-finite coefficients (σ = 0 inside the grid?)",
+            ));
+        }
+        Ok(tab)
+    }
+
+    /// Number of steps.
+    pub fn steps(&self) -> usize {
+        self.a.len()
+    }
+}
