@@ -43,8 +43,10 @@ JSON layout (all floats are float64, all timesteps ints; -1 = the clean end, alp
   alphas_cumprod: {"ddpm-linear"|"scaled-linear"|"cosine": [1000 floats]}
   timesteps:      [{spacing, steps, timesteps}]
   ddpm_steps, ddim_steps: [{schedule, spacing, steps, stored_every, timesteps,
-                            step: [{j, t, t_prev, x, eps, noise, ddpm | ddim}]}]   (same inputs in both)
-  ddim_eta05:     like ddim_steps, with "eta": 0.5
+                            step: [{j, t, t_prev, x, eps, noise, ddpm, ddim}]}]
+                  (the two lists hold the same cases, inputs and outputs; stored_every = 97 for the
+                  1000-step case, whose last step j = 999 is stored too)
+  ddim_eta05:     like ddim_steps with "eta": 0.5 and only a "ddim" output (ddpm-linear trailing 7)
   continuous:     {"ou"|"vp-linear": [{t, alpha, sigma}]}
   paper_grid:     {schedule, T, eta, kappa, steps, times}
   step_tables:    [{grid: "paper-ou"|"ddpm-linear-leading-50", rule, steps, rows: [{j, t, s|t_prev, a, b, c}]}]
@@ -317,23 +319,15 @@ def main():
             result.append(case)
         return result
 
-    # ddpm_steps and ddim_steps share inputs: one list of cases holds both expected outputs.
+    # ddpm_steps and ddim_steps are the same cases with the same inputs; every step carries both outputs.
     cases = step_cases([
         ("ddpm-linear", "leading", 50, 1),
         ("ddpm-linear", "trailing", 7, 1),
         ("cosine", "linspace", 7, 1),
         ("scaled-linear", "leading", 1000, 97),
     ])
-    out["ddpm_steps"] = [
-        {k: v for k, v in c.items() if k != "step"}
-        | {"step": [{k: v for k, v in s.items() if k != "ddim"} for s in c["step"]]}
-        for c in cases
-    ]
-    out["ddim_steps"] = [
-        {k: v for k, v in c.items() if k != "step"}
-        | {"step": [{k: v for k, v in s.items() if k != "ddpm"} for s in c["step"]]}
-        for c in cases
-    ]
+    out["ddpm_steps"] = cases
+    out["ddim_steps"] = cases
     out["ddim_eta05"] = step_cases([("ddpm-linear", "trailing", 7, 1)], eta_extra=0.5)
 
     ts_eval = [1e-3, 0.01, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0]

@@ -76,6 +76,13 @@ struct SharedMut(*mut f32);
 unsafe impl Send for SharedMut {}
 unsafe impl Sync for SharedMut {}
 
+impl SharedMut {
+    /// The pointer (a method, so closures capture the whole `Send` wrapper).
+    fn ptr(&self) -> *mut f32 {
+        self.0
+    }
+}
+
 impl CpuBackend {
     fn units(shape: Shape) -> usize {
         shape.batch * shape.dim.div_ceil(CHUNK)
@@ -298,7 +305,6 @@ impl Backend for CpuBackend {
                 let (sample, d0) = (u / per_row, (u % per_row) * CHUNK);
                 let d1 = (d0 + CHUNK).min(dim);
                 acc[..e - s].fill(0.0);
-                let xp = xp;
                 let mut g = d0;
                 while g < d1 {
                     let wl = LANES.min(d1 - g);
@@ -307,8 +313,9 @@ impl Backend for CpuBackend {
                     // SAFETY: unit u reads and writes only elements [g, g + wl) of sample `sample` in
                     // every slot; units partition (sample, element) pairs, so no two threads touch the
                     // same element, and `x` outlives the parallel loop.
-                    let xs =
-                        |m: usize| unsafe { std::slice::from_raw_parts_mut(xp.0.add(base(m)), wl) };
+                    let xs = |m: usize| unsafe {
+                        std::slice::from_raw_parts_mut(xp.ptr().add(base(m)), wl)
+                    };
                     y[..wl].copy_from_slice(xs(s));
                     xold[..wl].copy_from_slice(xs(s));
                     for m in s..e {

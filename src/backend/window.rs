@@ -132,7 +132,7 @@ fn check_common(steps: usize, tol: f64) -> Result<()> {
     if steps == 0 {
         return Err(Error::config("steps", "must be at least 1"));
     }
-    if !(tol >= 0.0) || tol.is_nan() {
+    if tol.is_nan() || tol < 0.0 {
         return Err(Error::config("tol", format!("must be >= 0, got {tol}")));
     }
     Ok(())

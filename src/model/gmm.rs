@@ -228,16 +228,16 @@ impl GmmModel {
                 .map(|j| logit(j, row[j]))
                 .fold(f64::NEG_INFINITY, f64::max);
             let mut z = 0f64;
-            for j in 0..k {
-                let e = (logit(j, row[j]) - maxl).exp();
-                row[j] = e as f32;
+            for (j, r) in row.iter_mut().enumerate() {
+                let e = (logit(j, *r) - maxl).exp();
+                *r = e as f32;
                 z += e;
             }
             let mut sc = 0f64;
-            for j in 0..k {
-                let v = alpha * alpha * self.mixture.stds[j].powi(2) + sigma * sigma;
-                let c = row[j] as f64 / z / v;
-                row[j] = c as f32;
+            for (r, s) in row.iter_mut().zip(&self.mixture.stds) {
+                let v = alpha * alpha * s * s + sigma * sigma;
+                let c = *r as f64 / z / v;
+                *r = c as f32;
                 sc += c;
             }
             sum_coef[r] = sc;
