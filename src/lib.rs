@@ -25,6 +25,7 @@
 
 pub mod backend;
 pub mod error;
+pub mod metrics;
 pub mod model;
 pub mod rng;
 pub mod sampler;

@@ -49,6 +49,7 @@ fn blocks_with_enough_iterations_equal_sequential_and_error_falls_with_k() {
         iters,
         tol: 0.0,
         form: PicardForm::Scan,
+        corrector: None,
     };
     let exact = run(&CpuBackend, &model, &g, rule, &blocks(longest), &inputs).unwrap();
     let diff = max_abs_diff(&exact.samples, &seq.samples);
@@ -69,4 +70,30 @@ fn blocks_with_enough_iterations_equal_sequential_and_error_falls_with_k() {
         );
         last = diff;
     }
+}
+
+#[test]
+fn corrector_picard_is_exact_with_enough_iterations_and_validates() {
+    use picardiff::sampler::Corrector;
+    let s = Schedule::from_name("ou", 0).unwrap();
+    let g = Grid::paper(&s, 1.0, 10.0, 1e-3).unwrap();
+    let model = GmmModel::new(mixture_2d(), s);
+    let inputs = RunInputs { batch: 8, seed: 5, ..Default::default() };
+    let with = |corrector| {
+        let kind = SamplerKind::Blocks { block_len: 1.0, iters: g.steps(), tol: 0.0, form: PicardForm::Scan, corrector };
+        run(&CpuBackend, &model, &g, StepRule::ExpOde, &kind, &inputs)
+    };
+    let c = Corrector { gamma: 2.0, duration: 1.0, steps: 8, iters: 8 };
+    let exact = with(Some(c)).unwrap();
+    let more = with(Some(Corrector { iters: 12, ..c })).unwrap();
+    let fewer = with(Some(Corrector { iters: 2, ..c })).unwrap();
+    let off = with(None).unwrap();
+    // K ≥ M Picard iterations reproduce the sequential Langevin run: extra iterations change nothing.
+    assert!(max_abs_diff(&exact.samples, &more.samples) <= 1e-5);
+    assert!(max_abs_diff(&exact.samples, &fewer.samples) > 1e-3);
+    assert!(max_abs_diff(&exact.samples, &off.samples) > 1e-2);
+    // 10 blocks (plus the clean end) each add K corrector rounds.
+    assert_eq!(exact.stats.rounds, off.stats.rounds + 10 * 8);
+    assert!(with(Some(Corrector { gamma: -1.0, ..c })).is_err());
+    assert!(with(Some(Corrector { steps: 0, ..c })).is_err());
 }

@@ -6,7 +6,7 @@
 
 use rayon::prelude::*;
 
-use super::{Backend, Noise, PicardForm, Shape, SlotRange, WindowPlan, WindowState};
+use super::{Backend, LangevinSweep, Noise, PicardForm, Shape, SlotRange, WindowPlan, WindowState};
 use crate::error::{Error, Result};
 use crate::rng;
 use crate::schedule::StepTable;
@@ -403,6 +403,50 @@ impl Backend for CpuBackend {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    fn langevin_sweep(&self, lp: &LangevinSweep, shape: Shape, x: &mut Vec<f32>, out: &Vec<f32>) -> Result<()> {
+        let (slot, dim, m) = (shape.slot_len(), shape.dim, lp.steps);
+        if x.len() < (m + 1) * slot || out.len() < m * slot {
+            return Err(Error::shape("langevin_sweep", "corrector buffers are smaller than its steps need"));
+        }
+        let per_row = dim.div_ceil(CHUNK);
+        let xp = SharedMut(x.as_mut_ptr());
+        (0..shape.batch * per_row).into_par_iter().for_each(|u| {
+            let (sample, d0) = (u / per_row, (u % per_row) * CHUNK);
+            let d1 = (d0 + CHUNK).min(dim);
+            let noise = |step: u32, g: usize, z: &mut [f32]| {
+                for (i, quad) in z.chunks_mut(4).enumerate() {
+                    let v = rng::normal4(lp.seed, (g / 4 + i) as u32, step, lp.sample0 + sample as u32, rng::TAG_CORRECTOR);
+                    quad.copy_from_slice(&v[..quad.len()]);
+                }
+            };
+            let mut g = d0;
+            while g < d1 {
+                let wl = LANES.min(d1 - g);
+                let (mut y, mut xold, mut v, mut z) = ([0f32; LANES], [0f32; LANES], [0f32; LANES], [0f32; LANES]);
+                let base = |i: usize| i * slot + sample * dim + g;
+                // SAFETY: as in `picard_sweep`, unit u touches only its own (sample, element) pairs.
+                let xs = |i: usize| unsafe { std::slice::from_raw_parts_mut(xp.ptr().add(base(i)), wl) };
+                y[..wl].copy_from_slice(xs(0));
+                xold[..wl].copy_from_slice(xs(0));
+                noise(lp.step0, g, &mut v[..wl]);
+                for i in 0..m {
+                    noise(lp.step0 + 1 + i as u32, g, &mut z[..wl]);
+                    let o = &out[base(i)..base(i) + wl];
+                    let next = xs(i + 1);
+                    for l in 0..wl {
+                        let eps = lp.p * xold[l] + lp.q * o[l];
+                        v[l] = lp.decay * v[l] + lp.force * eps + lp.kick * z[l];
+                        y[l] += lp.h * v[l];
+                        xold[l] = next[l];
+                        next[l] = y[l];
+                    }
+                }
+                g += wl;
+            }
+        });
         Ok(())
     }
 }

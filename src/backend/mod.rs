@@ -72,6 +72,36 @@ pub struct SlotRange {
     pub len: usize,
 }
 
+/// One Picard sweep of the underdamped Langevin corrector (`docs/algorithms.md` §4) at a fixed time:
+/// points `x_0 … x_M` in a buffer of `M + 1` slots (`batch × dim` each, `x_0` fixed), model outputs at
+/// `x_0 … x_{M−1}` in `out`. With the old outputs, the sweep rebuilds the trajectory
+/// `v_0 ~ N(0, I)`, `v_{i+1} = decay·v_i + force·ε̂_i + kick·ξ_i`, `x_{i+1} = x_i + h·v_{i+1}`, where
+/// `ε̂_i = p·x_i + q·out_i` and the Philox noise uses tag `TAG_CORRECTOR`, step `step0` for `v_0`
+/// and `step0 + 1 + i` for `ξ_i`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LangevinSweep {
+    /// Steps M.
+    pub steps: usize,
+    /// Step size h.
+    pub h: f32,
+    /// `e^{−γh}`.
+    pub decay: f32,
+    /// Coefficient of ε̂ in the velocity update: `−(1 − e^{−γh}) / (γ σ)` (the score is −ε̂/σ).
+    pub force: f32,
+    /// `sqrt(1 − e^{−2γh})`.
+    pub kick: f32,
+    /// ε̂ = p·x + q·out.
+    pub p: f32,
+    /// See `p`.
+    pub q: f32,
+    /// Philox seed.
+    pub seed: u64,
+    /// Global index of the first sample.
+    pub sample0: u32,
+    /// First Philox step counter of this corrector run.
+    pub step0: u32,
+}
+
 /// A compute backend: buffers and the fused Picard operations. See the module docs for layouts.
 pub trait Backend {
     /// An f32 buffer in the backend's memory.
@@ -186,4 +216,11 @@ pub trait Backend {
         times: &mut Self::Buf,
         err: &Self::Buf,
     ) -> Result<()>;
+
+    /// One Picard sweep of the Langevin corrector (see [`LangevinSweep`]); backends without it return
+    /// an error naming themselves.
+    fn langevin_sweep(&self, params: &LangevinSweep, shape: Shape, x: &mut Self::Buf, out: &Self::Buf) -> Result<()> {
+        let _ = (params, shape, x, out);
+        Err(crate::error::Error::device("langevin_sweep", format!("the Langevin corrector is not implemented on the {} backend", self.name())))
+    }
 }

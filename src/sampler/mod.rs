@@ -2,7 +2,12 @@
 //! window) and `blocks` (the seed paper's PIADM). They size a workspace once per run and the
 //! iteration loop allocates nothing.
 
+mod corrector;
+
 use std::time::Instant;
+
+pub use corrector::Corrector;
+use corrector::CorrectorRun;
 
 use crate::backend::{Backend, Noise, PicardForm, Shape, WindowPlan};
 use crate::error::{Error, Result};
@@ -36,6 +41,8 @@ pub enum SamplerKind {
         tol: f64,
         /// Scan or drift form.
         form: PicardForm,
+        /// PIADM-ODE's Langevin corrector after each block (None: off).
+        corrector: Option<Corrector>,
     },
 }
 
@@ -166,6 +173,7 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
             iters,
             tol,
             form,
+            ..
         } => Some(WindowPlan::blocks(
             n,
             block_ends(grid, *block_len)?,
@@ -218,6 +226,11 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
             let mut window = backend.window_new(plan, &tables, &mut times, shape)?;
             let interval = backend.sync_interval();
             let mut launched = 0usize;
+            let mut corrector = match kind {
+                SamplerKind::Blocks { corrector: Some(c), .. } => Some(CorrectorRun::new(backend, model, *c, shape)?),
+                _ => None,
+            };
+            let (mut block, mut extra_rounds, mut extra_nfe) = (0, 0, 0);
             loop {
                 for range in backend.model_slots(&window, plan)?.into_iter().flatten() {
                     model.eval(
@@ -242,12 +255,25 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
                     &err,
                 )?;
                 launched += 1;
-                if launched % interval == 0 || launched >= plan.max_iters {
+                if corrector.is_some() || launched % interval == 0 || launched >= plan.max_iters {
                     stats.host_syncs += 1;
                     let st = backend.window_read(&window)?;
+                    if let Some(c) = corrector.as_mut().filter(|_| st.block > block) {
+                        // The block ended at point st.start; correct it and the new block's slots,
+                        // which the advance initialised with the uncorrected state.
+                        block = st.block;
+                        let (r, slot) = (plan.ring(), shape.slot_len());
+                        let off = (st.start % r) * slot;
+                        let calls = c.apply(backend, model, grid.points[st.start], shape, inputs.seed, inputs.sample0, &mut x, off)?;
+                        extra_rounds += calls;
+                        extra_nfe += calls * c.steps();
+                        for m in st.start + 1..=st.end {
+                            c.write_result(backend, &mut x, (m % r) * slot, shape)?;
+                        }
+                    }
                     if st.done(plan) {
-                        stats.rounds = st.iters;
-                        stats.nfe = st.nfe;
+                        stats.rounds = st.iters + extra_rounds;
+                        stats.nfe = st.nfe + extra_nfe;
                         break;
                     }
                     if launched >= plan.max_iters {
@@ -275,3 +301,4 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
     }
     Ok(RunOutput { samples, stats })
 }
+
