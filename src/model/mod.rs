@@ -20,6 +20,13 @@ pub trait ScoreModel<B: Backend>: Sync {
     fn output(&self) -> ModelOutput;
     /// Scratch for evaluating up to `max_rows` rows at once.
     fn workspace(&self, backend: &B, max_rows: usize) -> Result<Self::Workspace>;
+    /// Called once per run, before any [`ScoreModel::eval`], with every model time the run will use
+    /// (the grid's points, the corrector's block ends): a model whose time path does not depend on
+    /// the state (a time-embedding MLP) tabulates it here. The default does nothing.
+    fn prepare_times(&self, backend: &B, ws: &mut Self::Workspace, times: &[f64]) -> Result<()> {
+        let _ = (backend, ws, times);
+        Ok(())
+    }
     /// Evaluates rows `row0 .. row0 + rows` of `x` (row-major, `dim` per row) at `times[row0 ..]`,
     /// writing the same rows of `out`.
     #[allow(clippy::too_many_arguments)]

@@ -5,7 +5,7 @@
 use crate::backend::{Backend, LangevinSweep, Shape};
 use crate::error::{Error, Result};
 use crate::model::ScoreModel;
-use crate::schedule::GridPoint;
+use crate::schedule::{Grid, GridPoint};
 
 /// Corrector settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -25,7 +25,12 @@ impl Default for Corrector {
     /// (exact): the best of the settings measured in `examples/corrector_study.rs`
     /// (docs/corrector.md); the paper's values are unknown.
     fn default() -> Self {
-        Corrector { gamma: 2.0, duration: 1.0, steps: 16, iters: 16 }
+        Corrector {
+            gamma: 2.0,
+            duration: 1.0,
+            steps: 16,
+            iters: 16,
+        }
     }
 }
 
@@ -33,13 +38,22 @@ impl Corrector {
     /// Checks the knobs.
     pub fn validate(&self) -> Result<()> {
         if !(self.gamma > 0.0 && self.gamma.is_finite()) {
-            return Err(Error::config("corrector-gamma", format!("must be positive, got {}", self.gamma)));
+            return Err(Error::config(
+                "corrector-gamma",
+                format!("must be positive, got {}", self.gamma),
+            ));
         }
         if !(self.duration > 0.0 && self.duration.is_finite()) {
-            return Err(Error::config("corrector-time", format!("must be positive, got {}", self.duration)));
+            return Err(Error::config(
+                "corrector-time",
+                format!("must be positive, got {}", self.duration),
+            ));
         }
         if self.steps == 0 || self.iters == 0 {
-            return Err(Error::config("corrector-steps", "corrector steps and iterations must be at least 1"));
+            return Err(Error::config(
+                "corrector-steps",
+                "corrector steps and iterations must be at least 1",
+            ));
         }
         Ok(())
     }
@@ -58,14 +72,28 @@ pub(crate) struct CorrectorRun<B: Backend, W> {
 
 impl<B: Backend, W> CorrectorRun<B, W> {
     /// Allocates the corrector's ring (M + 1 slots), outputs and times.
-    pub fn new<M: ScoreModel<B, Workspace = W>>(backend: &B, model: &M, cfg: Corrector, shape: Shape) -> Result<Self> {
+    pub fn new<M: ScoreModel<B, Workspace = W>>(
+        backend: &B,
+        model: &M,
+        cfg: Corrector,
+        shape: Shape,
+        grid: &Grid,
+    ) -> Result<Self> {
         cfg.validate()?;
+        let mut ws = model.workspace(backend, cfg.steps * shape.batch)?;
+        let times: Vec<f64> = grid
+            .points
+            .iter()
+            .map(|p| p.t)
+            .filter(|&t| t >= 0.0)
+            .collect();
+        model.prepare_times(backend, &mut ws, &times)?;
         Ok(CorrectorRun {
             cfg,
             x: backend.alloc((cfg.steps + 1) * shape.slot_len())?,
             out: backend.alloc(cfg.steps * shape.slot_len())?,
             times: backend.alloc(cfg.steps * shape.batch)?,
-            ws: model.workspace(backend, cfg.steps * shape.batch)?,
+            ws,
             runs: 0,
         })
     }
@@ -109,7 +137,15 @@ impl<B: Backend, W> CorrectorRun<B, W> {
             backend.copy(state, offset, &mut self.x, i * slot, slot)?;
         }
         for _ in 0..c.iters {
-            model.eval(backend, &mut self.ws, &self.x, &self.times, 0, m * shape.batch, &mut self.out)?;
+            model.eval(
+                backend,
+                &mut self.ws,
+                &self.x,
+                &self.times,
+                0,
+                m * shape.batch,
+                &mut self.out,
+            )?;
             backend.langevin_sweep(&params, shape, &mut self.x, &self.out)?;
         }
         self.write_result(backend, state, offset, shape)?;
@@ -117,8 +153,20 @@ impl<B: Backend, W> CorrectorRun<B, W> {
     }
 
     /// Copies the last corrected state into `state[offset..]`.
-    pub fn write_result(&self, backend: &B, state: &mut B::Buf, offset: usize, shape: Shape) -> Result<()> {
-        backend.copy(&self.x, self.cfg.steps * shape.slot_len(), state, offset, shape.slot_len())
+    pub fn write_result(
+        &self,
+        backend: &B,
+        state: &mut B::Buf,
+        offset: usize,
+        shape: Shape,
+    ) -> Result<()> {
+        backend.copy(
+            &self.x,
+            self.cfg.steps * shape.slot_len(),
+            state,
+            offset,
+            shape.slot_len(),
+        )
     }
 
     /// Corrector steps M (model evaluations per sample per iteration).

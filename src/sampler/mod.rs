@@ -209,6 +209,7 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
     let mut out = backend.alloc(ring * shape.slot_len())?;
     let mut times = backend.alloc(ring * shape.batch)?;
     let mut ws = model.workspace(backend, ring * shape.batch)?;
+    model.prepare_times(backend, &mut ws, &table.t)?;
     let mut stats = RunStats::default();
     let final_slot = match &plan {
         None => {
@@ -227,7 +228,9 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
             let interval = backend.sync_interval();
             let mut launched = 0usize;
             let mut corrector = match kind {
-                SamplerKind::Blocks { corrector: Some(c), .. } => Some(CorrectorRun::new(backend, model, *c, shape)?),
+                SamplerKind::Blocks {
+                    corrector: Some(c), ..
+                } => Some(CorrectorRun::new(backend, model, *c, shape, grid)?),
                 _ => None,
             };
             let (mut block, mut extra_rounds, mut extra_nfe) = (0, 0, 0);
@@ -264,7 +267,16 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
                         block = st.block;
                         let (r, slot) = (plan.ring(), shape.slot_len());
                         let off = (st.start % r) * slot;
-                        let calls = c.apply(backend, model, grid.points[st.start], shape, inputs.seed, inputs.sample0, &mut x, off)?;
+                        let calls = c.apply(
+                            backend,
+                            model,
+                            grid.points[st.start],
+                            shape,
+                            inputs.seed,
+                            inputs.sample0,
+                            &mut x,
+                            off,
+                        )?;
                         extra_rounds += calls;
                         extra_nfe += calls * c.steps();
                         for m in st.start + 1..=st.end {
@@ -301,4 +313,3 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
     }
     Ok(RunOutput { samples, stats })
 }
-
