@@ -43,7 +43,7 @@ pub enum Error {
     NonFinite {
         /// Where it was detected.
         op: String,
-        /// The grid step at which it was detected.
+        /// The grid step whose result was non-finite (step j maps point j to point j + 1).
         step: usize,
     },
     /// A device (CUDA) is unavailable or a device operation failed.

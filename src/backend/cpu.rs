@@ -205,15 +205,17 @@ impl Backend for CpuBackend {
             &mut x[x_off..x_off + shape.slot_len()],
             &out[out_off..out_off + shape.slot_len()],
         );
-        xs.par_chunks_mut(shape.dim)
+        let finite = xs
+            .par_chunks_mut(shape.dim)
             .zip(os.par_chunks(shape.dim))
             .enumerate()
-            .for_each(|(sample, (xr, or))| {
+            .all(|(sample, (xr, or))| {
                 xr.par_chunks_mut(CHUNK)
                     .zip(or.par_chunks(CHUNK))
                     .enumerate()
-                    .for_each(|(u, (xc, oc))| {
+                    .all(|(u, (xc, oc))| {
                         let mut z = [0f32; LANES];
+                        let mut finite = true;
                         for (l, (xl, ol)) in xc.chunks_mut(LANES).zip(oc.chunks(LANES)).enumerate()
                         {
                             let zl = &mut z[..xl.len()];
@@ -222,10 +224,18 @@ impl Backend for CpuBackend {
                             }
                             for i in 0..xl.len() {
                                 xl[i] = affine(k, xl[i], xl[i], ol[i], zl[i]);
+                                finite &= xl[i].is_finite();
                             }
                         }
-                    });
+                        finite
+                    })
             });
+        if !finite {
+            return Err(Error::NonFinite {
+                op: "sequential step (state or model output)".into(),
+                step: j,
+            });
+        }
         Ok(())
     }
 
@@ -381,7 +391,7 @@ impl Backend for CpuBackend {
         if let Some(k) = (0..w.end - s).find(|&k| !point_err(k).is_finite()) {
             return Err(Error::NonFinite {
                 op: "picard iteration (state or model output)".into(),
-                step: s + 1 + k,
+                step: s + k,
             });
         }
         let old_end = w.advance(plan, point_err);
@@ -406,10 +416,19 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn langevin_sweep(&self, lp: &LangevinSweep, shape: Shape, x: &mut Vec<f32>, out: &Vec<f32>) -> Result<()> {
+    fn langevin_sweep(
+        &self,
+        lp: &LangevinSweep,
+        shape: Shape,
+        x: &mut Vec<f32>,
+        out: &Vec<f32>,
+    ) -> Result<()> {
         let (slot, dim, m) = (shape.slot_len(), shape.dim, lp.steps);
         if x.len() < (m + 1) * slot || out.len() < m * slot {
-            return Err(Error::shape("langevin_sweep", "corrector buffers are smaller than its steps need"));
+            return Err(Error::shape(
+                "langevin_sweep",
+                "corrector buffers are smaller than its steps need",
+            ));
         }
         let per_row = dim.div_ceil(CHUNK);
         let xp = SharedMut(x.as_mut_ptr());
@@ -418,17 +437,25 @@ impl Backend for CpuBackend {
             let d1 = (d0 + CHUNK).min(dim);
             let noise = |step: u32, g: usize, z: &mut [f32]| {
                 for (i, quad) in z.chunks_mut(4).enumerate() {
-                    let v = rng::normal4(lp.seed, (g / 4 + i) as u32, step, lp.sample0 + sample as u32, rng::TAG_CORRECTOR);
+                    let v = rng::normal4(
+                        lp.seed,
+                        (g / 4 + i) as u32,
+                        step,
+                        lp.sample0 + sample as u32,
+                        rng::TAG_CORRECTOR,
+                    );
                     quad.copy_from_slice(&v[..quad.len()]);
                 }
             };
             let mut g = d0;
             while g < d1 {
                 let wl = LANES.min(d1 - g);
-                let (mut y, mut xold, mut v, mut z) = ([0f32; LANES], [0f32; LANES], [0f32; LANES], [0f32; LANES]);
+                let (mut y, mut xold, mut v, mut z) =
+                    ([0f32; LANES], [0f32; LANES], [0f32; LANES], [0f32; LANES]);
                 let base = |i: usize| i * slot + sample * dim + g;
                 // SAFETY: as in `picard_sweep`, unit u touches only its own (sample, element) pairs.
-                let xs = |i: usize| unsafe { std::slice::from_raw_parts_mut(xp.ptr().add(base(i)), wl) };
+                let xs =
+                    |i: usize| unsafe { std::slice::from_raw_parts_mut(xp.ptr().add(base(i)), wl) };
                 y[..wl].copy_from_slice(xs(0));
                 xold[..wl].copy_from_slice(xs(0));
                 noise(lp.step0, g, &mut v[..wl]);

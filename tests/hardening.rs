@@ -1,0 +1,180 @@
+//! Hardening on the CPU: non-finite detection naming the step, bit-identical results across thread
+//! counts, and samplers run from several threads. (Memory bounds: tests/memory.rs.)
+
+mod common;
+
+use common::*;
+use picardiff::prelude::*;
+
+/// A mixture model that returns NaN at one model time.
+struct Poisoned {
+    inner: GmmModel,
+    at: f32,
+}
+
+impl ScoreModel<CpuBackend> for Poisoned {
+    type Workspace = Vec<f32>;
+    fn dim(&self) -> usize {
+        ScoreModel::<CpuBackend>::dim(&self.inner)
+    }
+    fn output(&self) -> ModelOutput {
+        ModelOutput::Epsilon
+    }
+    fn workspace(&self, b: &CpuBackend, rows: usize) -> Result<Vec<f32>> {
+        self.inner.workspace(b, rows)
+    }
+    fn eval(
+        &self,
+        b: &CpuBackend,
+        ws: &mut Vec<f32>,
+        x: &Vec<f32>,
+        t: &Vec<f32>,
+        row0: usize,
+        rows: usize,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        self.inner.eval(b, ws, x, t, row0, rows, out)?;
+        let d = self.dim();
+        for r in row0..row0 + rows {
+            if t[r] == self.at {
+                out[r * d] = f32::NAN;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_nan_model_output_stops_every_sampler_naming_the_step() {
+    let (s, g) = ddpm_grid(100);
+    // Step 37 evaluates the model at grid point 37.
+    let at = g.points[37].t as f32;
+    let model = Poisoned {
+        inner: GmmModel::new(mixture_2d(), s),
+        at,
+    };
+    let rule = StepRule::from_name("ddpm", None).unwrap();
+    let inputs = RunInputs {
+        batch: 3,
+        seed: 1,
+        ..Default::default()
+    };
+    let kinds = [
+        SamplerKind::Sequential,
+        SamplerKind::Picard {
+            window: 100,
+            tol: 0.1,
+            max_iters: None,
+            form: PicardForm::Scan,
+        },
+        SamplerKind::Picard {
+            window: 8,
+            tol: 0.1,
+            max_iters: None,
+            form: PicardForm::Drift,
+        },
+        SamplerKind::Blocks {
+            block_len: 200.0,
+            iters: 4,
+            tol: 0.1,
+            form: PicardForm::Scan,
+            corrector: None,
+        },
+    ];
+    for kind in kinds {
+        match run(&CpuBackend, &model, &g, rule, &kind, &inputs) {
+            Err(Error::NonFinite { step, .. }) => assert_eq!(step, 37, "{kind:?}"),
+            other => panic!("{kind:?}: expected a non-finite error, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn same_seed_is_bit_identical_across_runs_and_thread_counts() {
+    let (s, g) = ddpm_grid(200);
+    let model = GmmModel::new(mixture_64d(), s);
+    let rule = StepRule::from_name("ddpm", None).unwrap();
+    let kind = SamplerKind::Picard {
+        window: 50,
+        tol: 0.1,
+        max_iters: None,
+        form: PicardForm::Scan,
+    };
+    let inputs = RunInputs {
+        batch: 5,
+        seed: 9,
+        ..Default::default()
+    };
+    let in_pool = |threads| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| run(&CpuBackend, &model, &g, rule, &kind, &inputs).unwrap())
+    };
+    let one = in_pool(1);
+    for threads in [1, 2, 3] {
+        let other = in_pool(threads);
+        assert_eq!(other.samples, one.samples, "{threads} threads");
+        assert_eq!(other.stats.rounds, one.stats.rounds);
+    }
+}
+
+#[test]
+fn samplers_from_several_threads_match_running_alone() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<GmmModel>();
+    assert_send_sync::<CpuBackend>();
+    let (s, g) = ddpm_grid(100);
+    let model = GmmModel::new(mixture_2d(), s);
+    let rule = StepRule::from_name("ddpm", None).unwrap();
+    let kind = SamplerKind::Picard {
+        window: 100,
+        tol: 0.1,
+        max_iters: None,
+        form: PicardForm::Scan,
+    };
+    let alone: Vec<Vec<f32>> = (0..4)
+        .map(|seed| {
+            run(
+                &CpuBackend,
+                &model,
+                &g,
+                rule,
+                &kind,
+                &RunInputs {
+                    batch: 4,
+                    seed,
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+            .samples
+        })
+        .collect();
+    let together: Vec<Vec<f32>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|seed| {
+                let (model, g, kind) = (&model, &g, &kind);
+                scope.spawn(move || {
+                    run(
+                        &CpuBackend,
+                        model,
+                        g,
+                        rule,
+                        kind,
+                        &RunInputs {
+                            batch: 4,
+                            seed,
+                            ..Default::default()
+                        },
+                    )
+                    .unwrap()
+                    .samples
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(alone, together);
+}
