@@ -178,3 +178,33 @@ fn samplers_from_several_threads_match_running_alone() {
     });
     assert_eq!(alone, together);
 }
+
+#[test]
+fn a_run_larger_than_free_memory_fails_before_allocating_with_the_amount() {
+    let s = Schedule::from_name("ou", 0).unwrap();
+    let g = Grid::uniform(&s, 100_000, 10.0, 1e-3).unwrap();
+    let mix = Mixture::new(vec![1.0], vec![vec![0.0; 4096]], vec![1.0]).unwrap();
+    let model = GmmModel::new(mix, s);
+    // 100 000-point window × 4096 samples × 4096 elements ≈ 13 PB.
+    let kind = SamplerKind::Picard {
+        window: 100_000,
+        tol: 0.1,
+        max_iters: None,
+        form: PicardForm::Scan,
+    };
+    let err = run(
+        &CpuBackend,
+        &model,
+        &g,
+        StepRule::ExpSde,
+        &kind,
+        &RunInputs {
+            batch: 4096,
+            seed: 1,
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("MiB") && msg.contains("needs"), "{msg}");
+}

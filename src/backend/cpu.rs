@@ -124,6 +124,14 @@ impl Backend for CpuBackend {
         Ok(v)
     }
 
+    /// `MemAvailable` from /proc/meminfo (Linux); None elsewhere.
+    fn free_memory(&self) -> Option<usize> {
+        let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+        let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+        let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    }
+
     fn upload(&self, data: &[f32]) -> Result<Vec<f32>> {
         Ok(data.to_vec())
     }

@@ -10,6 +10,8 @@
 //! outputs use the same ring layout; the per-row model times are a ring of `R × batch` f32.
 
 pub mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 mod window;
 
 pub use window::{WindowMode, WindowPlan, WindowState};
@@ -132,6 +134,10 @@ pub trait Backend {
     fn fill(&self, buf: &mut Self::Buf, offset: usize, len: usize, value: f32) -> Result<()>;
     /// Length of the error buffer `picard_sweep` needs for `plan` and `shape`.
     fn err_len(&self, plan: &WindowPlan, shape: Shape) -> usize;
+    /// Free memory in bytes, if the backend can tell (the sampler refuses runs that need more).
+    fn free_memory(&self) -> Option<usize> {
+        None
+    }
     /// Iterations between completion checks (host reads of the window state); 1 on the CPU.
     fn sync_interval(&self) -> usize {
         1
@@ -219,8 +225,20 @@ pub trait Backend {
 
     /// One Picard sweep of the Langevin corrector (see [`LangevinSweep`]); backends without it return
     /// an error naming themselves.
-    fn langevin_sweep(&self, params: &LangevinSweep, shape: Shape, x: &mut Self::Buf, out: &Self::Buf) -> Result<()> {
+    fn langevin_sweep(
+        &self,
+        params: &LangevinSweep,
+        shape: Shape,
+        x: &mut Self::Buf,
+        out: &Self::Buf,
+    ) -> Result<()> {
         let _ = (params, shape, x, out);
-        Err(crate::error::Error::device("langevin_sweep", format!("the Langevin corrector is not implemented on the {} backend", self.name())))
+        Err(crate::error::Error::device(
+            "langevin_sweep",
+            format!(
+                "the Langevin corrector is not implemented on the {} backend",
+                self.name()
+            ),
+        ))
     }
 }

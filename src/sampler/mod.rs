@@ -182,6 +182,14 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
             *form,
         )?),
     };
+    check_memory(
+        backend,
+        plan.as_ref(),
+        kind,
+        shape,
+        n,
+        inputs.noise.is_some(),
+    )?;
     let tables = backend.upload_tables(&table)?;
     let noise_buf = inputs.noise.map(|z| backend.upload(z)).transpose()?;
     let noise = match &noise_buf {
@@ -312,4 +320,42 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
         });
     }
     Ok(RunOutput { samples, stats })
+}
+
+/// Fails before allocating when the run's buffers (the iterate and output rings, times, errors, a
+/// caller noise table, the corrector's ring) exceed the backend's free memory; the message gives both.
+fn check_memory<B: Backend>(
+    backend: &B,
+    plan: Option<&WindowPlan>,
+    kind: &SamplerKind,
+    shape: Shape,
+    steps: usize,
+    noise_table: bool,
+) -> Result<()> {
+    let Some(free) = backend.free_memory() else {
+        return Ok(());
+    };
+    let slot = shape.slot_len() as u128;
+    let ring = plan.map_or(1, |p| p.ring()) as u128;
+    let mut floats = 2 * ring * slot + ring * shape.batch as u128;
+    if let Some(p) = plan {
+        floats += backend.err_len(p, shape) as u128;
+    }
+    if noise_table {
+        floats += steps as u128 * slot;
+    }
+    if let SamplerKind::Blocks {
+        corrector: Some(c), ..
+    } = kind
+    {
+        floats += (2 * c.steps as u128 + 1) * slot + c.steps as u128 * shape.batch as u128;
+    }
+    let bytes = floats * 4;
+    if bytes > free as u128 {
+        return Err(Error::device(
+            "allocate sampler workspace",
+            format!("the run needs {:.1} MiB but only {:.1} MiB are free on the {} backend (reduce the window or batch)", bytes as f64 / 1048576.0, free as f64 / 1048576.0, backend.name()),
+        ));
+    }
+    Ok(())
 }
