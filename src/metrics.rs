@@ -13,7 +13,10 @@ impl Mixture {
         let d = self.dim;
         let mut out = vec![0f32; n * d];
         for (i, row) in out.chunks_mut(d).enumerate() {
-            let w = rng::philox4x32_10([i as u32, 0, 0, TAG_EXACT + 2], [seed as u32, (seed >> 32) as u32])[0];
+            let w = rng::philox4x32_10(
+                [i as u32, 0, 0, TAG_EXACT + 2],
+                [seed as u32, (seed >> 32) as u32],
+            )[0];
             let target = (w as f64 + 0.5) / 4294967296.0;
             let mut acc = 0.0;
             let k = self.weights.iter().position(|&wk| {
@@ -34,7 +37,11 @@ impl Mixture {
 /// Sliced Wasserstein-2 distance between two equal-size sample sets (`[n][dim]` row-major), averaged
 /// over `projections` random directions (deterministic in `seed`).
 pub fn sliced_wasserstein(a: &[f32], b: &[f32], dim: usize, projections: usize, seed: u64) -> f64 {
-    assert_eq!(a.len(), b.len(), "sliced_wasserstein needs equal sample counts");
+    assert_eq!(
+        a.len(),
+        b.len(),
+        "sliced_wasserstein needs equal sample counts"
+    );
     let n = a.len() / dim;
     let mut dir = vec![0f32; dim];
     let (mut pa, mut pb) = (vec![0f64; n], vec![0f64; n]);
@@ -44,13 +51,23 @@ pub fn sliced_wasserstein(a: &[f32], b: &[f32], dim: usize, projections: usize, 
         let norm = dir.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
         let proj = |x: &[f32], out: &mut [f64]| {
             for (o, row) in out.iter_mut().zip(x.chunks(dim)) {
-                *o = row.iter().zip(&dir).map(|(&xi, &di)| xi as f64 * di as f64).sum::<f64>() / norm;
+                *o = row
+                    .iter()
+                    .zip(&dir)
+                    .map(|(&xi, &di)| xi as f64 * di as f64)
+                    .sum::<f64>()
+                    / norm;
             }
             out.sort_by(f64::total_cmp);
         };
         proj(a, &mut pa);
         proj(b, &mut pb);
-        total += pa.iter().zip(&pb).map(|(x, y)| (x - y).powi(2)).sum::<f64>() / n as f64;
+        total += pa
+            .iter()
+            .zip(&pb)
+            .map(|(x, y)| (x - y).powi(2))
+            .sum::<f64>()
+            / n as f64;
     }
     (total / projections as f64).sqrt()
 }

@@ -78,12 +78,27 @@ fn corrector_picard_is_exact_with_enough_iterations_and_validates() {
     let s = Schedule::from_name("ou", 0).unwrap();
     let g = Grid::paper(&s, 1.0, 10.0, 1e-3).unwrap();
     let model = GmmModel::new(mixture_2d(), s);
-    let inputs = RunInputs { batch: 8, seed: 5, ..Default::default() };
+    let inputs = RunInputs {
+        batch: 8,
+        seed: 5,
+        ..Default::default()
+    };
     let with = |corrector| {
-        let kind = SamplerKind::Blocks { block_len: 1.0, iters: g.steps(), tol: 0.0, form: PicardForm::Scan, corrector };
+        let kind = SamplerKind::Blocks {
+            block_len: 1.0,
+            iters: g.steps(),
+            tol: 0.0,
+            form: PicardForm::Scan,
+            corrector,
+        };
         run(&CpuBackend, &model, &g, StepRule::ExpOde, &kind, &inputs)
     };
-    let c = Corrector { gamma: 2.0, duration: 1.0, steps: 8, iters: 8 };
+    let c = Corrector {
+        gamma: 2.0,
+        duration: 1.0,
+        steps: 8,
+        iters: 8,
+    };
     let exact = with(Some(c)).unwrap();
     let more = with(Some(Corrector { iters: 12, ..c })).unwrap();
     let fewer = with(Some(Corrector { iters: 2, ..c })).unwrap();

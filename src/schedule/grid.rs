@@ -3,6 +3,9 @@
 use super::Schedule;
 use crate::error::{Error, Result};
 
+/// The largest grid a continuous schedule builds (10^7 steps).
+pub const MAX_STEPS: usize = 10_000_000;
+
 /// One point of a grid.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GridPoint {
@@ -131,8 +134,11 @@ impl Grid {
     /// `steps` uniform steps from `horizon` down to `t_end` in continuous time.
     pub fn uniform(schedule: &Schedule, steps: usize, horizon: f64, t_end: f64) -> Result<Self> {
         check_continuous(schedule, horizon, t_end)?;
-        if steps == 0 {
-            return Err(Error::config("steps", "must be at least 1"));
+        if steps == 0 || steps > MAX_STEPS {
+            return Err(Error::config(
+                "steps",
+                format!("must be in 1..={MAX_STEPS}, got {steps}"),
+            ));
         }
         let h = (horizon - t_end) / steps as f64;
         Ok(Self::from_times(
@@ -160,6 +166,15 @@ impl Grid {
         let eps = 1e-9;
         let mut times = vec![horizon];
         let mut j = 1;
+        // Size before building: the uniform part's steps plus the geometric part's.
+        let knee = horizon.min(1.0).max(t_end);
+        let estimate = (horizon - knee) / kappa + (knee / t_end).ln() / kappa.ln_1p() + 2.0;
+        if estimate > MAX_STEPS as f64 {
+            return Err(Error::config(
+                "kappa",
+                format!("the paper grid would have about {estimate:.3e} steps (limit {MAX_STEPS})"),
+            ));
+        }
         while horizon - j as f64 * kappa >= 1.0 - eps
             && horizon - j as f64 * kappa > t_end * (1.0 + eps)
         {
@@ -172,12 +187,6 @@ impl Grid {
             times.push(t);
         }
         times.push(t_end);
-        if times.len() > 10_000_000 {
-            return Err(Error::config(
-                "kappa",
-                "the paper grid would have more than 10^7 steps",
-            ));
-        }
         Ok(Self::from_times(schedule, times))
     }
 }

@@ -1,0 +1,168 @@
+//! `picardiff sample` and `picardiff compare`.
+
+use std::path::Path;
+
+use picardiff::prelude::*;
+use serde_json::{json, Map, Value};
+
+use super::config::{self, Problem, Sampler};
+use super::device::Device;
+use super::{emit, npy, CliError, CliResult, RunArgs};
+
+/// Fails early (before a long run) when an output file's directory does not exist.
+fn check_output(path: Option<&Path>, what: &str) -> CliResult<()> {
+    let Some(path) = path else { return Ok(()) };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(CliError::new(format!(
+            "{what} `{}`: directory `{}` does not exist",
+            path.display(),
+            dir.display()
+        )));
+    }
+    if path.is_dir() {
+        return Err(CliError::new(format!(
+            "{what} `{}`: is a directory",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Everything a command needs, validated, with the device opened last.
+struct Setup {
+    problem: Problem,
+    sampler: Sampler,
+    device: Device,
+}
+
+fn setup(args: &RunArgs) -> CliResult<Setup> {
+    let problem = config::problem(args)?;
+    let sampler = config::sampler(args, &problem)?;
+    check_output(args.out.as_deref(), "--out")?;
+    check_output(args.stats.as_deref(), "--stats")?;
+    let device = Device::open(&args.device)?;
+    Ok(Setup {
+        problem,
+        sampler,
+        device,
+    })
+}
+
+/// The stats JSON of one run: the problem, the sampler's settings and the counters.
+fn stats_json(command: &str, s: &Setup, stats: &RunStats) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("command".into(), json!(command));
+    m.insert("device".into(), json!(s.device.name()));
+    m.extend(s.sampler.info.clone());
+    m.extend(s.problem.info.clone());
+    m.insert("rounds".into(), json!(stats.rounds));
+    m.insert("nfe".into(), json!(stats.nfe));
+    m.insert("wall_ms".into(), json!(stats.wall_ms));
+    m.insert("host_syncs".into(), json!(stats.host_syncs));
+    m
+}
+
+fn write_outputs(
+    args: &RunArgs,
+    s: &Setup,
+    samples: &[f32],
+    stats: Map<String, Value>,
+) -> CliResult<()> {
+    if let Some(path) = &args.out {
+        npy::write_f32(path, &[s.problem.batch, s.problem.dim()], samples, "--out")?;
+    }
+    if let Some(path) = &args.stats {
+        let text = serde_json::to_string_pretty(&Value::Object(stats))
+            .map_err(|e| CliError::new(format!("--stats: {e}")))?;
+        std::fs::write(path, text + "\n")
+            .map_err(|e| CliError::new(format!("--stats `{}`: {e}", path.display())))?;
+    }
+    Ok(())
+}
+
+/// `picardiff sample`: one sampler, samples to `--out`, counters to `--stats`.
+pub fn sample(args: &RunArgs) -> CliResult<()> {
+    let s = setup(args)?;
+    let out = s
+        .device
+        .run(&s.problem, &s.sampler.kind, &s.sampler.label)?;
+    let st = &out.stats;
+    let p = &s.problem;
+    emit(&format!(
+        "{} on {}: batch {}, dim {}, {} steps: {} rounds, {} evaluations/sample, {:.1} ms\n",
+        s.sampler.label,
+        s.device.name(),
+        p.batch,
+        p.dim(),
+        p.steps(),
+        st.rounds,
+        st.nfe,
+        st.wall_ms
+    ))?;
+    write_outputs(args, &s, &out.samples, stats_json("sample", &s, st))
+}
+
+/// Max |a − b| over two equally long sample arrays.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// `picardiff compare`: the sequential sampler and `--sampler` (default picard) on the same noise.
+pub fn compare(args: &RunArgs) -> CliResult<()> {
+    if args.sampler.as_deref() == Some("sequential") {
+        return Err(CliError::new(
+            "--sampler: compare runs the sequential sampler against picard or blocks; choose one of those",
+        ));
+    }
+    let s = setup(args)?;
+    let seq = s
+        .device
+        .run(&s.problem, &SamplerKind::Sequential, "sequential")?;
+    let par = s
+        .device
+        .run(&s.problem, &s.sampler.kind, &s.sampler.label)?;
+    let diff = max_abs_diff(&par.samples, &seq.samples);
+    let p = &s.problem;
+    let w = s.sampler.label.len().max(12);
+    let row = |name: &str, st: &RunStats| {
+        format!(
+            "{name:<w$} {:>8} {:>10} {:>10.1}\n",
+            st.rounds, st.nfe, st.wall_ms
+        )
+    };
+    let mut text = format!(
+        "batch {}, dim {}, {} steps, device {}\n{:<w$} {:>8} {:>10} {:>10}\n",
+        p.batch,
+        p.dim(),
+        p.steps(),
+        s.device.name(),
+        "sampler",
+        "rounds",
+        "nfe",
+        "wall ms"
+    );
+    text += &row("sequential", &seq.stats);
+    text += &row(&s.sampler.label, &par.stats);
+    text += &format!(
+        "max |{} - sequential| = {diff:.3e}; rounds {} vs {} ({:.1}x fewer)\n",
+        s.sampler.label,
+        par.stats.rounds,
+        seq.stats.rounds,
+        seq.stats.rounds as f64 / par.stats.rounds.max(1) as f64
+    );
+    emit(&text)?;
+    let mut stats = stats_json("compare", &s, &par.stats);
+    stats.insert("max_abs_diff".into(), json!(diff));
+    stats.insert("sequential_rounds".into(), json!(seq.stats.rounds));
+    stats.insert("sequential_nfe".into(), json!(seq.stats.nfe));
+    stats.insert("sequential_wall_ms".into(), json!(seq.stats.wall_ms));
+    stats.insert("sequential_host_syncs".into(), json!(seq.stats.host_syncs));
+    write_outputs(args, &s, &par.samples, stats)
+}

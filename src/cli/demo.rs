@@ -1,0 +1,165 @@
+//! `picardiff demo`: every sampler on a built-in mixture, against the sequential reference.
+
+use picardiff::backend::PicardForm;
+use picardiff::prelude::*;
+use serde_json::Map;
+
+use super::commands::max_abs_diff;
+use super::config::{
+    Problem, DEFAULT_BLOCK_ITERS, DEFAULT_BLOCK_LEN_CONTINUOUS, DEFAULT_BLOCK_LEN_DISCRETE,
+    DEFAULT_KAPPA, DEFAULT_T_END,
+};
+use super::device::Device;
+use super::{emit, CliError, CliResult, DemoArgs};
+
+/// The 2-D, 2-component mixture of `examples/mixture_2d.json`.
+pub fn mixture_2d() -> picardiff::Result<Mixture> {
+    Mixture::new(
+        vec![0.3, 0.7],
+        vec![vec![-2.0, 1.0], vec![1.5, -1.0]],
+        vec![0.4, 0.6],
+    )
+}
+
+/// The 64-D, 8-component mixture of `examples/mixture_64d.json` (`tools/make_mixtures.py`):
+/// weights 1 + k/4, means 1.5·(((7k + 3j) mod 11)/5 − 1), stds 0.3 + 0.05k.
+pub fn mixture_64d() -> picardiff::Result<Mixture> {
+    let (k, d) = (8, 64);
+    let weights: Vec<f64> = (0..k).map(|i| 1.0 + i as f64 * 0.25).collect();
+    let means: Vec<Vec<f64>> = (0..k)
+        .map(|i| {
+            (0..d)
+                .map(|j| 1.5 * (((i * 7 + j * 3) % 11) as f64 / 5.0 - 1.0))
+                .collect()
+        })
+        .collect();
+    let stds: Vec<f64> = (0..k).map(|i| 0.3 + 0.05 * i as f64).collect();
+    Mixture::new(weights, means, stds)
+}
+
+/// One table: the sequential sampler, then each parallel one, on the same noise.
+fn table(
+    device: &Device,
+    title: &str,
+    problem: &Problem,
+    samplers: &[(String, SamplerKind)],
+) -> CliResult<String> {
+    let mut text = format!(
+        "{title}\n{:<22} {:>7} {:>8} {:>9} {:>15}\n",
+        "sampler", "rounds", "nfe", "wall ms", "max |Δ| vs seq"
+    );
+    let seq = device.run(problem, &SamplerKind::Sequential, "sequential")?;
+    let mut row = |name: &str, out: &RunOutput, diff: String| {
+        text += &format!(
+            "{name:<22} {:>7} {:>8} {:>9.1} {diff:>15}\n",
+            out.stats.rounds, out.stats.nfe, out.stats.wall_ms,
+        );
+    };
+    row("sequential", &seq, "(reference)".into());
+    for (name, kind) in samplers {
+        let out = device.run(problem, kind, name)?;
+        let diff = max_abs_diff(&out.samples, &seq.samples);
+        row(name, &out, format!("{diff:.2e}"));
+    }
+    Ok(text)
+}
+
+/// The parallel samplers of a table: picard scan and drift (full window), blocks (scan).
+fn samplers(tol: f64, block_len: f64, block_desc: &str) -> Vec<(String, SamplerKind)> {
+    let picard = |form| SamplerKind::Picard {
+        window: usize::MAX,
+        tol,
+        max_iters: None,
+        form,
+    };
+    vec![
+        ("picard scan".into(), picard(PicardForm::Scan)),
+        ("picard drift".into(), picard(PicardForm::Drift)),
+        (
+            format!("blocks h={block_desc} K<={DEFAULT_BLOCK_ITERS}"),
+            SamplerKind::Blocks {
+                block_len,
+                iters: DEFAULT_BLOCK_ITERS,
+                tol,
+                form: PicardForm::Scan,
+                corrector: None,
+            },
+        ),
+    ]
+}
+
+/// `picardiff demo`.
+pub fn demo(args: &DemoArgs) -> CliResult<()> {
+    let (mixture, desc) = match args.mixture.as_str() {
+        "64d" => (mixture_64d()?, "64-D mixture of 8 Gaussians"),
+        "2d" => (mixture_2d()?, "2-D mixture of 2 Gaussians"),
+        o => {
+            return Err(CliError::new(format!(
+                "--mixture: unknown mixture `{o}` (expected 64d or 2d)"
+            )))
+        }
+    };
+    if args.batch == 0 {
+        return Err(CliError::new("--batch: must be at least 1, got 0"));
+    }
+    let ddpm = Schedule::from_name("ddpm-linear", 1000)?;
+    let ddpm_grid = Grid::discrete(&ddpm, args.steps, Spacing::Leading)?;
+    let device = Device::open(&args.device)?;
+    let problem = |schedule: Schedule, grid: Grid, rule: StepRule| Problem {
+        model: GmmModel::new(mixture.clone(), schedule),
+        grid,
+        rule,
+        batch: args.batch,
+        seed: args.seed,
+        init: None,
+        noise: None,
+        info: Map::new(),
+    };
+
+    // Warm up the thread pool (and a device context) so the first timing is not its start-up.
+    let warm = problem(
+        ddpm.clone(),
+        Grid::discrete(&ddpm, 10, Spacing::Leading)?,
+        StepRule::from_name("ddpm", None)?,
+    );
+    device.run(&warm, &SamplerKind::Sequential, "warm-up")?;
+
+    let mut text = format!(
+        "picardiff demo: {desc} (exact score), batch {}, seed {}, device {}\n\
+         rounds = sequential model calls, nfe = model evaluations per sample, \
+         max |Δ| = largest deviation from the sequential samples,\n\
+         blocks h=H K<=8: blocks of length H in the schedule's time, at most 8 iterations each\n\n",
+        args.batch,
+        args.seed,
+        device.name()
+    );
+
+    let rule = StepRule::from_name("ddpm", None)?;
+    let tol = rule.default_tolerance();
+    let grid = ddpm_grid;
+    text += &table(
+        &device,
+        &format!(
+            "{}-step DDPM (ddpm-linear, rule ddpm, tol {tol}, full window)",
+            grid.steps()
+        ),
+        &problem(ddpm, grid, rule),
+        &samplers(tol, DEFAULT_BLOCK_LEN_DISCRETE, "100"),
+    )?;
+
+    let ou = Schedule::Ou;
+    let grid = Grid::paper(&ou, DEFAULT_KAPPA, 10.0, DEFAULT_T_END)?;
+    let rule = StepRule::ExpSde;
+    let tol = rule.default_tolerance();
+    text += "\n";
+    text += &table(
+        &device,
+        &format!(
+            "OU, T = 10, eta = {DEFAULT_T_END}, paper grid kappa = {DEFAULT_KAPPA} ({} steps), rule exp-sde, tol {tol}",
+            grid.steps()
+        ),
+        &problem(ou, grid, rule),
+        &samplers(tol, DEFAULT_BLOCK_LEN_CONTINUOUS, "1"),
+    )?;
+    emit(&text)
+}

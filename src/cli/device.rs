@@ -1,0 +1,118 @@
+//! Backend selection (`--device cpu|cuda|auto`) and the one generic function that runs a sampler on
+//! any backend. A backend plugs in as a variant of [`Device`] plus one match arm per method.
+
+use std::io::IsTerminal;
+use std::time::Instant;
+
+use picardiff::backend::Backend;
+use picardiff::prelude::*;
+
+use super::config::Problem;
+use super::{CliError, CliResult};
+
+/// An opened backend.
+pub enum Device {
+    /// The pure-Rust CPU backend.
+    Cpu(CpuBackend),
+    /// The CUDA backend on GPU 0.
+    #[cfg(feature = "cuda")]
+    Cuda(picardiff::backend::cuda::CudaBackend),
+}
+
+#[cfg(not(feature = "cuda"))]
+const NO_CUDA: &str = "built without CUDA support: rebuild with --features cuda";
+
+impl Device {
+    /// Opens the backend named by `--device`. `auto` prefers CUDA when built with it and a GPU
+    /// opens, and says on stderr which device it chose.
+    pub fn open(name: &str) -> CliResult<Device> {
+        match name {
+            "cpu" => Ok(Device::Cpu(CpuBackend)),
+            "cuda" => Self::open_cuda(),
+            "auto" => {
+                let (device, why) = Self::open_auto();
+                eprintln!("picardiff: device {} (auto{why})", device.name());
+                Ok(device)
+            }
+            o => Err(CliError::new(format!(
+                "--device: unknown device `{o}` (expected cpu, cuda or auto)"
+            ))),
+        }
+    }
+
+    #[cfg(feature = "cuda")]
+    fn open_cuda() -> CliResult<Device> {
+        picardiff::backend::cuda::CudaBackend::new(0)
+            .map(Device::Cuda)
+            .map_err(|e| CliError::new(format!("cannot open CUDA device 0: {e}")))
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    fn open_cuda() -> CliResult<Device> {
+        Err(CliError::new(NO_CUDA))
+    }
+
+    /// The device `auto` picks and why.
+    #[cfg(feature = "cuda")]
+    fn open_auto() -> (Device, String) {
+        match picardiff::backend::cuda::CudaBackend::new(0) {
+            Ok(b) => (Device::Cuda(b), String::new()),
+            Err(e) => (
+                Device::Cpu(CpuBackend),
+                format!("; CUDA device 0 unavailable: {e}"),
+            ),
+        }
+    }
+
+    /// The device `auto` picks and why.
+    #[cfg(not(feature = "cuda"))]
+    fn open_auto() -> (Device, String) {
+        (Device::Cpu(CpuBackend), format!("; {NO_CUDA}"))
+    }
+
+    /// The backend's name (`cpu`, `cuda`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Device::Cpu(b) => b.name(),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(b) => b.name(),
+        }
+    }
+
+    /// Runs `kind` on `problem`; prints a line when a long run ends and stderr is a terminal.
+    pub fn run(&self, problem: &Problem, kind: &SamplerKind, label: &str) -> CliResult<RunOutput> {
+        let start = Instant::now();
+        let out = match self {
+            Device::Cpu(b) => run_on(b, problem, kind),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(b) => run_on(b, problem, kind),
+        }?;
+        let secs = start.elapsed().as_secs_f64();
+        if secs >= 1.0 && std::io::stderr().is_terminal() {
+            eprintln!(
+                "picardiff: {label} finished in {secs:.1} s ({} rounds)",
+                out.stats.rounds
+            );
+        }
+        Ok(out)
+    }
+}
+
+/// Runs `kind` on any backend the mixture model supports.
+pub fn run_on<B: Backend>(
+    backend: &B,
+    problem: &Problem,
+    kind: &SamplerKind,
+) -> picardiff::Result<RunOutput>
+where
+    GmmModel: ScoreModel<B>,
+{
+    run(
+        backend,
+        &problem.model,
+        &problem.grid,
+        problem.rule,
+        kind,
+        &problem.inputs(),
+    )
+}

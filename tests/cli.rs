@@ -1,0 +1,712 @@
+//! The `picardiff` binary end to end: files written, statistics reported, noise inputs honoured, and
+//! every bad input answered with one `error:` line and a non-zero exit code (never a panic).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use npyz::WriterBuilder;
+use picardiff::prelude::*;
+use serde_json::Value;
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "picardiff-cli-{}-{name}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+    fn path(&self, file: &str) -> PathBuf {
+        self.0.join(file)
+    }
+    fn arg(&self, file: &str) -> String {
+        self.path(file).display().to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn example(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn picardiff(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_picardiff"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("the picardiff binary runs")
+}
+
+/// Runs and expects success; returns stdout.
+fn ok(args: &[&str], cwd: &Path) -> String {
+    let out = picardiff(args, cwd);
+    assert!(
+        out.status.success(),
+        "picardiff {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn read_npy(path: &Path) -> (Vec<u64>, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap();
+    let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
+    assert_eq!(npy.dtype().descr(), "'<f4'");
+    let shape = npy.shape().to_vec();
+    (shape, npy.into_vec::<f32>().unwrap())
+}
+
+fn write_npy<T: npyz::AutoSerialize + Copy>(path: &Path, shape: &[u64], data: &[T]) {
+    let mut buf = vec![];
+    let mut w = npyz::WriteOptions::<T>::new()
+        .default_dtype()
+        .shape(shape)
+        .writer(&mut buf)
+        .begin_nd()
+        .unwrap();
+    w.extend(data.iter().copied()).unwrap();
+    w.finish().unwrap();
+    std::fs::write(path, buf).unwrap();
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Deterministic pseudo-normal values (no RNG dependency needed).
+fn values(n: usize, salt: u32) -> Vec<f32> {
+    (0..n)
+        .map(|i| {
+            let h = (i as u32 ^ salt)
+                .wrapping_mul(2_654_435_761)
+                .rotate_left(13);
+            (h % 20_000) as f32 / 10_000.0 - 1.0
+        })
+        .collect()
+}
+
+#[test]
+fn sample_picard_writes_npy_and_stats() {
+    let dir = TempDir::new("sample");
+    let model = example("mixture_64d.json");
+    let (out, stats) = (dir.arg("x.npy"), dir.arg("stats.json"));
+    let args = [
+        "sample",
+        "--model",
+        &model,
+        "--schedule",
+        "ddpm-linear",
+        "--steps",
+        "200",
+        "--rule",
+        "ddpm",
+        "--sampler",
+        "picard",
+        "--batch",
+        "5",
+        "--seed",
+        "4",
+        "--device",
+        "cpu",
+        "--out",
+        &out,
+        "--stats",
+        &stats,
+    ];
+    let stdout = ok(&args, &dir.0);
+    assert!(stdout.contains("rounds"), "{stdout}");
+    let (shape, data) = read_npy(&dir.path("x.npy"));
+    assert_eq!(shape, vec![5, 64]);
+    assert!(data.iter().all(|v| v.is_finite()));
+    let s = read_json(&dir.path("stats.json"));
+    for field in [
+        "sampler",
+        "device",
+        "dim",
+        "batch",
+        "steps",
+        "rounds",
+        "nfe",
+        "wall_ms",
+        "host_syncs",
+        "schedule",
+        "rule",
+        "tol",
+        "window",
+    ] {
+        assert!(s.get(field).is_some(), "stats lack `{field}`: {s}");
+    }
+    assert_eq!(s["sampler"], "picard");
+    assert_eq!(s["device"], "cpu");
+    assert_eq!(s["schedule"], "ddpm-linear");
+    assert_eq!(s["rule"], "ddpm");
+    assert_eq!(s["dim"], 64);
+    assert_eq!(s["batch"], 5);
+    assert_eq!(s["steps"], 200);
+    assert_eq!(s["window"], 200);
+    assert_eq!(s["tol"], 0.1);
+    let rounds = s["rounds"].as_u64().unwrap();
+    assert!(rounds > 0 && rounds < 200, "{s}");
+    assert!(s["nfe"].as_u64().unwrap() >= rounds);
+    assert!(s["wall_ms"].as_f64().unwrap() >= 0.0);
+    assert!(s["host_syncs"].as_u64().unwrap() >= 1);
+
+    // The same run twice gives the same samples (counter-based noise).
+    ok(&args, &dir.0);
+    assert_eq!(read_npy(&dir.path("x.npy")).1, data);
+}
+
+#[test]
+fn sample_every_sampler_and_schedule_family() {
+    let dir = TempDir::new("families");
+    let model = example("mixture_2d.json");
+    let runs: &[&[&str]] = &[
+        &[
+            "--schedule",
+            "ddpm-linear",
+            "--steps",
+            "50",
+            "--rule",
+            "ddim",
+            "--sampler",
+            "sequential",
+        ],
+        &[
+            "--schedule",
+            "cosine",
+            "--steps",
+            "50",
+            "--rule",
+            "ddim",
+            "--spacing",
+            "trailing",
+        ],
+        &[
+            "--schedule",
+            "scaled-linear",
+            "--steps",
+            "100",
+            "--rule",
+            "ddpm",
+            "--sampler",
+            "blocks",
+            "--block-len",
+            "250",
+        ],
+        &[
+            "--schedule",
+            "ou",
+            "--grid",
+            "paper",
+            "--rule",
+            "exp-sde",
+            "--sampler",
+            "blocks",
+        ],
+        &[
+            "--schedule",
+            "ou",
+            "--steps",
+            "100",
+            "--rule",
+            "exp-ode",
+            "--picard-form",
+            "drift",
+            "--window",
+            "20",
+        ],
+        &[
+            "--schedule",
+            "vp-linear",
+            "--steps",
+            "100",
+            "--rule",
+            "exp-sde",
+            "--t-end",
+            "0.01",
+        ],
+    ];
+    for extra in runs {
+        let mut args = vec![
+            "sample", "--model", &model, "--batch", "3", "--device", "cpu",
+        ];
+        args.extend_from_slice(extra);
+        let stats = dir.arg("s.json");
+        let out = dir.arg("x.npy");
+        args.extend_from_slice(&["--stats", &stats, "--out", &out]);
+        ok(&args, &dir.0);
+        let (shape, data) = read_npy(&dir.path("x.npy"));
+        assert_eq!(shape, vec![3, 2], "{extra:?}");
+        assert!(data.iter().all(|v| v.is_finite()), "{extra:?}");
+        let s = read_json(&dir.path("s.json"));
+        assert!(s["rounds"].as_u64().unwrap() >= 1, "{extra:?}: {s}");
+        assert_eq!(s["schedule"], extra[1], "{s}");
+        if extra.contains(&"paper") {
+            // The paper grid's step count follows from kappa: 322 steps at 0.05, T = 10, eta = 1e-3.
+            assert_eq!(s["steps"], 322, "{s}");
+            assert_eq!(s["blocks"], 10, "{s}");
+        }
+    }
+}
+
+#[test]
+fn compare_picard_matches_sequential_in_fewer_rounds() {
+    let dir = TempDir::new("compare");
+    let model = example("mixture_2d.json");
+    let stats = dir.arg("c.json");
+    let stdout = ok(
+        &[
+            "compare",
+            "--model",
+            &model,
+            "--schedule",
+            "ddpm-linear",
+            "--steps",
+            "1000",
+            "--rule",
+            "ddpm",
+            "--sampler",
+            "picard",
+            "--batch",
+            "4",
+            "--seed",
+            "3",
+            "--device",
+            "cpu",
+            "--stats",
+            &stats,
+        ],
+        &dir.0,
+    );
+    assert!(
+        stdout.contains("sequential") && stdout.contains("picard"),
+        "{stdout}"
+    );
+    let s = read_json(&dir.path("c.json"));
+    let diff = s["max_abs_diff"].as_f64().unwrap();
+    let (rounds, seq_rounds) = (
+        s["rounds"].as_u64().unwrap(),
+        s["sequential_rounds"].as_u64().unwrap(),
+    );
+    assert!(diff <= 2e-3, "{s}");
+    assert_eq!(seq_rounds, 1000);
+    assert!(rounds < seq_rounds, "{s}");
+    assert!(s["sequential_wall_ms"].as_f64().unwrap() >= 0.0);
+    assert_eq!(s["sampler"], "picard");
+}
+
+#[test]
+fn init_and_noise_replace_the_generated_noise() {
+    let dir = TempDir::new("noise");
+    let model = example("mixture_2d.json");
+    let (b, d, n) = (3usize, 2usize, 60usize);
+    write_npy(
+        &dir.path("init.npy"),
+        &[b as u64, d as u64],
+        &values(b * d, 1),
+    );
+    write_npy(
+        &dir.path("z.npy"),
+        &[n as u64, b as u64, d as u64],
+        &values(n * b * d, 2),
+    );
+    let (init, noise) = (dir.arg("init.npy"), dir.arg("z.npy"));
+    let run = |seed: &str, with_inputs: bool, sampler: &str, out: &str| {
+        let out = dir.arg(out);
+        let mut args = vec![
+            "sample",
+            "--model",
+            &model,
+            "--schedule",
+            "ddpm-linear",
+            "--steps",
+            "60",
+            "--rule",
+            "ddpm",
+            "--sampler",
+            sampler,
+            "--seed",
+            seed,
+            "--device",
+            "cpu",
+            "--out",
+            &out,
+        ];
+        if with_inputs {
+            args.extend_from_slice(&["--init", &init, "--noise", &noise]);
+        } else {
+            args.extend_from_slice(&["--batch", "3"]);
+        }
+        ok(&args, &dir.0);
+        read_npy(Path::new(&out))
+    };
+    // --batch is taken from --init.
+    let (shape, a) = run("1", true, "picard", "a.npy");
+    assert_eq!(shape, vec![3, 2]);
+    let (_, b2) = run("2", true, "picard", "b.npy");
+    assert_eq!(a, b2, "given --init and --noise, the seed must not matter");
+    // Without them the seed does matter.
+    let (_, c) = run("1", false, "picard", "c.npy");
+    let (_, e) = run("2", false, "picard", "e.npy");
+    assert_ne!(c, e);
+    // The sequential sampler on the same inputs agrees with picard.
+    let (_, s) = run("9", true, "sequential", "s.npy");
+    assert!(common::max_abs_diff(&a, &s) <= 2e-3);
+}
+
+/// A bad input: exit code ≠ 0 (and not a panic's 101), exactly one line on stderr, starting `error:`.
+fn assert_one_line_error(args: &[&str], cwd: &Path, expect: &str) {
+    let out = picardiff(args, cwd);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let code = out.status.code();
+    assert!(
+        code.is_some() && code != Some(0) && code != Some(101),
+        "{args:?}: exit {code:?}, stderr {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    let lines: Vec<&str> = stderr.trim_end().lines().collect();
+    assert_eq!(lines.len(), 1, "{args:?}: expected one line, got {stderr}");
+    assert!(lines[0].starts_with("error: "), "{args:?}: {stderr}");
+    assert!(
+        lines[0].contains(expect),
+        "{args:?}: `{}` does not mention `{expect}`",
+        lines[0]
+    );
+}
+
+#[test]
+fn bad_inputs_give_one_error_line() {
+    let dir = TempDir::new("errors");
+    let model = example("mixture_2d.json");
+    std::fs::write(
+        dir.path("truncated.json"),
+        r#"{"weights": [1], "means": [[0, 1]]"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path("inconsistent.json"),
+        r#"{"weights": [1, 2], "means": [[0, 1]], "stds": [1, 1]}"#,
+    )
+    .unwrap();
+    std::fs::write(dir.path("garbage.npy"), b"this is not an npy file").unwrap();
+    write_npy(&dir.path("f64.npy"), &[2, 2], &[0.0f64; 4]);
+    write_npy(&dir.path("wrong_shape.npy"), &[2, 3], &[0.0f32; 6]);
+    write_npy(&dir.path("z_short.npy"), &[9, 2, 2], &[0.0f32; 36]);
+    let (trunc, incons, garbage, f64_, wrong, zshort) = (
+        dir.arg("truncated.json"),
+        dir.arg("inconsistent.json"),
+        dir.arg("garbage.npy"),
+        dir.arg("f64.npy"),
+        dir.arg("wrong_shape.npy"),
+        dir.arg("z_short.npy"),
+    );
+    let base = |schedule: &str, rule: &str| -> Vec<String> {
+        [
+            "sample",
+            "--model",
+            &model,
+            "--schedule",
+            schedule,
+            "--rule",
+            rule,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let cases: Vec<(Vec<String>, Vec<&str>, &str)> = vec![
+        (
+            base("nope", "ddpm"),
+            vec!["--steps", "10"],
+            "unknown schedule",
+        ),
+        (
+            base("ddpm-linear", "nope"),
+            vec!["--steps", "10"],
+            "unknown rule",
+        ),
+        (
+            base("ddpm-linear", "ddpm"),
+            vec!["--steps", "10", "--sampler", "nope"],
+            "unknown sampler",
+        ),
+        (
+            base("ddpm-linear", "ddpm"),
+            vec!["--steps", "10", "--device", "tpu"],
+            "unknown device",
+        ),
+        (
+            base("ddpm-linear", "ddpm"),
+            vec!["--steps", "10", "--picard-form", "nope"],
+            "unknown form",
+        ),
+        (
+            base("ddpm-linear", "ddpm"),
+            vec!["--steps", "10", "--spacing", "nope"],
+            "unknown spacing",
+        ),
+        (
+            base("ou", "exp-sde"),
+            vec!["--steps", "10", "--grid", "nope"],
+            "unknown grid",
+        ),
+        (base("ddpm-linear", "ddpm"), vec!["--steps", "0"], "--steps"),
+        (base("ou", "exp-sde"), vec!["--steps", "0"], "--steps"),
+        (base("ddpm-linear", "ddpm"), vec![], "--steps is required"),
+        (
+            base("ddpm-linear", "ddpm"),
+            vec!["--steps", "5000"],
+            "--steps",
+        ),
+        (
+            base("ddpm-linear", "ddpm"),
+            vec!["--steps", "10", "--window", "0"],
+            "--window",
+        ),
+        (
+            base("ddpm-linear", "ddpm"),
+            vec!["--steps", "10", "--tol", "-0.5"],
+            "--tol",
+        ),
+        (
+            base("ddpm-linear", "ddpm"),
+            vec!["--steps", "10", "--tol=-1"],
+            "--tol",
+        ),
+        (
+            base("ou", "exp-sde"),
+            vec!["--steps", "10", "--t-end", "0"],
+            "--t-end",
+        ),
+        (
+            base("ou", "exp-sde"),
+            vec!["--steps", "10", "--t-end", "-0.1"],
+            "--t-end",
+        ),
+        (
+            base("ou", "exp-sde"),
+            vec!["--grid", "paper", "--kappa", "-1"],
+            "--kappa",
+        ),
+        (
+            base("ou", "exp-sde"),
+            vec!["--steps", "10", "--horizon", "0.0001"],
+            "--horizon",
+        ),
+        (
+            base("ddpm-linear", "ddim"),
+            vec!["--steps", "10", "--eta", "-1"],
+            "--eta",
+        ),
+        (
+            base("ddpm-linear", "ddpm"),
+            vec!["--steps", "10", "--sampler", "blocks", "--iters", "0"],
+            "--iters",
+        ),
+        (
+            base("ddpm-linear", "ddpm"),
+            vec!["--steps", "10", "--sampler", "blocks", "--block-len", "0"],
+            "--block-len",
+        ),
+        (
+            base("ddpm-linear", "ddpm"),
+            vec!["--steps", "10", "--batch", "0"],
+            "--batch",
+        ),
+        (
+            base("ddpm-linear", "ddpm"),
+            vec!["--steps", "10", "--init", &garbage],
+            "not a valid .npy",
+        ),
+        (
+            base("ddpm-linear", "ddpm"),
+            vec!["--steps", "10", "--init", &f64_],
+            "float32",
+        ),
+        (
+            base("ddpm-linear", "ddpm"),
+            vec!["--steps", "10", "--init", &wrong],
+            "shape",
+        ),
+        (
+            base("ddpm-linear", "ddpm"),
+            vec!["--steps", "10", "--batch", "2", "--noise", &zshort],
+            "shape",
+        ),
+        (
+            base("ddpm-linear", "ddpm"),
+            vec!["--steps", "10", "--noise", "missing.npy"],
+            "missing.npy",
+        ),
+        (
+            base("ddpm-linear", "ddpm"),
+            vec!["--steps", "10", "--out", "no/such/dir/x.npy"],
+            "does not exist",
+        ),
+    ];
+    for (mut args, extra, expect) in cases {
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert_one_line_error(&args, &dir.0, expect);
+    }
+    // Model files: missing, malformed JSON, inconsistent contents.
+    for (file, expect) in [
+        ("does-not-exist.json", "does-not-exist.json"),
+        (trunc.as_str(), "json"),
+        (incons.as_str(), "means"),
+    ] {
+        let args = [
+            "sample",
+            "--model",
+            file,
+            "--schedule",
+            "ddpm-linear",
+            "--steps",
+            "10",
+            "--rule",
+            "ddpm",
+        ];
+        assert_one_line_error(&args, &dir.0, expect);
+    }
+    // compare needs a parallel sampler.
+    let args = [
+        "compare",
+        "--model",
+        &model,
+        "--schedule",
+        "ddpm-linear",
+        "--steps",
+        "10",
+        "--rule",
+        "ddpm",
+        "--sampler",
+        "sequential",
+    ];
+    assert_one_line_error(&args, &dir.0, "--sampler");
+    // demo options.
+    assert_one_line_error(&["demo", "--mixture", "3d"], &dir.0, "--mixture");
+    assert_one_line_error(&["demo", "--steps", "0"], &dir.0, "--steps");
+}
+
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn cuda_without_the_feature_is_a_clear_error() {
+    let dir = TempDir::new("cuda");
+    let model = example("mixture_2d.json");
+    let args = [
+        "sample",
+        "--model",
+        &model,
+        "--schedule",
+        "ddpm-linear",
+        "--steps",
+        "10",
+        "--rule",
+        "ddpm",
+        "--device",
+        "cuda",
+    ];
+    assert_one_line_error(
+        &args,
+        &dir.0,
+        "built without CUDA support: rebuild with --features cuda",
+    );
+    // auto falls back to the CPU and says so on stderr.
+    let out = picardiff(
+        &[
+            "sample",
+            "--model",
+            &model,
+            "--schedule",
+            "ddpm-linear",
+            "--steps",
+            "10",
+            "--rule",
+            "ddpm",
+        ],
+        &dir.0,
+    );
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("device cpu"));
+}
+
+#[test]
+fn usage_errors_are_clap_errors() {
+    let dir = TempDir::new("usage");
+    let out = picardiff(&["sample", "--steps", "ten"], &dir.0);
+    assert_eq!(out.status.code(), Some(2));
+    let out = picardiff(&["sample", "--help"], &dir.0);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.contains("--grid") && help.contains("ignored"),
+        "{help}"
+    );
+}
+
+#[test]
+fn demo_prints_a_table_per_sampler() {
+    let dir = TempDir::new("demo");
+    let stdout = ok(&["demo", "--batch", "4", "--device", "cpu"], &dir.0);
+    for word in [
+        "sequential",
+        "picard scan",
+        "picard drift",
+        "blocks",
+        "rounds",
+        "nfe",
+        "wall ms",
+        "max |Δ|",
+    ] {
+        assert!(
+            stdout.contains(word),
+            "demo output lacks `{word}`:\n{stdout}"
+        );
+    }
+    // The 1000-step DDPM table: picard needs far fewer than 1000 rounds.
+    let picard_rounds: u64 = stdout
+        .lines()
+        .find(|l| l.starts_with("picard scan"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|r| r.parse().ok())
+        .expect("a picard scan row");
+    assert!(picard_rounds < 200, "{stdout}");
+}
+
+#[test]
+fn example_mixtures_match_their_formulas() {
+    let close = |a: &Mixture, b: &Mixture| {
+        a.dim == b.dim
+            && a.weights.len() == b.weights.len()
+            && [
+                (&a.weights, &b.weights),
+                (&a.means, &b.means),
+                (&a.stds, &b.stds),
+            ]
+            .iter()
+            .all(|(x, y)| x.iter().zip(y.iter()).all(|(p, q)| (p - q).abs() <= 1e-12))
+    };
+    let m64 = Mixture::from_file(Path::new(&example("mixture_64d.json"))).unwrap();
+    assert!(close(&m64, &common::mixture_64d()));
+    let m2 = Mixture::from_file(Path::new(&example("mixture_2d.json"))).unwrap();
+    assert!(close(&m2, &common::mixture_2d()));
+}
