@@ -1,8 +1,13 @@
 //! Score models: a batch of states with one time per row in, the model's prediction out.
 
 mod gmm;
+mod mlp;
 
 pub use gmm::{GmmModel, Mixture};
+pub use mlp::{
+    load_model, Activation, Layer, Linear, MlpConfig, MlpModel, MlpWeights, MlpWorkspace,
+    ModelFile, Norm, WeightDtype, MAX_FILE_BYTES, MLP_FORMAT_VERSION, MLP_METADATA_KEY,
+};
 
 use crate::backend::Backend;
 use crate::error::Result;

@@ -1,0 +1,392 @@
+//! The MLP forward on the CPU, in f32.
+//!
+//! Rows are split into chunks of [`ROWS`] evaluated in parallel (rayon); inside a chunk each layer is
+//! one `matrixmultiply::sgemm` over the chunk's rows followed by a fused pass that adds the bias and
+//! applies the activation (a residual block's second GEMM accumulates straight into the hidden state,
+//! β = 1). The time path `τ(t)` (embedding → time MLP, plus the conditioning projection) does not
+//! depend on the state: [`ScoreModel::prepare_times`] tabulates it once per distinct model time (as
+//! f32) and `eval` looks each row's time up by exact f32 equality; a time missing from the table is
+//! computed on the fly by the same function, so both paths give identical bits.
+
+use rayon::prelude::*;
+
+use super::{Activation, Linear, MlpModel, Norm};
+use crate::backend::cpu::CpuBackend;
+use crate::error::{Error, Result};
+use crate::model::ScoreModel;
+use crate::schedule::ModelOutput;
+
+/// Rows per parallel task (one GEMM per layer per chunk).
+const ROWS: usize = 64;
+
+/// Scratch of one evaluation: per-chunk buffers and the time table.
+#[derive(Debug, Clone, Default)]
+pub struct MlpWorkspace {
+    /// `chunks × chunk_len` f32: per chunk three `ROWS × H` buffers and `E + 2H` for the time path.
+    scratch: Vec<f32>,
+    chunk_len: usize,
+    /// Rows the workspace was sized for.
+    max_rows: usize,
+    /// Sorted distinct model times of the table.
+    times: Vec<f32>,
+    /// `τ(t)` per entry of `times`, `[times][H]`.
+    table: Vec<f32>,
+    /// The model state (`MlpModel::id`) the table was computed for.
+    table_id: u64,
+}
+
+impl MlpWorkspace {
+    /// Number of tabulated times.
+    pub fn table_len(&self) -> usize {
+        self.times.len()
+    }
+
+    /// True when `t` has a table entry (exact f32 match).
+    pub fn is_tabulated(&self, t: f32) -> bool {
+        self.times.binary_search_by(|p| p.total_cmp(&t)).is_ok()
+    }
+
+    /// Rows the workspace can evaluate at once.
+    pub fn max_rows(&self) -> usize {
+        self.max_rows
+    }
+}
+
+#[inline(always)]
+fn silu(v: f32) -> f32 {
+    v / (1.0 + (-v).exp())
+}
+
+#[inline(always)]
+fn gelu_tanh(v: f32) -> f32 {
+    const K: f32 = 0.797_884_6; // sqrt(2 / pi)
+    0.5 * v * (1.0 + (K * (v + 0.044715 * v * v * v)).tanh())
+}
+
+/// `W u + b` for one vector, accumulated in f64 (the time and conditioning paths, once per time).
+pub(super) fn matvec(lin: &Linear, u: &[f32]) -> Vec<f32> {
+    let mut out = vec![0.0; lin.out_dim];
+    matvec_into(lin, u, &mut out);
+    out
+}
+
+fn matvec_into(lin: &Linear, u: &[f32], out: &mut [f32]) {
+    for (o, (row, b)) in out
+        .iter_mut()
+        .zip(lin.weight.chunks_exact(lin.in_dim).zip(&lin.bias))
+    {
+        let s: f64 = row.iter().zip(u).map(|(&w, &v)| w as f64 * v as f64).sum();
+        *o = (s + *b as f64) as f32;
+    }
+}
+
+/// `out[rows × out_dim] = input[rows × in_dim] · Wᵀ + beta · out`.
+fn gemm(rows: usize, input: &[f32], lin: &Linear, beta: f32, out: &mut [f32]) {
+    let (k, n) = (lin.in_dim, lin.out_dim);
+    assert!(input.len() >= rows * k && out.len() >= rows * n && lin.weight.len() == n * k);
+    // SAFETY: `input` holds rows×k and `out` rows×n f32 row-major (checked above); Wᵀ is read
+    // through W's `[n][k]` storage with row stride 1 and column stride k.
+    unsafe {
+        matrixmultiply::sgemm(
+            rows,
+            k,
+            n,
+            1.0,
+            input.as_ptr(),
+            k as isize,
+            1,
+            lin.weight.as_ptr(),
+            1,
+            k as isize,
+            beta,
+            out.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+}
+
+/// `buf[r][j] = act(buf[r][j] + bias[j])` (no activation for `None`).
+fn bias_act(buf: &mut [f32], bias: &[f32], act: Option<Activation>) {
+    let n = bias.len();
+    match act {
+        None => buf
+            .chunks_exact_mut(n)
+            .for_each(|r| r.iter_mut().zip(bias).for_each(|(v, b)| *v += b)),
+        Some(Activation::Silu) => buf
+            .chunks_exact_mut(n)
+            .for_each(|r| r.iter_mut().zip(bias).for_each(|(v, b)| *v = silu(*v + b))),
+        Some(Activation::GeluTanh) => buf.chunks_exact_mut(n).for_each(|r| {
+            r.iter_mut()
+                .zip(bias)
+                .for_each(|(v, b)| *v = gelu_tanh(*v + b))
+        }),
+    }
+}
+
+/// Row-wise LayerNorm of `src` into `dst` (biased variance, statistics in f64).
+fn layernorm(src: &[f32], dst: &mut [f32], norm: &Norm, eps: f64) {
+    let h = norm.weight.len();
+    for (s, d) in src.chunks_exact(h).zip(dst.chunks_exact_mut(h)) {
+        let mean = s.iter().map(|&v| v as f64).sum::<f64>() / h as f64;
+        let var = s.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / h as f64;
+        let inv = 1.0 / (var + eps).sqrt();
+        for (((o, &v), &g), &b) in d.iter_mut().zip(s).zip(&norm.weight).zip(&norm.bias) {
+            *o = (((v as f64 - mean) * inv) as f32) * g + b;
+        }
+    }
+}
+
+impl MlpModel {
+    /// Elements of one chunk's scratch.
+    fn chunk_len(&self) -> usize {
+        let c = &self.config;
+        3 * ROWS * c.hidden + c.time_embed_dim + 2 * c.hidden
+    }
+
+    /// `τ(t)` into `out` (`[H]`), with `emb` (`[E]`) and `hid` (`[H]`) as scratch. The one
+    /// definition used by the table and by the on-the-fly fallback.
+    fn time_vector(&self, t: f32, emb: &mut [f32], hid: &mut [f32], out: &mut [f32]) {
+        let c = &self.config;
+        let half = c.time_embed_dim / 2;
+        let ln_p = c.max_period.ln();
+        let st = t as f64 * c.time_scale;
+        for k in 0..half {
+            let a = st * (-ln_p * k as f64 / half as f64).exp();
+            emb[k] = a.cos() as f32;
+            emb[half + k] = a.sin() as f32;
+        }
+        let w = &self.weights;
+        matvec_into(&w.time_fc1, emb, hid);
+        hid.iter_mut().for_each(|v| *v = silu(*v));
+        matvec_into(&w.time_fc2, hid, out);
+        if !self.cond_h.is_empty() {
+            out.iter_mut().zip(&self.cond_h).for_each(|(o, c)| *o += c);
+        }
+    }
+
+    /// The time table of `times`: the distinct times as f32, sorted (`f32::total_cmp`), and `τ(t)`
+    /// for each, `[times][H]` row-major (time MLP output plus the conditioning projection). What
+    /// `prepare_times` stores; public so that a device backend can upload the same table.
+    pub fn time_table(&self, times: &[f64]) -> Result<(Vec<f32>, Vec<f32>)> {
+        if self.config.cond_dim > 0 && self.cond.is_none() {
+            return Err(cond_missing(self.config.cond_dim));
+        }
+        let h = self.config.hidden;
+        let mut ts: Vec<f32> = times.iter().map(|&t| t as f32).collect();
+        ts.sort_unstable_by(|a, b| a.total_cmp(b));
+        ts.dedup_by(|a, b| a.to_bits() == b.to_bits());
+        let mut table = vec![0f32; ts.len() * h];
+        let e = self.config.time_embed_dim;
+        table.par_chunks_mut(h).zip(ts.par_iter()).for_each_init(
+            || vec![0f32; e + h],
+            |s, (row, &t)| {
+                let (emb, hid) = s.split_at_mut(e);
+                self.time_vector(t, emb, hid, row);
+            },
+        );
+        Ok((ts, table))
+    }
+
+    /// Evaluates one chunk of at most [`ROWS`] rows.
+    fn eval_chunk(
+        &self,
+        x: &[f32],
+        times: &[f32],
+        out: &mut [f32],
+        scratch: &mut [f32],
+        table: Option<(&[f32], &[f32])>,
+    ) {
+        let (c, w) = (&self.config, &self.weights);
+        let (h, rows) = (c.hidden, times.len());
+        let (a, rest) = scratch.split_at_mut(ROWS * h);
+        let (b, rest) = rest.split_at_mut(ROWS * h);
+        let (n, rest) = rest.split_at_mut(ROWS * h);
+        let (emb, rest) = rest.split_at_mut(c.time_embed_dim);
+        let (hid, tvec) = rest.split_at_mut(h);
+        let (mut a, mut b, n) = (&mut a[..rows * h], &mut b[..rows * h], &mut n[..rows * h]);
+
+        gemm(rows, x, &w.input, 0.0, a);
+        // (time bits, table index or None when the vector is in `tvec`) of the previous row.
+        let mut last: Option<(u32, Option<usize>)> = None;
+        for (r, &t) in times.iter().enumerate() {
+            let bits = t.to_bits();
+            let src = match last {
+                Some((lb, s)) if lb == bits => s,
+                _ => {
+                    let s = table.and_then(|(ts, _)| ts.binary_search_by(|p| p.total_cmp(&t)).ok());
+                    if s.is_none() {
+                        self.time_vector(t, emb, hid, tvec);
+                    }
+                    last = Some((bits, s));
+                    s
+                }
+            };
+            let tv: &[f32] = match (src, table) {
+                (Some(i), Some((_, tab))) => &tab[i * h..(i + 1) * h],
+                _ => tvec,
+            };
+            for ((v, bi), tj) in a[r * h..(r + 1) * h].iter_mut().zip(&w.input.bias).zip(tv) {
+                *v = (*v + bi) + tj;
+            }
+        }
+        for layer in &w.layers {
+            let src: &[f32] = match &layer.norm {
+                Some(norm) => {
+                    layernorm(a, n, norm, c.layernorm_eps);
+                    n
+                }
+                None => a,
+            };
+            gemm(rows, src, &layer.fc1, 0.0, b);
+            bias_act(b, &layer.fc1.bias, Some(c.activation));
+            match &layer.fc2 {
+                Some(fc2) => {
+                    gemm(rows, b, fc2, 1.0, a);
+                    bias_act(a, &fc2.bias, None);
+                }
+                None => std::mem::swap(&mut a, &mut b),
+            }
+        }
+        let src: &[f32] = match &w.norm_out {
+            Some(norm) => {
+                layernorm(a, n, norm, c.layernorm_eps);
+                n
+            }
+            None => a,
+        };
+        gemm(rows, src, &w.output, 0.0, out);
+        bias_act(out, &w.output.bias, None);
+    }
+
+    /// Evaluates `times.len()` rows of `x` into `out` with a fresh workspace and a table of the
+    /// distinct times (a convenience for tests and tools; samplers go through [`ScoreModel`]).
+    pub fn forward(&self, x: &[f32], times: &[f32], out: &mut [f32]) -> Result<()> {
+        let rows = times.len();
+        let be = CpuBackend;
+        let mut ws = self.workspace(&be, rows.max(1))?;
+        let ts: Vec<f64> = times.iter().map(|&t| t as f64).collect();
+        self.prepare_times(&be, &mut ws, &ts)?;
+        self.eval_slices(&mut ws, x, times, out)
+    }
+
+    /// Evaluates all rows of `x` (`times.len()` rows) into `out` with a prepared workspace.
+    pub fn eval_slices(
+        &self,
+        ws: &mut MlpWorkspace,
+        x: &[f32],
+        times: &[f32],
+        out: &mut [f32],
+    ) -> Result<()> {
+        let (d, rows) = (self.config.dim, times.len());
+        if x.len() != rows * d || out.len() != rows * d || rows > ws.max_rows {
+            return Err(Error::shape(
+                "mlp eval",
+                format!(
+                    "{rows} rows of dim {d} need x and out of {} values and a workspace of at \
+                     least {rows} rows; got {}, {} and {}",
+                    rows * d,
+                    x.len(),
+                    out.len(),
+                    ws.max_rows
+                ),
+            ));
+        }
+        if ws.chunk_len != self.chunk_len() {
+            return Err(Error::shape(
+                "mlp eval",
+                "the workspace was made for another model",
+            ));
+        }
+        if self.config.cond_dim > 0 && self.cond.is_none() {
+            return Err(cond_missing(self.config.cond_dim));
+        }
+        let h = self.config.hidden;
+        let table = (ws.table_id == self.id && !ws.times.is_empty())
+            .then_some((ws.times.as_slice(), ws.table.as_slice()));
+        let cl = ws.chunk_len;
+        out.par_chunks_mut(ROWS * d)
+            .zip(x.par_chunks(ROWS * d))
+            .zip(times.par_chunks(ROWS))
+            .zip(ws.scratch.par_chunks_mut(cl))
+            .for_each(|(((o, xc), tc), s)| self.eval_chunk(xc, tc, o, s, table));
+        debug_assert!(ws.table.len() == ws.times.len() * h);
+        Ok(())
+    }
+}
+
+fn cond_missing(c: usize) -> Error {
+    Error::config(
+        "cond",
+        format!("this model expects a conditioning vector of {c} values: call MlpModel::set_cond"),
+    )
+}
+
+impl ScoreModel<CpuBackend> for MlpModel {
+    type Workspace = MlpWorkspace;
+
+    fn dim(&self) -> usize {
+        self.config.dim
+    }
+
+    fn output(&self) -> ModelOutput {
+        self.config.prediction
+    }
+
+    fn workspace(&self, _: &CpuBackend, max_rows: usize) -> Result<MlpWorkspace> {
+        if self.config.cond_dim > 0 && self.cond.is_none() {
+            return Err(cond_missing(self.config.cond_dim));
+        }
+        let chunk_len = self.chunk_len();
+        let len = max_rows
+            .div_ceil(ROWS)
+            .checked_mul(chunk_len)
+            .ok_or_else(|| Error::shape("mlp workspace", format!("{max_rows} rows overflow")))?;
+        Ok(MlpWorkspace {
+            scratch: vec![0.0; len],
+            chunk_len,
+            max_rows,
+            ..Default::default()
+        })
+    }
+
+    fn prepare_times(&self, _: &CpuBackend, ws: &mut MlpWorkspace, times: &[f64]) -> Result<()> {
+        let (ts, table) = self.time_table(times)?;
+        ws.times = ts;
+        ws.table = table;
+        ws.table_id = self.id;
+        Ok(())
+    }
+
+    fn eval(
+        &self,
+        _: &CpuBackend,
+        ws: &mut MlpWorkspace,
+        x: &Vec<f32>,
+        times: &Vec<f32>,
+        row0: usize,
+        rows: usize,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        let d = self.config.dim;
+        let end = row0.checked_add(rows);
+        match end {
+            Some(end)
+                if x.len() >= end.saturating_mul(d)
+                    && out.len() >= end.saturating_mul(d)
+                    && times.len() >= end =>
+            {
+                self.eval_slices(
+                    ws,
+                    &x[row0 * d..end * d],
+                    &times[row0..end],
+                    &mut out[row0 * d..end * d],
+                )
+            }
+            _ => Err(Error::shape(
+                "mlp eval",
+                format!("{rows} rows of dim {d} at row {row0} do not fit the buffers"),
+            )),
+        }
+    }
+}

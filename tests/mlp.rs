@@ -1,0 +1,788 @@
+//! The MLP score network (src/model/mlp): the CPU forward against PyTorch (tests/data/mlp_forward_*.json,
+//! written by tools/mlp_reference.py from examples/models/ and tests/data/mlp_variant_*.safetensors),
+//! bf16/f16 weights, the time table, hostile files, and Picard sampling with the trained 2-D model.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use common::max_abs_diff;
+use picardiff::model::{load_model, MlpModel, ModelFile, ScoreModel, WeightDtype};
+use picardiff::prelude::*;
+use safetensors::{Dtype, SafeTensors};
+use serde_json::{json, Value};
+
+const MOONS: &str = "examples/models/moons2d.safetensors";
+const MOONS_BF16: &str = "examples/models/moons2d_bf16.safetensors";
+const MIX64: &str = "examples/models/mix64d.safetensors";
+
+// ---------------------------------------------------------------------------------------------
+// Forward against PyTorch
+
+struct Record {
+    model: String,
+    x: Vec<f32>,
+    t: Vec<f32>,
+    cond: Option<Vec<f32>>,
+    out: Vec<f32>,
+    out_f64: Vec<f64>,
+    extra: Value,
+}
+
+fn flat(v: &Value) -> Vec<f64> {
+    match v {
+        Value::Array(a) => a.iter().flat_map(flat).collect(),
+        Value::Number(n) => vec![n.as_f64().unwrap()],
+        o => panic!("not a number: {o}"),
+    }
+}
+
+fn record(name: &str) -> Record {
+    let path = format!("tests/data/mlp_forward_{name}.json");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect(&path)).unwrap();
+    let f32s = |k: &str| {
+        flat(&v[k])
+            .into_iter()
+            .map(|x| x as f32)
+            .collect::<Vec<f32>>()
+    };
+    Record {
+        model: v["model"].as_str().unwrap().to_string(),
+        x: f32s("x"),
+        t: f32s("t"),
+        cond: (!v["cond"].is_null()).then(|| f32s("cond")),
+        out: f32s("out"),
+        out_f64: flat(&v["out_f64"]),
+        extra: v,
+    }
+}
+
+fn load(path: &str, cond: Option<&[f32]>) -> MlpModel {
+    let m = MlpModel::from_file(Path::new(path)).unwrap();
+    match cond {
+        Some(c) => m.with_cond(c).unwrap(),
+        None => m,
+    }
+}
+
+fn forward(m: &MlpModel, x: &[f32], t: &[f32]) -> Vec<f32> {
+    let mut out = vec![0f32; x.len()];
+    m.forward(x, t, &mut out).unwrap();
+    out
+}
+
+/// Max |rust − f32 PyTorch| and max |rust − f64 PyTorch| for the record's model.
+fn forward_errors(name: &str) -> (f32, f64, Record) {
+    let r = record(name);
+    let m = load(&r.model, r.cond.as_deref());
+    assert_eq!(r.x.len(), r.t.len() * m.config().dim);
+    let out = forward(&m, &r.x, &r.t);
+    let e32 = max_abs_diff(&out, &r.out);
+    let e64 = out
+        .iter()
+        .zip(&r.out_f64)
+        .map(|(&a, &b)| (a as f64 - b).abs())
+        .fold(0.0, f64::max);
+    let scale = r.out.iter().fold(0f32, |m, v| m.max(v.abs()));
+    println!(
+        "{name}: {} rows, max |out| {scale:.3}, max |rust − torch f32| {e32:.2e}, max |rust − torch f64| {e64:.2e}",
+        r.t.len()
+    );
+    (e32, e64, r)
+}
+
+#[test]
+fn forward_matches_pytorch_f32() {
+    for name in ["moons2d", "mix64d", "variant_a", "variant_b"] {
+        let (e32, e64, _) = forward_errors(name);
+        assert!(e32 <= 1e-5, "{name}: |rust − torch f32| = {e32:e}");
+        assert!(e64 <= 1e-5, "{name}: |rust − torch f64| = {e64:e}");
+    }
+}
+
+#[test]
+fn bf16_weights_match_pytorch_and_stay_near_f32() {
+    let r = record("moons2d");
+    let m = load(MOONS_BF16, None);
+    assert_eq!(m.file_dtype(), WeightDtype::Bf16);
+    assert_eq!(load(MOONS, None).file_dtype(), WeightDtype::F32);
+    assert_eq!(r.extra["model_bf16"].as_str(), Some(MOONS_BF16));
+    let out = forward(&m, &r.x, &r.t);
+    // The same bf16 weights in PyTorch (upcast, f32 compute): the conversion is exact.
+    let torch_bf16: Vec<f32> = flat(&r.extra["out_bf16"])
+        .into_iter()
+        .map(|v| v as f32)
+        .collect();
+    let same = max_abs_diff(&out, &torch_bf16);
+    // Against the f32 model: the bf16 rounding of the weights, relative to the output scale.
+    let scale = r.out.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let rel = max_abs_diff(&out, &r.out) / scale;
+    println!("bf16: max |rust − torch bf16| {same:.2e}; max |bf16 − f32| / max |f32| = {rel:.2e}");
+    assert!(same <= 1e-5, "bf16 vs torch bf16: {same:e}");
+    assert!(rel <= 2e-2, "bf16 vs f32 reference: relative {rel:e}");
+    assert!(rel > 0.0, "bf16 rounding must change something");
+    // The GPU helpers give the file's bf16 bits back exactly.
+    let f32_model = load(MOONS, None);
+    let w16 = m.weights().input.weight_bf16();
+    let w32 = &f32_model.weights().input.weight;
+    for (a, b) in w16.iter().zip(w32) {
+        assert_eq!(*a, half::bf16::from_f32(*b));
+    }
+}
+
+#[test]
+fn f16_file_reports_its_dtype() {
+    let m = load("tests/data/mlp_variant_b.safetensors", None);
+    assert_eq!(m.file_dtype(), WeightDtype::F16);
+    let back = m.weights().output.weight_f16();
+    assert!(back
+        .iter()
+        .zip(&m.weights().output.weight)
+        .all(|(h, f)| h.to_f32() == *f));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Time table
+
+fn eval_rows(
+    m: &MlpModel,
+    ws: &mut picardiff::model::MlpWorkspace,
+    x: &[f32],
+    t: &[f32],
+) -> Vec<f32> {
+    let mut out = vec![0f32; x.len()];
+    m.eval(
+        &CpuBackend,
+        ws,
+        &x.to_vec(),
+        &t.to_vec(),
+        0,
+        t.len(),
+        &mut out,
+    )
+    .unwrap();
+    out
+}
+
+#[test]
+fn time_table_equals_on_the_fly() {
+    for name in ["moons2d", "variant_a", "variant_b"] {
+        let r = record(name);
+        let mut m = load(&r.model, r.cond.as_deref());
+        let rows = r.t.len();
+        let mut fly = m.workspace(&CpuBackend, rows).unwrap();
+        assert_eq!(fly.table_len(), 0);
+        let on_the_fly = eval_rows(&m, &mut fly, &r.x, &r.t);
+
+        let mut ws = m.workspace(&CpuBackend, rows).unwrap();
+        let all: Vec<f64> = r.t.iter().map(|&t| t as f64).collect();
+        m.prepare_times(&CpuBackend, &mut ws, &all).unwrap();
+        assert!(ws.table_len() < rows, "repeated times are tabulated once");
+        assert!(r.t.iter().all(|&t| ws.is_tabulated(t)));
+        assert_eq!(
+            eval_rows(&m, &mut ws, &r.x, &r.t),
+            on_the_fly,
+            "{name}: full table"
+        );
+
+        // Half the times tabulated: the rest fall back, with the same bits.
+        let half: Vec<f64> = all.iter().step_by(2).copied().collect();
+        let mut part = m.workspace(&CpuBackend, rows).unwrap();
+        m.prepare_times(&CpuBackend, &mut part, &half).unwrap();
+        assert!(r.t.iter().any(|&t| !part.is_tabulated(t)));
+        assert_eq!(
+            eval_rows(&m, &mut part, &r.x, &r.t),
+            on_the_fly,
+            "{name}: half table"
+        );
+
+        // A new conditioning vector invalidates the table of an existing workspace.
+        if let Some(c) = &r.cond {
+            let c2: Vec<f32> = c.iter().map(|v| v * 0.5 + 0.25).collect();
+            m.set_cond(&c2).unwrap();
+            let stale = eval_rows(&m, &mut ws, &r.x, &r.t);
+            let mut fresh = m.workspace(&CpuBackend, rows).unwrap();
+            assert_eq!(stale, eval_rows(&m, &mut fresh, &r.x, &r.t));
+            assert_ne!(stale, on_the_fly);
+        }
+    }
+}
+
+#[test]
+fn eval_checks_buffers_and_conditioning() {
+    let m = load(MOONS, None);
+    let mut ws = m.workspace(&CpuBackend, 8).unwrap();
+    let (x, t) = (vec![0f32; 16], vec![10f32; 8]);
+    let mut out = vec![0f32; 16];
+    assert!(m
+        .eval(&CpuBackend, &mut ws, &x, &t, 4, 8, &mut out)
+        .is_err());
+    assert!(m
+        .eval(&CpuBackend, &mut ws, &x, &t, usize::MAX, 2, &mut out)
+        .is_err());
+    let mut small = m.workspace(&CpuBackend, 4).unwrap();
+    assert!(m
+        .eval(&CpuBackend, &mut small, &x, &t, 0, 8, &mut out)
+        .is_err());
+    let mix = load(MIX64, None);
+    let mut other = mix.workspace(&CpuBackend, 8).unwrap();
+    assert!(m
+        .eval(&CpuBackend, &mut other, &x, &t, 0, 8, &mut out)
+        .is_err());
+
+    let mut a = load("tests/data/mlp_variant_a.safetensors", None);
+    let err = a.workspace(&CpuBackend, 4).unwrap_err().to_string();
+    assert!(err.contains("cond"), "{err}");
+    assert!(a.set_cond(&[0.0; 4]).is_err());
+    assert!(a.set_cond(&[0.0, 0.0, f32::NAN, 0.0, 0.0]).is_err());
+    a.set_cond(&[0.1; 5]).unwrap();
+    assert!(a.workspace(&CpuBackend, 4).is_ok());
+    assert!(load(MOONS, None).set_cond(&[1.0]).is_err());
+}
+
+#[test]
+fn summary_and_load_model() {
+    let m = load(MOONS, None);
+    let s = m.summary();
+    println!("{s}");
+    assert!(
+        s.contains("dim 2") && s.contains("hidden 128") && s.contains("epsilon"),
+        "{s}"
+    );
+    assert!(
+        s.contains(&format!("{}", m.parameter_count() % 1000)),
+        "{s}"
+    );
+    assert_eq!(m.schedule().unwrap().name(), "ddpm-linear");
+    match load_model(Path::new(MOONS)).unwrap() {
+        ModelFile::Mlp(mm) => assert_eq!(mm.parameter_count(), m.parameter_count()),
+        other => panic!("expected an MLP, got {}", other.summary()),
+    }
+    let mix = load_model(Path::new("examples/mixture_64d.json")).unwrap();
+    assert!(matches!(mix, ModelFile::Mixture(_)) && mix.dim() == 64);
+    // Told apart by content when the extension says nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("model.bin");
+    std::fs::copy(MOONS, &p).unwrap();
+    assert!(matches!(load_model(&p).unwrap(), ModelFile::Mlp(_)));
+    let q = dir.path().join("mixture.txt");
+    std::fs::copy("examples/mixture_2d.json", &q).unwrap();
+    assert!(matches!(load_model(&q).unwrap(), ModelFile::Mixture(_)));
+    let g = dir.path().join("garbage.dat");
+    std::fs::write(&g, b"\x00\x01garbage").unwrap();
+    assert!(load_model(&g).is_err());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hostile files
+
+/// A safetensors file taken apart: metadata and tensors (name, dtype, shape, bytes).
+#[derive(Clone)]
+struct St {
+    meta: HashMap<String, String>,
+    tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)>,
+}
+
+impl St {
+    fn read(path: &str) -> St {
+        let bytes = std::fs::read(path).unwrap();
+        let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        let mut tensors: Vec<_> = st
+            .tensors()
+            .into_iter()
+            .map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec()))
+            .collect();
+        tensors.sort_by(|a, b| a.0.cmp(&b.0));
+        St {
+            meta: meta.metadata().clone().unwrap(),
+            tensors,
+        }
+    }
+    fn bytes(&self) -> Vec<u8> {
+        let views: Vec<_> = self
+            .tensors
+            .iter()
+            .map(|(n, d, s, b)| {
+                (
+                    n.clone(),
+                    safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap(),
+                )
+            })
+            .collect();
+        safetensors::serialize(views, Some(self.meta.clone())).unwrap()
+    }
+    fn config(&self) -> Value {
+        serde_json::from_str(&self.meta["picardiff_mlp"]).unwrap()
+    }
+    fn with_config(mut self, f: impl FnOnce(&mut Value)) -> St {
+        let mut c = self.config();
+        f(&mut c);
+        self.meta.insert("picardiff_mlp".into(), c.to_string());
+        self
+    }
+    fn tensor(&mut self, name: &str) -> &mut (String, Dtype, Vec<usize>, Vec<u8>) {
+        self.tensors.iter_mut().find(|t| t.0 == name).unwrap()
+    }
+    fn without(mut self, name: &str) -> St {
+        self.tensors.retain(|t| t.0 != name);
+        self
+    }
+}
+
+/// Splits a file into its header JSON and data.
+fn split(bytes: &[u8]) -> (String, Vec<u8>) {
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    (
+        String::from_utf8(bytes[8..8 + n].to_vec()).unwrap(),
+        bytes[8 + n..].to_vec(),
+    )
+}
+
+fn join(header: &str, data: &[u8]) -> Vec<u8> {
+    let mut b = (header.len() as u64).to_le_bytes().to_vec();
+    b.extend_from_slice(header.as_bytes());
+    b.extend_from_slice(data);
+    b
+}
+
+/// Writes `bytes` to a temp file, loads it, and returns the model error's (field, message).
+fn model_error(bytes: &[u8]) -> (String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path: PathBuf = dir.path().join("bad.safetensors");
+    std::fs::write(&path, bytes).unwrap();
+    let via_load_model = load_model(&path).map(|_| ()).unwrap_err().to_string();
+    match MlpModel::from_file(&path) {
+        Err(Error::Model { field, msg }) => {
+            assert!(msg.contains("bad.safetensors"), "the path is named: {msg}");
+            assert!(via_load_model.contains(&field));
+            (field, msg)
+        }
+        Err(e) => panic!("expected Error::Model, got {e}"),
+        Ok(_) => panic!("a hostile file loaded"),
+    }
+}
+
+fn expect(bytes: &[u8], field: &str, words: &[&str]) {
+    let (f, msg) = model_error(bytes);
+    println!("{f}: {msg}");
+    assert_eq!(f, field, "{msg}");
+    for w in words {
+        assert!(msg.contains(w), "`{w}` not in: {msg}");
+    }
+}
+
+#[test]
+fn hostile_tensors() {
+    let good = St::read(MOONS);
+    assert!(
+        MlpModel::from_bytes(&good.bytes()).is_ok(),
+        "the rebuilt file loads"
+    );
+
+    expect(
+        &good.clone().without("layers.1.fc1.weight").bytes(),
+        "layers.1.fc1.weight",
+        &["missing", "[128, 128]"],
+    );
+    let mut s = good.clone();
+    *s.tensor("output.weight") = (
+        "output.weight".into(),
+        Dtype::F32,
+        vec![3, 128],
+        vec![0; 3 * 128 * 4],
+    );
+    expect(
+        &s.bytes(),
+        "output.weight",
+        &["shape [3, 128]", "expected [2, 128]"],
+    );
+    let mut s = good.clone();
+    let t = s.tensor("time_fc1.bias");
+    t.1 = Dtype::I32;
+    expect(&s.bytes(), "time_fc1.bias", &["I32", "not supported"]);
+    let mut s = good.clone();
+    let t = s.tensor("input.bias");
+    t.1 = Dtype::F64;
+    t.2 = vec![64];
+    expect(&s.bytes(), "input.bias", &["shape [64]"]);
+    let mut s = good.clone();
+    s.tensor("time_fc2.weight").3[40..44].copy_from_slice(&f32::NAN.to_le_bytes());
+    expect(&s.bytes(), "time_fc2.weight", &["element 10", "NaN"]);
+    let mut s = good.clone();
+    s.tensor("norm_out.bias").3[..4].copy_from_slice(&f32::NEG_INFINITY.to_le_bytes());
+    expect(&s.bytes(), "norm_out.bias", &["element 0", "inf"]);
+    let mut s = St::read(MOONS_BF16);
+    s.tensor("layers.2.fc2.weight").3[6..8]
+        .copy_from_slice(&half::bf16::INFINITY.to_bits().to_le_bytes());
+    expect(&s.bytes(), "layers.2.fc2.weight", &["element 3", "inf"]);
+    // Mixed GEMM dtypes: one Linear weight in bf16 among f32 ones.
+    let mut s = good.clone();
+    let t = s.tensor("layers.0.fc2.weight");
+    let bf: Vec<u8> =
+        t.3.chunks_exact(4)
+            .flat_map(|b| {
+                half::bf16::from_f32(f32::from_le_bytes(b.try_into().unwrap()))
+                    .to_bits()
+                    .to_le_bytes()
+            })
+            .collect();
+    t.1 = Dtype::BF16;
+    t.3 = bf;
+    expect(&s.bytes(), "layers.0.fc2.weight", &["share one dtype"]);
+    // A tensor the architecture does not call for.
+    let mut s = good.clone();
+    s.tensors.push((
+        "layers.3.fc1.bias".into(),
+        Dtype::F32,
+        vec![128],
+        vec![0; 512],
+    ));
+    expect(&s.bytes(), "layers.3.fc1.bias", &["unexpected tensor"]);
+}
+
+#[test]
+fn hostile_metadata() {
+    let good = St::read(MOONS);
+    let lie = |f: fn(&mut Value)| good.clone().with_config(f).bytes();
+    expect(
+        &lie(|c| c["hidden"] = json!(64)),
+        "time_fc1.weight",
+        &["shape [128, 32]", "[64, 32]"],
+    );
+    expect(&lie(|c| c["dim"] = json!(3)), "input.weight", &["[128, 3]"]);
+    expect(
+        &lie(|c| c["layers"] = json!(4)),
+        "layers.3.norm.weight",
+        &["missing"],
+    );
+    expect(
+        &lie(|c| c["layers"] = json!(2)),
+        "layers.2.fc1.bias",
+        &["unexpected"],
+    );
+    expect(
+        &lie(|c| c["residual"] = json!(false)),
+        "layers.0.fc2.bias",
+        &["unexpected"],
+    );
+    expect(
+        &lie(|c| c["layernorm"] = json!(false)),
+        "layers.0.norm.bias",
+        &["unexpected"],
+    );
+    expect(
+        &lie(|c| c["cond_dim"] = json!(3)),
+        "cond_proj.weight",
+        &["missing", "[128, 3]"],
+    );
+    expect(
+        &lie(|c| c["time_embed_dim"] = json!(33)),
+        "time_embed_dim",
+        &["even"],
+    );
+    expect(
+        &lie(|c| c["time_embed_dim"] = json!(64)),
+        "time_fc1.weight",
+        &["[128, 64]"],
+    );
+    expect(
+        &lie(|c| c["activation"] = json!("relu")),
+        "activation",
+        &["relu"],
+    );
+    expect(
+        &lie(|c| c["prediction"] = json!("noise")),
+        "prediction",
+        &["noise"],
+    );
+    expect(
+        &lie(|c| c["schedule"] = json!("karras")),
+        "schedule",
+        &["karras"],
+    );
+    expect(
+        &lie(|c| c["train_steps"] = json!(1)),
+        "train_steps",
+        &["at least 2"],
+    );
+    expect(&lie(|c| c["dim"] = json!(0)), "dim", &["out of range"]);
+    expect(
+        &lie(|c| c["layernorm_eps"] = json!(-1.0)),
+        "layernorm_eps",
+        &["> 0"],
+    );
+    expect(
+        &lie(|c| c["time_scale"] = json!(0.0)),
+        "time_scale",
+        &["> 0"],
+    );
+    expect(
+        &lie(|c| c["format_version"] = json!(2)),
+        "format_version",
+        &["not supported"],
+    );
+    expect(
+        &lie(|c| c["hidden"] = json!(-5)),
+        "__metadata__.picardiff_mlp",
+        &["invalid value"],
+    );
+    expect(
+        &lie(|c| c["bogus"] = json!(1)),
+        "__metadata__.picardiff_mlp",
+        &["bogus"],
+    );
+    expect(
+        &lie(|c| drop(c.as_object_mut().unwrap().remove("hidden"))),
+        "__metadata__.picardiff_mlp",
+        &["missing field `hidden`"],
+    );
+    // Sizes that would allocate wildly if trusted: rejected before any tensor is read.
+    expect(
+        &lie(|c| c["layers"] = json!(1u64 << 40)),
+        "layers",
+        &["out of range"],
+    );
+    expect(
+        &lie(|c| c["layers"] = json!(1_000_000)),
+        "picardiff_mlp",
+        &["parameters"],
+    );
+    expect(
+        &lie(|c| c["hidden"] = json!(1 << 24)),
+        "picardiff_mlp",
+        &["parameters"],
+    );
+    expect(
+        &lie(|c| c["hidden"] = json!(1u64 << 40)),
+        "hidden",
+        &["out of range"],
+    );
+
+    let mut s = good.clone();
+    s.meta.insert("picardiff_mlp".into(), "{not json".into());
+    expect(
+        &s.bytes(),
+        "__metadata__.picardiff_mlp",
+        &["not a valid configuration"],
+    );
+    let mut s = good.clone();
+    s.meta.clear();
+    expect(&s.bytes(), "__metadata__.picardiff_mlp", &["missing"]);
+}
+
+#[test]
+fn hostile_containers() {
+    let bytes = std::fs::read(MOONS).unwrap();
+    let bad = "safetensors";
+    // Truncated anywhere: in the length, in the header, in the data.
+    for cut in [0, 5, 8, 100, bytes.len() / 2, bytes.len() - 1] {
+        expect(&bytes[..cut], bad, &["not a valid safetensors file"]);
+    }
+    // Trailing bytes the header does not cover.
+    let mut long = bytes.clone();
+    long.extend_from_slice(&[0u8; 16]);
+    expect(&long, bad, &["incomplete metadata"]);
+    // A header length far beyond the file (no allocation follows it).
+    for n in [u64::MAX, 1 << 40, 99_999_999, bytes.len() as u64] {
+        let mut b = bytes.clone();
+        b[..8].copy_from_slice(&n.to_le_bytes());
+        expect(&b, bad, &["not a valid safetensors file"]);
+    }
+    let (header, data) = split(&bytes);
+    let h: Value = serde_json::from_str(&header).unwrap();
+    let edit = |f: &dyn Fn(&mut Value)| {
+        let mut h = h.clone();
+        f(&mut h);
+        join(&h.to_string(), &data)
+    };
+    // Unknown dtype string.
+    expect(
+        &edit(&|h| h["output.bias"]["dtype"] = json!("Q4_K")),
+        bad,
+        &["not a valid safetensors file"],
+    );
+    // Offsets past the end, overlapping, or disagreeing with the shape.
+    let (s, e) = (
+        h["output.bias"]["data_offsets"][0].as_u64().unwrap(),
+        h["output.bias"]["data_offsets"][1].as_u64().unwrap(),
+    );
+    expect(
+        &edit(&|h| h["output.bias"]["data_offsets"] = json!([s, e + 4096])),
+        bad,
+        &["tensor"],
+    );
+    expect(
+        &edit(&|h| h["output.bias"]["data_offsets"] = json!([0, e - s])),
+        bad,
+        &["invalid offset"],
+    );
+    expect(
+        &edit(&|h| h["output.bias"]["shape"] = json!([3])),
+        bad,
+        &["invalid shape"],
+    );
+    expect(
+        &edit(&|h| h["output.bias"]["shape"] = json!([1u64 << 62, 4])),
+        bad,
+        &["not a valid"],
+    );
+    // Not JSON, not UTF-8.
+    expect(
+        &join("{\"a\":", &data),
+        bad,
+        &["not a valid safetensors file"],
+    );
+    let mut b = join(&header, &data);
+    b[9] = 0xff;
+    expect(&b, bad, &["not a valid safetensors file"]);
+}
+
+#[test]
+fn oversized_files_are_refused_before_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("huge.safetensors");
+    let f = std::fs::File::create(&p).unwrap();
+    f.set_len(picardiff::model::MAX_FILE_BYTES + 1).unwrap(); // sparse: nothing is written
+    let t = std::time::Instant::now();
+    match MlpModel::from_file(&p) {
+        Err(Error::Model { field, msg }) => {
+            assert_eq!(field, "file");
+            assert!(msg.contains("limit"), "{msg}");
+        }
+        other => panic!("expected a size error, got {other:?}"),
+    }
+    assert!(t.elapsed().as_secs_f64() < 1.0, "the file was read");
+    match MlpModel::from_file_with_limit(Path::new(MOONS), 1000) {
+        Err(Error::Model { field, .. }) => assert_eq!(field, "file"),
+        other => panic!("expected a size error, got {other:?}"),
+    }
+    #[cfg(unix)]
+    match MlpModel::from_file(Path::new("/dev/zero")) {
+        Err(Error::Model { field, msg }) => {
+            assert_eq!(field, "file");
+            assert!(msg.contains("not a regular file"), "{msg}");
+        }
+        other => panic!("expected a file error, got {other:?}"),
+    }
+    match MlpModel::from_file(&dir.path().join("absent.safetensors")) {
+        Err(Error::Io { .. }) => {}
+        other => panic!("expected an I/O error, got {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sampling with the trained 2-D model
+
+#[test]
+fn picard_and_blocks_reproduce_sequential_on_trained_moons() {
+    let model = load(MOONS, None);
+    let schedule = model.schedule().unwrap();
+    let inputs = RunInputs {
+        batch: 128,
+        seed: 11,
+        ..Default::default()
+    };
+    let cases = [
+        // (name, grid steps, rule, window/block, tol, tolerance on max |Δ| against sequential)
+        ("ddpm 1000", 1000, "ddpm", 100usize, 0.1, 5e-2f32),
+        ("ddpm 1000 tight", 1000, "ddpm", 100, 1e-3, 1e-3),
+        ("ddim 100", 100, "ddim", 100, 1e-3, 5e-3),
+    ];
+    for (name, steps, rule_name, window, tol, bound) in cases {
+        let grid = Grid::discrete(&schedule, steps, Spacing::Leading).unwrap();
+        let rule = StepRule::from_name(rule_name, None).unwrap();
+        let seq = run(
+            &CpuBackend,
+            &model,
+            &grid,
+            rule,
+            &SamplerKind::Sequential,
+            &inputs,
+        )
+        .unwrap();
+        let picard = SamplerKind::Picard {
+            window,
+            tol,
+            max_iters: None,
+            form: PicardForm::Scan,
+        };
+        let par = run(&CpuBackend, &model, &grid, rule, &picard, &inputs).unwrap();
+        let dev = max_abs_diff(&par.samples, &seq.samples);
+        println!(
+            "{name}: sequential {:.0} ms; picard window {window} tol {tol}: rounds {}, nfe {}, {:.0} ms, max |Δ| {dev:.2e}",
+            seq.stats.wall_ms, par.stats.rounds, par.stats.nfe, par.stats.wall_ms
+        );
+        assert!(dev <= bound, "{name}: deviation {dev} > {bound}");
+        assert!(par.stats.rounds < steps, "{name}: no fewer rounds");
+    }
+    // Blocks with K = block size are exact; fewer iterations leave a growing error.
+    let grid = Grid::discrete(&schedule, 100, Spacing::Leading).unwrap();
+    let rule = StepRule::from_name("ddim", None).unwrap();
+    let seq = run(
+        &CpuBackend,
+        &model,
+        &grid,
+        rule,
+        &SamplerKind::Sequential,
+        &inputs,
+    )
+    .unwrap();
+    let mut last = 0f32;
+    for iters in [10usize, 5, 2] {
+        let blocks = SamplerKind::Blocks {
+            block_len: 100.0,
+            iters,
+            tol: 0.0,
+            form: PicardForm::Scan,
+            corrector: None,
+        };
+        let out = run(&CpuBackend, &model, &grid, rule, &blocks, &inputs).unwrap();
+        let dev = max_abs_diff(&out.samples, &seq.samples);
+        println!(
+            "blocks of 10 steps, K = {iters}: rounds {}, nfe {}, {:.0} ms, max |Δ| {dev:.2e}",
+            out.stats.rounds, out.stats.nfe, out.stats.wall_ms
+        );
+        if iters == 10 {
+            assert!(dev <= 1e-5, "K = block size must be exact: {dev}");
+        } else {
+            assert!(
+                dev > last,
+                "K = {iters}: deviation {dev} did not grow from {last}"
+            );
+        }
+        last = dev;
+    }
+}
+
+#[test]
+fn trained_mix64d_samples_the_mixture() {
+    let model = load(MIX64, None);
+    let schedule = model.schedule().unwrap();
+    let grid = Grid::discrete(&schedule, 100, Spacing::Leading).unwrap();
+    let rule = StepRule::from_name("ddim", None).unwrap();
+    let inputs = RunInputs {
+        batch: 1024,
+        seed: 3,
+        ..Default::default()
+    };
+    let out = run(
+        &CpuBackend,
+        &model,
+        &grid,
+        rule,
+        &SamplerKind::Sequential,
+        &inputs,
+    )
+    .unwrap();
+    let (werr, rms, maxabs) = common::component_errors(&common::mixture_64d(), &out.samples);
+    println!(
+        "mix64d, ddim 100 steps, {} samples ({:.0} ms): max |fraction − weight| {werr:.3}, \
+         component-mean error RMS {rms:.3}, max {maxabs:.3}",
+        inputs.batch, out.stats.wall_ms
+    );
+    // Sampling noise alone is about 0.011 (fractions) and 0.05 (means) at this batch.
+    assert!(werr < 0.06, "component fractions off by {werr}");
+    assert!(rms < 0.12, "component means off by {rms} (RMS)");
+}
