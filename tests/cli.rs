@@ -710,3 +710,72 @@ fn example_mixtures_match_their_formulas() {
     let m2 = Mixture::from_file(Path::new(&example("mixture_2d.json"))).unwrap();
     assert!(close(&m2, &common::mixture_2d()));
 }
+
+#[test]
+fn mlp_models_sample_compare_and_report_info() {
+    let dir = TempDir::new("mlp");
+    let model = example("models/moons2d.safetensors");
+    let info = ok(&["info", &model], &dir.0);
+    assert!(
+        info.contains("MLP") && info.contains("121,474 parameters"),
+        "{info}"
+    );
+    assert!(ok(&["info", &example("mixture_2d.json")], &dir.0).contains("2 components"));
+    // The MLP names its own schedule; compare runs sequential and picard on the same noise.
+    let stats = dir.arg("stats.json");
+    let args = [
+        "compare",
+        "--model",
+        &model,
+        "--steps",
+        "200",
+        "--rule",
+        "ddim",
+        "--sampler",
+        "picard",
+        "--tol",
+        "1e-3",
+        "--batch",
+        "8",
+        "--seed",
+        "4",
+        "--device",
+        "cpu",
+        "--stats",
+        &stats,
+    ];
+    ok(&args, &dir.0);
+    let s = read_json(&dir.path("stats.json"));
+    assert_eq!(s["schedule"], "ddpm-linear");
+    assert_eq!(s["dim"], 2);
+    assert!(s["rounds"].as_u64().unwrap() < 100, "{s}");
+    assert!(s["max_abs_diff"].as_f64().unwrap() <= 2e-3, "{s}");
+    // A contradicting --schedule and a bad --dtype are one-line errors.
+    let bad = [
+        "sample",
+        "--model",
+        &model,
+        "--schedule",
+        "cosine",
+        "--steps",
+        "10",
+        "--rule",
+        "ddpm",
+    ];
+    assert_one_line_error(&bad, &dir.0, "trained with `ddpm-linear`");
+    let bad = [
+        "sample", "--model", &model, "--steps", "10", "--rule", "ddpm", "--dtype", "f64",
+    ];
+    assert_one_line_error(&bad, &dir.0, "f64");
+    // A mixture still needs --schedule.
+    let bad = [
+        "sample",
+        "--model",
+        &example("mixture_2d.json"),
+        "--steps",
+        "10",
+        "--rule",
+        "ddpm",
+    ];
+    assert_one_line_error(&bad, &dir.0, "--schedule is required");
+}

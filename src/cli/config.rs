@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use picardiff::backend::{PicardForm, WindowPlan};
+use picardiff::model::{load_model, MlpModel, ModelFile, WeightDtype};
 use picardiff::prelude::*;
 use picardiff::sampler::{block_ends, Corrector};
 use picardiff::schedule::DEFAULT_TRAIN_STEPS;
@@ -25,10 +26,38 @@ pub const DEFAULT_BLOCK_LEN_CONTINUOUS: f64 = 1.0;
 /// Default block length of discrete schedules (in timesteps).
 pub const DEFAULT_BLOCK_LEN_DISCRETE: f64 = 100.0;
 
+/// The model a run samples: the exact mixture or a trained MLP.
+pub enum CliModel {
+    /// The exact mixture score.
+    Gmm(GmmModel),
+    /// A trained MLP from a safetensors file.
+    Mlp(Box<MlpModel>),
+}
+
+impl CliModel {
+    /// Elements per sample.
+    pub fn dim(&self) -> usize {
+        match self {
+            CliModel::Gmm(m) => m.mixture.dim,
+            CliModel::Mlp(m) => ScoreModel::<CpuBackend>::dim(m.as_ref()),
+        }
+    }
+
+    /// What the model predicts.
+    pub fn output(&self) -> ModelOutput {
+        match self {
+            CliModel::Gmm(m) => ScoreModel::<CpuBackend>::output(m),
+            CliModel::Mlp(m) => ScoreModel::<CpuBackend>::output(m.as_ref()),
+        }
+    }
+}
+
 /// The sampling problem: everything but the sampler.
 pub struct Problem {
-    /// The exact mixture model.
-    pub model: GmmModel,
+    /// The model.
+    pub model: CliModel,
+    /// The schedule the grid was built from.
+    pub schedule: Schedule,
     /// The time grid.
     pub grid: Grid,
     /// The step rule.
@@ -48,7 +77,7 @@ pub struct Problem {
 impl Problem {
     /// Elements per sample.
     pub fn dim(&self) -> usize {
-        self.model.mixture.dim
+        self.model.dim()
     }
 
     /// Grid steps.
@@ -150,12 +179,38 @@ fn check_values(a: &RunArgs) -> CliResult<()> {
 /// Loads the model and builds the grid, rule and noise inputs.
 pub fn problem(a: &RunArgs) -> CliResult<Problem> {
     check_values(a)?;
+    let file = load_model(Path::new(&a.model))?;
+    let (schedule_name, model_train_steps) = match (&file, a.schedule.as_deref()) {
+        (ModelFile::Mlp(m), given) => {
+            let own = m.config().schedule.clone();
+            if given.is_some_and(|g| g != own) {
+                return Err(CliError::new(format!(
+                    "--schedule: the model was trained with `{own}`, not `{}`",
+                    given.unwrap_or_default()
+                )));
+            }
+            (own, Some(m.config().train_steps))
+        }
+        (ModelFile::Mixture(_), Some(g)) => (g.to_string(), None),
+        (ModelFile::Mixture(_), None) => {
+            return Err(CliError::new(
+                "--schedule is required with a mixture model (an MLP file names its own)",
+            ))
+        }
+    };
+    let a = &RunArgs {
+        schedule: Some(schedule_name.clone()),
+        ..a.clone()
+    };
     let discrete = matches!(
-        a.schedule.as_str(),
+        schedule_name.as_str(),
         "ddpm-linear" | "scaled-linear" | "cosine"
     );
-    let train_steps = a.train_steps.unwrap_or(DEFAULT_TRAIN_STEPS);
-    let schedule = Schedule::from_name(&a.schedule, train_steps)?;
+    let train_steps = a
+        .train_steps
+        .or(model_train_steps)
+        .unwrap_or(DEFAULT_TRAIN_STEPS);
+    let schedule = Schedule::from_name(&schedule_name, train_steps)?;
     let rule = StepRule::from_name(&a.rule, a.eta)?;
     if a.eta.is_some() && !matches!(rule, StepRule::Ddim { .. }) {
         warn(&format!(
@@ -180,7 +235,7 @@ pub fn problem(a: &RunArgs) -> CliResult<Problem> {
             if given {
                 warn(&format!(
                     "{opt} applies to continuous schedules (ou, vp-linear) only; ignored for {}",
-                    a.schedule
+                    schedule_name
                 ));
             }
         }
@@ -189,7 +244,7 @@ pub fn problem(a: &RunArgs) -> CliResult<Problem> {
         let steps = a.steps.ok_or_else(|| {
             CliError::new(format!(
                 "--steps is required for the discrete schedule {}",
-                a.schedule
+                schedule_name
             ))
         })?;
         info.insert("spacing".into(), json!(spacing_name));
@@ -203,7 +258,7 @@ pub fn problem(a: &RunArgs) -> CliResult<Problem> {
             if given {
                 warn(&format!(
                     "{opt} applies to discrete schedules (ddpm-linear, scaled-linear, cosine) only; ignored for {}",
-                    a.schedule
+                    schedule_name
                 ));
             }
         }
@@ -250,11 +305,23 @@ pub fn problem(a: &RunArgs) -> CliResult<Problem> {
         }
     };
 
-    let mixture = Mixture::from_file(Path::new(&a.model))?;
-    let model = GmmModel::new(mixture, schedule);
+    let dtype = WeightDtype::from_name(a.dtype.as_deref().unwrap_or("f32"))?;
+    let model = match file {
+        ModelFile::Mixture(mixture) => {
+            if a.dtype.is_some() {
+                warn("--dtype applies to MLP models only; ignored for a mixture");
+            }
+            CliModel::Gmm(GmmModel::new(mixture, schedule.clone()))
+        }
+        ModelFile::Mlp(mut m) => {
+            m.set_compute_dtype(dtype);
+            info.insert("dtype".into(), json!(a.dtype.as_deref().unwrap_or("f32")));
+            CliModel::Mlp(m)
+        }
+    };
     // Rejects grids on which the rule's table is not finite, before anything runs.
-    StepTable::new(&grid, rule, ScoreModel::<CpuBackend>::output(&model))?;
-    let (dim, steps) = (model.mixture.dim, grid.steps());
+    StepTable::new(&grid, rule, model.output())?;
+    let (dim, steps) = (model.dim(), grid.steps());
 
     let init = a
         .init
@@ -301,6 +368,7 @@ pub fn problem(a: &RunArgs) -> CliResult<Problem> {
     );
     Ok(Problem {
         model,
+        schedule,
         grid,
         rule,
         batch,
@@ -393,7 +461,7 @@ pub fn sampler(a: &RunArgs, p: &Problem) -> CliResult<Sampler> {
                 (a.window.is_some(), "--window"),
                 (a.max_iters.is_some(), "--max-iters"),
             ]);
-            let block_len = a.block_len.unwrap_or(if p.model.schedule.is_discrete() {
+            let block_len = a.block_len.unwrap_or(if p.schedule.is_discrete() {
                 DEFAULT_BLOCK_LEN_DISCRETE
             } else {
                 DEFAULT_BLOCK_LEN_CONTINUOUS

@@ -6,8 +6,8 @@ use serde_json::Map;
 
 use super::commands::max_abs_diff;
 use super::config::{
-    Problem, DEFAULT_BLOCK_ITERS, DEFAULT_BLOCK_LEN_CONTINUOUS, DEFAULT_BLOCK_LEN_DISCRETE,
-    DEFAULT_KAPPA, DEFAULT_T_END,
+    CliModel, Problem, DEFAULT_BLOCK_ITERS, DEFAULT_BLOCK_LEN_CONTINUOUS,
+    DEFAULT_BLOCK_LEN_DISCRETE, DEFAULT_KAPPA, DEFAULT_T_END,
 };
 use super::device::Device;
 use super::{emit, CliError, CliResult, DemoArgs};
@@ -106,7 +106,8 @@ pub fn demo(args: &DemoArgs) -> CliResult<()> {
     let ddpm_grid = Grid::discrete(&ddpm, args.steps, Spacing::Leading)?;
     let device = Device::open(&args.device)?;
     let problem = |schedule: Schedule, grid: Grid, rule: StepRule| Problem {
-        model: GmmModel::new(mixture.clone(), schedule),
+        model: CliModel::Gmm(GmmModel::new(mixture.clone(), schedule.clone())),
+        schedule,
         grid,
         rule,
         batch: args.batch,

@@ -7,7 +7,7 @@ use std::time::Instant;
 use picardiff::backend::Backend;
 use picardiff::prelude::*;
 
-use super::config::Problem;
+use super::config::{CliModel, Problem};
 use super::{CliError, CliResult};
 
 /// An opened backend.
@@ -83,7 +83,7 @@ impl Device {
     pub fn run(&self, problem: &Problem, kind: &SamplerKind, label: &str) -> CliResult<RunOutput> {
         let start = Instant::now();
         let out = match self {
-            Device::Cpu(b) => run_on(b, problem, kind),
+            Device::Cpu(_) => run_on_cpu(problem, kind),
             #[cfg(feature = "cuda")]
             Device::Cuda(b) => run_on(b, problem, kind),
         }?;
@@ -98,8 +98,18 @@ impl Device {
     }
 }
 
-/// Runs `kind` on any backend the mixture model supports.
-pub fn run_on<B: Backend>(
+/// Runs `kind` on the CPU, for either model.
+fn run_on_cpu(problem: &Problem, kind: &SamplerKind) -> picardiff::Result<RunOutput> {
+    let (g, inputs) = (&problem.grid, problem.inputs());
+    match &problem.model {
+        CliModel::Gmm(m) => run(&CpuBackend, m, g, problem.rule, kind, &inputs),
+        CliModel::Mlp(m) => run(&CpuBackend, m.as_ref(), g, problem.rule, kind, &inputs),
+    }
+}
+
+/// Runs `kind` on a backend that has the mixture model (the MLP's device forward is CPU-only so far).
+#[cfg(feature = "cuda")]
+fn run_on<B: Backend>(
     backend: &B,
     problem: &Problem,
     kind: &SamplerKind,
@@ -107,12 +117,11 @@ pub fn run_on<B: Backend>(
 where
     GmmModel: ScoreModel<B>,
 {
-    run(
-        backend,
-        &problem.model,
-        &problem.grid,
-        problem.rule,
-        kind,
-        &problem.inputs(),
-    )
+    match &problem.model {
+        CliModel::Gmm(m) => run(backend, m, &problem.grid, problem.rule, kind, &problem.inputs()),
+        CliModel::Mlp(_) => Err(picardiff::Error::device(
+            "MLP forward",
+            format!("MLP models run on the CPU only so far (use --device cpu); the {} forward is not implemented", backend.name()),
+        )),
+    }
 }

@@ -43,17 +43,27 @@ enum Command {
     Compare(RunArgs),
     /// Compare all samplers on a built-in mixture; needs no files.
     Demo(DemoArgs),
+    /// Print a model file's architecture and parameter count.
+    Info {
+        /// A mixture JSON or an MLP .safetensors file.
+        file: PathBuf,
+    },
 }
 
 /// Options shared by `sample` and `compare`.
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
-    /// Mixture model JSON: {"weights": [...], "means": [[...], ...], "stds": [...]}.
+    /// Model: a mixture JSON {"weights": [...], "means": [[...], ...], "stds": [...]} or a trained
+    /// MLP .safetensors file (see `picardiff info FILE`).
     #[arg(long, value_name = "FILE", help_heading = "Problem")]
     pub model: PathBuf,
     /// Noise schedule: ddpm-linear, scaled-linear, cosine (discrete) or ou, vp-linear (continuous).
+    /// Required for a mixture; an MLP file names its own.
     #[arg(long, value_name = "NAME", help_heading = "Problem")]
-    pub schedule: String,
+    pub schedule: Option<String>,
+    /// MLP weight/GEMM dtype on the GPU: f32, bf16 or f16 (the CPU computes in f32) [default: f32].
+    #[arg(long, value_name = "DTYPE", help_heading = "Problem")]
+    pub dtype: Option<String>,
     /// Number of sampling steps (required, except with --grid paper where it is ignored).
     #[arg(long, value_name = "N", help_heading = "Problem")]
     pub steps: Option<usize>,
@@ -305,5 +315,9 @@ pub fn main() -> CliResult<()> {
         Command::Sample(args) => commands::sample(&args),
         Command::Compare(args) => commands::compare(&args),
         Command::Demo(args) => demo::demo(&args),
+        Command::Info { file } => {
+            let model = picardiff::model::load_model(&file)?;
+            emit(&format!("{}\n", model.summary()))
+        }
     }
 }
