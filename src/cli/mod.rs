@@ -5,6 +5,7 @@
 //! backend plugs in behind `#[cfg(feature = "cuda")]`); `commands` implements `sample` and
 //! `compare`; `demo` the self-contained demo; `npy` reads and writes float32 `.npy` files.
 
+mod bench;
 mod commands;
 mod config;
 mod demo;
@@ -43,6 +44,8 @@ enum Command {
     Compare(RunArgs),
     /// Compare all samplers on a built-in mixture; needs no files.
     Demo(DemoArgs),
+    /// Time samplers × models × batch × steps against sequential sampling (the latency matrix).
+    Bench(bench::BenchArgs),
     /// Print a model file's architecture and parameter count.
     Info {
         /// A mixture JSON or an MLP .safetensors file.
@@ -315,6 +318,7 @@ pub fn main() -> CliResult<()> {
         Command::Sample(args) => commands::sample(&args),
         Command::Compare(args) => commands::compare(&args),
         Command::Demo(args) => demo::demo(&args),
+        Command::Bench(args) => bench::bench(&args),
         Command::Info { file } => {
             let model = picardiff::model::load_model(&file)?;
             emit(&format!("{}\n", model.summary()))

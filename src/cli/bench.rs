@@ -1,0 +1,183 @@
+//! `picardiff bench`: the latency matrix of issue 6. Samplers (sequential, picard, blocks) × models
+//! (exact mixtures of several dimensions, MLP files) × batch × steps on one device; every parallel
+//! run is timed beside the sequential one in the same process, on the same noise.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use picardiff::backend::PicardForm;
+use picardiff::model::{load_model, ModelFile};
+use picardiff::prelude::*;
+use serde_json::{json, Value};
+
+use super::commands::max_abs_diff;
+use super::config::{CliModel, Problem};
+use super::device::Device;
+use super::{emit, CliError, CliResult};
+
+/// Options of `picardiff bench`.
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Dimensions of the exact-mixture models (8 components, N(0, 1) means, std 0.5).
+    #[arg(long, value_delimiter = ',', default_values_t = [2usize, 64, 1024, 16384])]
+    pub dims: Vec<usize>,
+    /// MLP .safetensors files (e.g. from tools/make_bench_models.py).
+    #[arg(long, value_delimiter = ',')]
+    pub mlp: Vec<PathBuf>,
+    /// Batch sizes.
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 16])]
+    pub batches: Vec<usize>,
+    /// Step counts (1000-step ddpm-linear `leading` grids, ddpm rule).
+    #[arg(long, value_delimiter = ',', default_values_t = [100usize, 1000])]
+    pub steps: Vec<usize>,
+    /// Picard tolerance τ.
+    #[arg(long, default_value_t = 0.1)]
+    pub tol: f64,
+    /// Picard window (default: all steps).
+    #[arg(long)]
+    pub window: Option<usize>,
+    /// Blocks: iterations per block K (blocks are a tenth of the steps long).
+    #[arg(long, default_value_t = 8)]
+    pub iters: usize,
+    /// Timed repetitions per run (the median is reported), after one warm-up run.
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
+    /// cpu, cuda or auto.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Write the rows as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write the table as markdown here.
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
+}
+
+fn mixture(dim: usize) -> picardiff::Result<Mixture> {
+    let k = 8;
+    let means = (0..k)
+        .map(|i| {
+            let mut m = vec![0f32; dim];
+            picardiff::rng::fill_normal(2024, 0, i as u32, 7, &mut m);
+            m.into_iter().map(f64::from).collect()
+        })
+        .collect();
+    Mixture::new((1..=k).map(|i| i as f64).collect(), means, vec![0.5; k])
+}
+
+/// Runs `kind` `repeat` times after a warm-up; returns the last output with the median wall time.
+fn timed(device: &Device, p: &Problem, kind: &SamplerKind, repeat: usize) -> CliResult<RunOutput> {
+    device.run(p, kind, kind.name())?;
+    let mut walls = Vec::new();
+    let mut last = None;
+    for _ in 0..repeat.max(1) {
+        let out = device.run(p, kind, kind.name())?;
+        walls.push(out.stats.wall_ms);
+        last = Some(out);
+    }
+    walls.sort_by(f64::total_cmp);
+    let mut out = last.expect("at least one run");
+    out.stats.wall_ms = walls[walls.len() / 2];
+    Ok(out)
+}
+
+/// `picardiff bench`.
+pub fn bench(a: &BenchArgs) -> CliResult<()> {
+    let schedule = Schedule::from_name("ddpm-linear", 1000)?;
+    let rule = StepRule::from_name("ddpm", None)?;
+    let mut models: Vec<(String, CliModel)> = Vec::new();
+    for &d in &a.dims {
+        models.push((
+            format!("mixture D={d}"),
+            CliModel::Gmm(GmmModel::new(mixture(d)?, schedule.clone())),
+        ));
+    }
+    for path in &a.mlp {
+        match load_model(Path::new(path))? {
+            ModelFile::Mlp(m) => {
+                let c = m.config();
+                models.push((format!("mlp H={} D={}", c.hidden, c.dim), CliModel::Mlp(m)));
+            }
+            ModelFile::Mixture(_) => {
+                return Err(CliError::new(format!(
+                    "--mlp {}: not an MLP file",
+                    path.display()
+                )))
+            }
+        }
+    }
+    let device = Device::open(&a.device)?;
+    let mut rows: Vec<Value> = Vec::new();
+    let mut md = format!(
+        "device {}, ddpm-linear, ddpm rule, tol {}, blocks K = {}; wall = median of {} runs\n\n\
+         | model | batch | steps | sampler | rounds | nfe | wall ms | speedup vs sequential | max dev |\n|---|---|---|---|---|---|---|---|---|\n",
+        device.name(), a.tol, a.iters, a.repeat
+    );
+    for (name, model) in models {
+        let mut model = Some(model);
+        for &steps in &a.steps {
+            for &batch in &a.batches {
+                let grid = Grid::discrete(&schedule, steps, Spacing::Leading)?;
+                let p = Problem {
+                    model: model.take().expect("model"),
+                    schedule: schedule.clone(),
+                    grid,
+                    rule,
+                    batch,
+                    seed: 1,
+                    init: None,
+                    noise: None,
+                    info: Default::default(),
+                };
+                let kinds = [
+                    SamplerKind::Sequential,
+                    SamplerKind::Picard {
+                        window: a.window.unwrap_or(steps),
+                        tol: a.tol,
+                        max_iters: None,
+                        form: PicardForm::Scan,
+                    },
+                    SamplerKind::Blocks {
+                        block_len: 1000.0 / 10.0,
+                        iters: a.iters,
+                        tol: a.tol,
+                        form: PicardForm::Scan,
+                        corrector: None,
+                    },
+                ];
+                let seq = timed(&device, &p, &kinds[0], a.repeat)?;
+                for kind in &kinds {
+                    let out = if matches!(kind, SamplerKind::Sequential) {
+                        seq.clone()
+                    } else {
+                        timed(&device, &p, kind, a.repeat)?
+                    };
+                    let (dev, speedup) = (
+                        max_abs_diff(&out.samples, &seq.samples),
+                        seq.stats.wall_ms / out.stats.wall_ms,
+                    );
+                    let s = &out.stats;
+                    md += &format!(
+                        "| {name} | {batch} | {steps} | {} | {} | {} | {:.2} | {speedup:.2}x | {dev:.2e} |\n",
+                        kind.name(), s.rounds, s.nfe, s.wall_ms
+                    );
+                    rows.push(json!({"model": name, "dim": p.dim(), "batch": batch, "steps": steps, "sampler": kind.name(),
+                        "rounds": s.rounds, "nfe": s.nfe, "wall_ms": s.wall_ms, "host_syncs": s.host_syncs,
+                        "sequential_wall_ms": seq.stats.wall_ms, "speedup": speedup, "max_abs_diff": dev}));
+                }
+                model = Some(p.model);
+            }
+        }
+    }
+    emit(&md)?;
+    if let Some(path) = &a.markdown {
+        std::fs::write(path, &md)
+            .map_err(|e| CliError::new(format!("--markdown {}: {e}", path.display())))?;
+    }
+    if let Some(path) = &a.json {
+        let doc = json!({"device": device.name(), "tol": a.tol, "repeat": a.repeat, "rows": rows});
+        std::fs::write(path, serde_json::to_string_pretty(&doc).unwrap_or_default())
+            .map_err(|e| CliError::new(format!("--json {}: {e}", path.display())))?;
+    }
+    Ok(())
+}
