@@ -18,8 +18,9 @@ use super::{emit, CliError, CliResult};
 /// Options of `picardiff bench`.
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// Dimensions of the exact-mixture models (8 components, N(0, 1) means, std 0.5).
-    #[arg(long, value_delimiter = ',', default_values_t = [2usize, 64, 1024, 16384])]
+    /// Dimensions of the exact-mixture models (8 components, N(0, 1) means, std 0.5); `--dims` with
+    /// no value runs no mixture.
+    #[arg(long, value_delimiter = ',', num_args = 0.., default_values_t = [2usize, 64, 1024, 16384])]
     pub dims: Vec<usize>,
     /// MLP .safetensors files (e.g. from tools/make_bench_models.py).
     #[arg(long, value_delimiter = ',')]
