@@ -25,6 +25,7 @@
 
 pub mod backend;
 pub mod error;
+pub mod ffi;
 pub mod metrics;
 pub mod model;
 pub mod rng;
@@ -36,6 +37,8 @@ pub use error::{Error, Result};
 /// The common imports.
 pub mod prelude {
     pub use crate::backend::cpu::CpuBackend;
+    #[cfg(feature = "cuda")]
+    pub use crate::backend::cuda::CudaBackend;
     pub use crate::backend::{Backend, PicardForm};
     pub use crate::error::{Error, Result};
     pub use crate::model::{GmmModel, Mixture, ScoreModel};
