@@ -1,0 +1,169 @@
+/* kernels/picardiff_kernels.h -- the one C header of the CUDA kernels: parameter structs and launchers.
+ *
+ * Read by nvcc (the .cu files) and by bindgen (build.rs, plain C, no CUDA headers): every struct here
+ * is plain C, mirrored in Rust as #[repr(C)]. Every launcher is `extern "C"`, enqueues its kernels on
+ * `stream` and returns the launch status (cudaError_t; 0 = success). Launchers never synchronise.
+ *
+ * Layouts shared with src/backend/mod.rs: the Picard iterate X and the model outputs O are rings of
+ * R = window + 1 slots, point m of the grid in slot m % R; a slot holds batch x dim f32, sample-major
+ * ([b][d]). Model times are a ring of R x batch f32 (row slot*batch + b). Step tables are indexed by
+ * step j = 0..steps-1 (var[j] is the error normaliser of point j + 1).
+ */
+#ifndef PICARDIFF_KERNELS_H
+#define PICARDIFF_KERNELS_H
+
+#if defined(__CUDACC__)
+#include <cuda_runtime.h>
+#else
+/* What bindgen sees: cudaError_t is a C enum (int-sized), cudaStream_t an opaque pointer (the same
+ * handle as the driver's CUstream, which is what the Rust side passes). */
+typedef int cudaError_t;
+typedef struct CUstream_st* cudaStream_t;
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Window modes and Picard forms (PicardParams.mode / .form). */
+#define PICARDIFF_MODE_SLIDING 0
+#define PICARDIFF_MODE_BLOCKS 1
+#define PICARDIFF_FORM_SCAN 0
+#define PICARDIFF_FORM_DRIFT 1
+
+/* Activations of the MLP epilogue (launch_bias_act_f32). */
+#define PICARDIFF_ACT_NONE 0
+#define PICARDIFF_ACT_SILU 1
+#define PICARDIFF_ACT_GELU_TANH 2
+
+/* Schedules of the mixture score (GmmSchedule.kind), mirroring Schedule::alpha_sigma. */
+#define PICARDIFF_SCHED_DISCRETE 0
+#define PICARDIFF_SCHED_OU 1
+#define PICARDIFF_SCHED_VP_LINEAR 2
+
+/* The Picard window state in device memory: WindowState (src/backend/window.rs) plus
+ * old_end (the end before the last advance; new slots are old_end+1..=end) and bad_point (0, or the
+ * first grid point whose error was NaN/Inf; the window then stops moving and the host reports
+ * Error::NonFinite naming step bad_point - 1, the step that produced it). */
+typedef struct PicardWindow {
+    int start;
+    int end;
+    int iters;
+    int nfe;
+    int block;
+    int block_iters;
+    int old_end;
+    int bad_point;
+} PicardWindow;
+
+/* The step table in device memory, `steps` f32 each. */
+typedef struct PicardTables {
+    const float* a;
+    const float* b;
+    const float* c;
+    const float* p;
+    const float* q;
+    const float* t;
+    const float* var;
+} PicardTables;
+
+/* Step noise: Philox (table == NULL) keyed by seed, counter (element / 4, step, sample0 + b, tag 0),
+ * or a caller table [steps][batch][dim]. */
+typedef struct PicardNoise {
+    unsigned long long seed;
+    unsigned int sample0;
+    const float* table;
+} PicardNoise;
+
+/* Everything the fused Picard kernels need; one struct for the sweep, the advance and the new slots.
+ * `partial` holds window x batch x blocks_per_sample f32, index (k * batch + b) * bps + blk for
+ * window point k = m - start. */
+typedef struct PicardParams {
+    float* x;             /* ring R x batch x dim */
+    const float* out;     /* model outputs, same ring */
+    float* times;         /* model times ring R x batch */
+    float* partial;       /* squared-error partial sums, see above */
+    PicardWindow* win;    /* device window state */
+    const int* block_ends;/* blocks mode: end point of each block */
+    PicardTables tab;
+    PicardNoise noise;
+    long long dim;
+    int batch;
+    int steps;
+    int window;           /* p; ring R = p + 1 */
+    int mode;             /* PICARDIFF_MODE_* */
+    int form;             /* PICARDIFF_FORM_* */
+    int num_blocks;
+    int block_iters;      /* K of blocks mode */
+    float tol2;           /* tau^2 */
+} PicardParams;
+
+/* One sequential step in place on batch x dim values: x = a_j x + b_j (p_j x + q_j o) + c_j z_j.
+ * A non-finite result lowers *status to j (atomicMin; the host initialises it to INT_MAX). */
+typedef struct PicardStepParams {
+    float* x;
+    int* status;
+    const float* out;
+    PicardTables tab;
+    PicardNoise noise;
+    long long dim;
+    int batch;
+    int j;
+} PicardStepParams;
+
+/* The schedule of the mixture score: alphas_cumprod table (discrete) or a formula. */
+typedef struct GmmSchedule {
+    int kind;                       /* PICARDIFF_SCHED_* */
+    int n_train;                    /* entries of alphas_cumprod */
+    const double* alphas_cumprod;   /* discrete only */
+    double beta_min;                /* vp-linear only */
+    double beta_max;
+} GmmSchedule;
+
+/* Softmax coefficients of the mixture score for `rows` rows. On entry coef holds the dots x . mu_k
+ * (rows x K, from cuBLAS); on exit coef[r][k] = r_k / v_k and scale[r] = {sum_k coef, sigma, alpha}. */
+typedef struct GmmParams {
+    const float* x;          /* rows x dim */
+    const float* times;      /* rows */
+    float* coef;             /* rows x K, in/out */
+    float* scale;            /* rows x 3 */
+    const double* log_w;     /* K: ln w_k */
+    const double* std2;      /* K: s_k^2 */
+    const float* mean_norm2; /* K: |mu_k|^2 */
+    GmmSchedule sched;
+    long long dim;
+    int components;
+    int rows;
+} GmmParams;
+
+/* Blocks per sample of the Picard sweep for `dim` (the partial buffer holds window x batch x this). */
+int picardiff_sweep_blocks_per_sample(long long dim);
+/* cudaGetErrorString of the static runtime. */
+const char* picardiff_cuda_error_string(cudaError_t err);
+
+/* picard.cu */
+cudaError_t launch_picard_sweep_f32(PicardParams p, cudaStream_t stream);
+cudaError_t launch_picard_advance_f32(PicardParams p, cudaStream_t stream);
+cudaError_t launch_picard_new_slots_f32(PicardParams p, cudaStream_t stream);
+
+/* elementwise.cu */
+cudaError_t launch_picard_step_f32(PicardStepParams p, cudaStream_t stream);
+cudaError_t launch_normal_fill_f32(float* buf, int batch, long long dim, unsigned long long seed,
+                                   unsigned int sample0, unsigned int step, unsigned int tag,
+                                   cudaStream_t stream);
+cudaError_t launch_fill_f32(float* buf, long long len, float value, cudaStream_t stream);
+
+/* gmm.cu */
+cudaError_t launch_gmm_coef_f32(GmmParams p, cudaStream_t stream);
+cudaError_t launch_gmm_finish_f32(const float* x, const float* scale, float* out, int rows,
+                                  long long dim, cudaStream_t stream);
+
+/* mlp.cu: y[r][c] = act(y[r][c] + bias[c]) in place, rows x cols row-major; bias may be NULL. */
+cudaError_t launch_bias_act_f32(float* y, const float* bias, long long rows, long long cols, int act,
+                                cudaStream_t stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PICARDIFF_KERNELS_H */

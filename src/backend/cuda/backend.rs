@@ -1,0 +1,322 @@
+//! `impl Backend for CudaBackend`: buffers, step tables and the device-resident Picard window.
+
+use cudarc::driver::{CudaSlice, DeviceRepr};
+
+use super::launch::c_int;
+use super::{ffi, CudaBackend, DeviceResultExt};
+use crate::backend::{Backend, Noise, Shape, SlotRange, WindowMode, WindowPlan, WindowState};
+use crate::error::{Error, Result};
+use crate::schedule::StepTable;
+
+// SAFETY: PicardWindow is a #[repr(C)] struct of eight i32 (no padding, no pointers), valid for any
+// bits, with the same layout in the kernels.
+unsafe impl DeviceRepr for ffi::PicardWindow {}
+
+/// Iterations between host reads of the window state.
+pub const SYNC_INTERVAL: usize = 8;
+
+/// A step table in device memory (f32, like the CPU's), plus the model times on the host.
+#[derive(Debug)]
+pub struct CudaTables {
+    pub(super) a: CudaSlice<f32>,
+    pub(super) b: CudaSlice<f32>,
+    pub(super) c: CudaSlice<f32>,
+    pub(super) p: CudaSlice<f32>,
+    pub(super) q: CudaSlice<f32>,
+    pub(super) t: CudaSlice<f32>,
+    pub(super) var: CudaSlice<f32>,
+    pub(super) t_host: Vec<f32>,
+    pub(super) steps: usize,
+    /// The first sequential step whose result was non-finite (i32::MAX: none).
+    pub(super) status: CudaSlice<i32>,
+}
+
+/// The Picard window state in device memory (`PicardWindow` of the kernels' header) and the block
+/// end table; the host reads it with [`Backend::window_read`].
+#[derive(Debug)]
+pub struct CudaWindow {
+    pub(super) state: CudaSlice<ffi::PicardWindow>,
+    pub(super) ends: CudaSlice<i32>,
+    pub(super) num_blocks: usize,
+}
+
+fn range_check(op: &str, len: usize, off: usize, n: usize) -> Result<()> {
+    match off.checked_add(n) {
+        Some(end) if end <= len => Ok(()),
+        _ => Err(Error::shape(
+            op,
+            format!(
+                "range {off}..{} out of bounds of a buffer of {len}",
+                off.saturating_add(n)
+            ),
+        )),
+    }
+}
+
+impl Backend for CudaBackend {
+    type Buf = CudaSlice<f32>;
+    type Tables = CudaTables;
+    type Window = CudaWindow;
+
+    fn name(&self) -> &'static str {
+        "cuda"
+    }
+
+    fn alloc(&self, len: usize) -> Result<CudaSlice<f32>> {
+        let r = if len == 0 {
+            self.stream.null()
+        } else {
+            self.stream.alloc_zeros(len)
+        };
+        r.during(&format!("alloc ({len} f32)"))
+    }
+
+    fn upload(&self, data: &[f32]) -> Result<CudaSlice<f32>> {
+        if data.is_empty() {
+            return self.alloc(0);
+        }
+        self.stream.clone_htod(data).during("upload")
+    }
+
+    fn download(&self, buf: &CudaSlice<f32>, offset: usize, out: &mut [f32]) -> Result<()> {
+        range_check("download", buf.len(), offset, out.len())?;
+        self.owns(buf.stream(), "download")?;
+        if !out.is_empty() {
+            let view = buf.slice(offset..offset + out.len());
+            self.stream.memcpy_dtoh(&view, out).during("download")?;
+        }
+        self.synchronize()
+    }
+
+    fn copy(
+        &self,
+        src: &CudaSlice<f32>,
+        src_off: usize,
+        dst: &mut CudaSlice<f32>,
+        dst_off: usize,
+        len: usize,
+    ) -> Result<()> {
+        range_check("copy (source)", src.len(), src_off, len)?;
+        range_check("copy (destination)", dst.len(), dst_off, len)?;
+        self.owns(src.stream(), "copy")?;
+        self.owns(dst.stream(), "copy")?;
+        if len == 0 {
+            return Ok(());
+        }
+        let from = src.slice(src_off..src_off + len);
+        let mut to = dst.slice_mut(dst_off..dst_off + len);
+        self.stream.memcpy_dtod(&from, &mut to).during("copy")
+    }
+
+    fn fill(&self, buf: &mut CudaSlice<f32>, offset: usize, len: usize, value: f32) -> Result<()> {
+        range_check("fill", buf.len(), offset, len)?;
+        self.launch_fill(buf, offset, len, value)
+    }
+
+    /// One partial sum per (window point, sample, sweep block of 1024 elements).
+    fn err_len(&self, plan: &WindowPlan, shape: Shape) -> usize {
+        self.partial_len(plan, shape)
+    }
+
+    /// The device's free memory (`cuMemGetInfo`).
+    fn free_memory(&self) -> Option<usize> {
+        self.ctx.mem_get_info().ok().map(|(free, _total)| free)
+    }
+
+    fn sync_interval(&self) -> usize {
+        SYNC_INTERVAL
+    }
+
+    fn upload_tables(&self, t: &StepTable) -> Result<CudaTables> {
+        let steps = t.a.len();
+        c_int(steps, "steps")?;
+        let f = |v: &[f64]| -> Result<CudaSlice<f32>> {
+            let host: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+            self.upload(&host)
+        };
+        Ok(CudaTables {
+            a: f(&t.a)?,
+            b: f(&t.b)?,
+            c: f(&t.c)?,
+            p: f(&t.p)?,
+            q: f(&t.q)?,
+            t: f(&t.t)?,
+            var: f(&t.var)?,
+            t_host: t.t.iter().map(|&x| x as f32).collect(),
+            steps,
+            status: self
+                .stream
+                .clone_htod(&[i32::MAX])
+                .during("upload_tables")?,
+        })
+    }
+
+    fn normal_fill(
+        &self,
+        buf: &mut CudaSlice<f32>,
+        offset: usize,
+        shape: Shape,
+        seed: u64,
+        sample0: u32,
+        step: u32,
+        tag: u32,
+    ) -> Result<()> {
+        range_check("normal_fill", buf.len(), offset, shape.slot_len())?;
+        self.launch_normal_fill(buf, offset, shape, seed, sample0, step, tag)
+    }
+
+    fn step(
+        &self,
+        tables: &CudaTables,
+        j: usize,
+        shape: Shape,
+        x: &mut CudaSlice<f32>,
+        x_off: usize,
+        out: &CudaSlice<f32>,
+        out_off: usize,
+        noise: Noise<'_, Self>,
+    ) -> Result<()> {
+        self.launch_step(tables, j, shape, x, x_off, out, out_off, noise)?;
+        // The kernel records the first non-finite step on the device; read it once, after the last
+        // step, rather than synchronising every step.
+        if j + 1 == tables.steps {
+            let mut first = [i32::MAX];
+            self.stream
+                .memcpy_dtoh(&tables.status, &mut first)
+                .during("step (status)")?;
+            self.synchronize()?;
+            if first[0] != i32::MAX {
+                return Err(Error::NonFinite {
+                    op: "sequential step (state or model output)".into(),
+                    step: first[0].max(0) as usize,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn window_new(
+        &self,
+        plan: &WindowPlan,
+        tables: &CudaTables,
+        times: &mut CudaSlice<f32>,
+        shape: Shape,
+    ) -> Result<CudaWindow> {
+        if tables.steps != plan.steps || plan.steps == 0 {
+            return Err(Error::shape(
+                "window_new",
+                format!(
+                    "step table has {} steps, the plan {}",
+                    tables.steps, plan.steps
+                ),
+            ));
+        }
+        let st = plan.initial_state();
+        let state = ffi::PicardWindow {
+            start: 0,
+            end: c_int(st.end, "steps")?,
+            iters: 0,
+            nfe: 0,
+            block: 0,
+            block_iters: 0,
+            old_end: c_int(st.end, "steps")?,
+            bad_point: 0,
+        };
+        let ends: Vec<i32> = match &plan.mode {
+            WindowMode::Sliding => vec![0],
+            WindowMode::Blocks { ends, .. } => ends
+                .iter()
+                .map(|&e| c_int(e, "block end"))
+                .collect::<Result<_>>()?,
+        };
+        let num_blocks = match &plan.mode {
+            WindowMode::Sliding => 0,
+            WindowMode::Blocks { ends, .. } => ends.len(),
+        };
+        // Model times of the whole ring: the first window's points, t_0 elsewhere (any valid time:
+        // the device evaluates every slot, and slots outside the window are never read).
+        let (r, b) = (plan.ring(), shape.batch);
+        range_check("window_new (times)", times.len(), 0, r * b)?;
+        self.owns(times.stream(), "window_new")?;
+        let mut host = vec![tables.t_host[0]; r * b];
+        for m in 0..=st.end.min(plan.steps - 1) {
+            host[(m % r) * b..(m % r + 1) * b].fill(tables.t_host[m]);
+        }
+        if !host.is_empty() {
+            let mut view = times.slice_mut(0..r * b);
+            self.stream
+                .memcpy_htod(&host, &mut view)
+                .during("window_new (times)")?;
+        }
+        Ok(CudaWindow {
+            state: self.stream.clone_htod(&[state]).during("window_new")?,
+            ends: self.stream.clone_htod(&ends).during("window_new")?,
+            num_blocks,
+        })
+    }
+
+    fn window_read(&self, w: &CudaWindow) -> Result<WindowState> {
+        self.owns(w.state.stream(), "window_read")?;
+        let mut host = [ffi::PicardWindow::default()];
+        self.stream
+            .memcpy_dtoh(&w.state, &mut host)
+            .during("window_read")?;
+        self.synchronize()?;
+        let s = host[0];
+        if s.bad_point > 0 {
+            // bad_point is the first point with a non-finite error; the step that produced it is
+            // the one before.
+            return Err(Error::NonFinite {
+                op: "picard iteration (state or model output)".into(),
+                step: s.bad_point as usize - 1,
+            });
+        }
+        let u = |v: i32| v.max(0) as usize;
+        Ok(WindowState {
+            start: u(s.start),
+            end: u(s.end),
+            iters: u(s.iters),
+            nfe: u(s.nfe),
+            block: u(s.block),
+            block_iters: u(s.block_iters),
+        })
+    }
+
+    /// The whole ring, always (fixed shapes; the device knows where the window is).
+    fn model_slots(&self, _: &CudaWindow, plan: &WindowPlan) -> Result<[Option<SlotRange>; 2]> {
+        Ok([
+            Some(SlotRange {
+                start: 0,
+                len: plan.ring(),
+            }),
+            None,
+        ])
+    }
+
+    fn picard_sweep(
+        &self,
+        plan: &WindowPlan,
+        tables: &CudaTables,
+        window: &CudaWindow,
+        shape: Shape,
+        x: &mut CudaSlice<f32>,
+        out: &CudaSlice<f32>,
+        noise: Noise<'_, Self>,
+        err: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        self.launch_picard_sweep(plan, tables, window, shape, x, out, noise, err)
+    }
+
+    fn picard_advance(
+        &self,
+        plan: &WindowPlan,
+        tables: &CudaTables,
+        window: &mut CudaWindow,
+        shape: Shape,
+        x: &mut CudaSlice<f32>,
+        times: &mut CudaSlice<f32>,
+        err: &CudaSlice<f32>,
+    ) -> Result<()> {
+        self.launch_picard_advance(plan, tables, window, shape, x, times, err)
+    }
+}

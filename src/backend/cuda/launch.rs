@@ -1,0 +1,362 @@
+//! One safe wrapper per kernel launcher of `kernels/picardiff_kernels.h`. Each wrapper checks that
+//! every buffer belongs to the backend and is long enough for what the kernel touches, converts sizes
+//! to the C types without truncation, makes the context current and enqueues the launch on the
+//! backend's stream. Kernels then access only the checked ranges.
+
+use cudarc::driver::CudaSlice;
+
+use super::backend::{CudaTables, CudaWindow};
+use super::{check, ffi, CudaBackend};
+use crate::backend::{Noise, PicardForm, Shape, WindowMode, WindowPlan};
+use crate::error::{Error, Result};
+use crate::model::Activation;
+
+/// The device address of element `off` of a buffer starting at `base`.
+fn at(base: u64, off: usize) -> *mut f32 {
+    (base + (off as u64) * 4) as *mut f32
+}
+
+/// `v` as a C `int`, or a config error naming `what`.
+pub(super) fn c_int(v: usize, what: &str) -> Result<i32> {
+    i32::try_from(v).map_err(|_| {
+        Error::config(
+            what,
+            format!("{v} exceeds the CUDA backend's limit of {}", i32::MAX),
+        )
+    })
+}
+
+fn c_long(v: usize, what: &str) -> Result<i64> {
+    i64::try_from(v).map_err(|_| Error::config(what, format!("{v} is too large")))
+}
+
+impl CudaBackend {
+    fn cu_stream(&self) -> ffi::cudaStream_t {
+        self.stream.cu_stream() as ffi::cudaStream_t
+    }
+
+    fn tables_raw(&self, t: &CudaTables, need: usize, op: &str) -> Result<ffi::PicardTables> {
+        let p = |b: &CudaSlice<f32>| self.ptr(b, need, op, "step table").map(|p| p as *const f32);
+        Ok(ffi::PicardTables {
+            a: p(&t.a)?,
+            b: p(&t.b)?,
+            c: p(&t.c)?,
+            p: p(&t.p)?,
+            q: p(&t.q)?,
+            t: p(&t.t)?,
+            var: p(&t.var)?,
+        })
+    }
+
+    fn noise_raw(
+        &self,
+        noise: Noise<'_, Self>,
+        steps: usize,
+        shape: Shape,
+        op: &str,
+    ) -> Result<ffi::PicardNoise> {
+        Ok(match noise {
+            Noise::Philox { seed, sample0 } => ffi::PicardNoise {
+                seed,
+                sample0,
+                table: std::ptr::null(),
+            },
+            Noise::Table(t) => ffi::PicardNoise {
+                seed: 0,
+                sample0: 0,
+                table: self.ptr(
+                    t,
+                    steps * shape.slot_len(),
+                    op,
+                    "noise table [steps][batch][dim]",
+                )? as *const f32,
+            },
+        })
+    }
+
+    /// The fused-Picard parameters with the given device buffers (null where a kernel needs none).
+    fn picard_params(
+        &self,
+        plan: &WindowPlan,
+        tables: &CudaTables,
+        window: &CudaWindow,
+        shape: Shape,
+        op: &str,
+    ) -> Result<ffi::PicardParams> {
+        if tables.steps != plan.steps {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "step table has {} steps, the plan {}",
+                    tables.steps, plan.steps
+                ),
+            ));
+        }
+        let (mode, num_blocks, block_iters) = match &plan.mode {
+            WindowMode::Sliding => (ffi::PICARDIFF_MODE_SLIDING, 0, 0),
+            WindowMode::Blocks { ends, iters } => (ffi::PICARDIFF_MODE_BLOCKS, ends.len(), *iters),
+        };
+        if num_blocks != window.num_blocks {
+            return Err(Error::shape(op, "the window was created for another plan"));
+        }
+        Ok(ffi::PicardParams {
+            x: std::ptr::null_mut(),
+            out: std::ptr::null(),
+            times: std::ptr::null_mut(),
+            partial: std::ptr::null_mut(),
+            win: self.ptr(&window.state, 1, op, "window state")? as *mut ffi::PicardWindow,
+            block_ends: self.ptr(&window.ends, num_blocks, op, "block ends")? as *const i32,
+            tab: self.tables_raw(tables, plan.steps, op)?,
+            noise: ffi::PicardNoise {
+                seed: 0,
+                sample0: 0,
+                table: std::ptr::null(),
+            },
+            dim: c_long(shape.dim, "dim")?,
+            batch: c_int(shape.batch, "batch")?,
+            steps: c_int(plan.steps, "steps")?,
+            window: c_int(plan.window, "window")?,
+            mode: mode as i32,
+            form: match plan.form {
+                PicardForm::Scan => ffi::PICARDIFF_FORM_SCAN,
+                PicardForm::Drift => ffi::PICARDIFF_FORM_DRIFT,
+            } as i32,
+            num_blocks: c_int(num_blocks, "blocks")?,
+            block_iters: c_int(block_iters, "iters")?,
+            tol2: plan.tol2,
+        })
+    }
+
+    /// Picard error partials per (point, sample): `window × batch × blocks per sample`.
+    pub(super) fn partial_len(&self, plan: &WindowPlan, shape: Shape) -> usize {
+        // SAFETY: a pure host function of its argument.
+        let bps = unsafe { ffi::picardiff_sweep_blocks_per_sample(shape.dim as i64) };
+        plan.window * shape.batch * bps.max(1) as usize
+    }
+
+    pub(super) fn launch_fill(
+        &self,
+        buf: &mut CudaSlice<f32>,
+        offset: usize,
+        len: usize,
+        value: f32,
+    ) -> Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        let p = self.ptr_mut(buf, offset + len, "fill", "buffer")?;
+        self.bind("fill")?;
+        // SAFETY: [offset, offset + len) lies inside `buf` (checked), a buffer of this backend's
+        // stream; the kernel writes exactly that range, in stream order.
+        let code = unsafe {
+            ffi::launch_fill_f32(at(p, offset), c_long(len, "len")?, value, self.cu_stream())
+        };
+        check(code, "fill")
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn launch_normal_fill(
+        &self,
+        buf: &mut CudaSlice<f32>,
+        offset: usize,
+        shape: Shape,
+        seed: u64,
+        sample0: u32,
+        step: u32,
+        tag: u32,
+    ) -> Result<()> {
+        if shape.slot_len() == 0 {
+            return Ok(());
+        }
+        let p = self.ptr_mut(buf, offset + shape.slot_len(), "normal_fill", "buffer")?;
+        let (batch, dim) = (c_int(shape.batch, "batch")?, c_long(shape.dim, "dim")?);
+        self.bind("normal_fill")?;
+        // SAFETY: the kernel writes batch × dim values from `offset`, inside `buf` (checked).
+        let code = unsafe {
+            ffi::launch_normal_fill_f32(
+                at(p, offset),
+                batch,
+                dim,
+                seed,
+                sample0,
+                step,
+                tag,
+                self.cu_stream(),
+            )
+        };
+        check(code, "normal_fill")
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn launch_step(
+        &self,
+        tables: &CudaTables,
+        j: usize,
+        shape: Shape,
+        x: &mut CudaSlice<f32>,
+        x_off: usize,
+        out: &CudaSlice<f32>,
+        out_off: usize,
+        noise: Noise<'_, Self>,
+    ) -> Result<()> {
+        const OP: &str = "step";
+        if j >= tables.steps {
+            return Err(Error::shape(
+                OP,
+                format!("step {j} of a {}-step table", tables.steps),
+            ));
+        }
+        if shape.slot_len() == 0 {
+            return Ok(());
+        }
+        let slot = shape.slot_len();
+        let params = ffi::PicardStepParams {
+            x: at(self.ptr_mut(x, x_off + slot, OP, "state")?, x_off),
+            status: self.ptr(&tables.status, 1, OP, "step status")? as *mut i32,
+            out: at(self.ptr(out, out_off + slot, OP, "model output")?, out_off),
+            tab: self.tables_raw(tables, tables.steps, OP)?,
+            noise: self.noise_raw(noise, j + 1, shape, OP)?,
+            dim: c_long(shape.dim, "dim")?,
+            batch: c_int(shape.batch, "batch")?,
+            j: c_int(j, "step")?,
+        };
+        self.bind(OP)?;
+        // SAFETY: x and out hold batch × dim values at their offsets, the tables `steps` > j values,
+        // a noise table (j + 1) × batch × dim, the status one i32 (all checked); the kernel touches
+        // only those (the status is device memory the host never borrows, only copies).
+        let code = unsafe { ffi::launch_picard_step_f32(params, self.cu_stream()) };
+        check(code, OP)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn launch_picard_sweep(
+        &self,
+        plan: &WindowPlan,
+        tables: &CudaTables,
+        window: &CudaWindow,
+        shape: Shape,
+        x: &mut CudaSlice<f32>,
+        out: &CudaSlice<f32>,
+        noise: Noise<'_, Self>,
+        err: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        const OP: &str = "picard_sweep";
+        let ring = plan.ring() * shape.slot_len();
+        let mut p = self.picard_params(plan, tables, window, shape, OP)?;
+        p.x = self.ptr_mut(x, ring, OP, "state ring")? as *mut f32;
+        p.out = self.ptr(out, ring, OP, "model output ring")? as *const f32;
+        p.partial =
+            self.ptr_mut(err, self.partial_len(plan, shape), OP, "error partials")? as *mut f32;
+        p.noise = self.noise_raw(noise, plan.steps, shape, OP)?;
+        self.bind(OP)?;
+        // SAFETY: x and out hold the whole ring (R × batch × dim), err the window × batch × blocks
+        // partials, the tables and a noise table all `steps` (checked). The device window state was
+        // made by window_new and only updated by picard_advance, so start ≤ end ≤ steps and
+        // end − start ≤ window: the kernel stays inside those ranges.
+        let code = unsafe { ffi::launch_picard_sweep_f32(p, self.cu_stream()) };
+        check(code, OP)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn launch_picard_advance(
+        &self,
+        plan: &WindowPlan,
+        tables: &CudaTables,
+        window: &mut CudaWindow,
+        shape: Shape,
+        x: &mut CudaSlice<f32>,
+        times: &mut CudaSlice<f32>,
+        err: &CudaSlice<f32>,
+    ) -> Result<()> {
+        const OP: &str = "picard_advance";
+        let mut p = self.picard_params(plan, tables, window, shape, OP)?;
+        p.partial = self.ptr(err, self.partial_len(plan, shape), OP, "error partials")? as *mut f32;
+        p.x = self.ptr_mut(x, plan.ring() * shape.slot_len(), OP, "state ring")? as *mut f32;
+        p.times =
+            self.ptr_mut(times, plan.ring() * shape.batch, OP, "model time ring")? as *mut f32;
+        self.bind(OP)?;
+        // SAFETY: as for the sweep; the advance kernel reads the partials of the window's points and
+        // var[start..end), writes only the window state, and keeps start ≤ end ≤ steps,
+        // end − start ≤ window (block ends are ≤ steps, checked by WindowPlan::blocks).
+        let code = unsafe { ffi::launch_picard_advance_f32(p, self.cu_stream()) };
+        check(code, OP)?;
+        // SAFETY: the new-slots kernel copies slot old_end % R into slots m % R for
+        // m ∈ (old_end, end] and writes times[m % R][..batch] for m < steps: inside the checked ring.
+        let code = unsafe { ffi::launch_picard_new_slots_f32(p, self.cu_stream()) };
+        check(code, "picard_advance (new slots)")
+    }
+
+    /// In place `y[r][c] = act(y[r][c] + bias[c])` on `rows × cols` row-major values at the start of
+    /// `y` (the MLP epilogue after a GEMM); `bias` has `cols` values or is `None`, `act` `None` is
+    /// the identity.
+    pub fn bias_act(
+        &self,
+        y: &mut CudaSlice<f32>,
+        bias: Option<&CudaSlice<f32>>,
+        rows: usize,
+        cols: usize,
+        act: Option<Activation>,
+    ) -> Result<()> {
+        const OP: &str = "bias_act";
+        let n = rows
+            .checked_mul(cols)
+            .ok_or_else(|| Error::shape(OP, "rows × cols overflows"))?;
+        if n == 0 {
+            return Ok(());
+        }
+        let yp = self.ptr_mut(y, n, OP, "activations")? as *mut f32;
+        let bp = match bias {
+            Some(b) => self.ptr(b, cols, OP, "bias")? as *const f32,
+            None => std::ptr::null(),
+        };
+        let act = match act {
+            None => ffi::PICARDIFF_ACT_NONE,
+            Some(Activation::Silu) => ffi::PICARDIFF_ACT_SILU,
+            Some(Activation::GeluTanh) => ffi::PICARDIFF_ACT_GELU_TANH,
+        } as i32;
+        self.bind(OP)?;
+        // SAFETY: y holds rows × cols values and bias (if any) cols values (checked).
+        let code = unsafe {
+            ffi::launch_bias_act_f32(
+                yp,
+                bp,
+                c_long(rows, "rows")?,
+                c_long(cols, "cols")?,
+                act,
+                self.cu_stream(),
+            )
+        };
+        check(code, OP)
+    }
+
+    /// Softmax coefficients of the mixture score for `rows` rows (see `kernels/gmm.cu`).
+    pub(super) fn launch_gmm_coef(&self, params: ffi::GmmParams) -> Result<()> {
+        self.bind("gmm coefficients")?;
+        // SAFETY: the caller (GmmModel's eval) built `params` from buffers it checked: x rows × dim,
+        // times rows, coef rows × K, scale rows × 3, the K-vectors and the schedule table.
+        let code = unsafe { ffi::launch_gmm_coef_f32(params, self.cu_stream()) };
+        check(code, "gmm coefficients")
+    }
+
+    /// `out = σ (x Σcoef − α out)` per row (see `kernels/gmm.cu`).
+    pub(super) fn launch_gmm_finish(
+        &self,
+        x: &CudaSlice<f32>,
+        scale: &CudaSlice<f32>,
+        out: &mut CudaSlice<f32>,
+        row0: usize,
+        rows: usize,
+        dim: usize,
+    ) -> Result<()> {
+        const OP: &str = "gmm finish";
+        let end = (row0 + rows) * dim;
+        let xp = at(self.ptr(x, end, OP, "states")?, row0 * dim);
+        let sp = self.ptr(scale, rows * 3, OP, "row scales")? as *const f32;
+        let op = at(self.ptr_mut(out, end, OP, "model output")?, row0 * dim);
+        let (r, d) = (c_int(rows, "rows")?, c_long(dim, "dim")?);
+        self.bind(OP)?;
+        // SAFETY: x and out hold rows × dim values from row0, scale rows × 3 (checked).
+        let code = unsafe { ffi::launch_gmm_finish_f32(xp, sp, op, r, d, self.cu_stream()) };
+        check(code, OP)
+    }
+}

@@ -1,0 +1,232 @@
+//! The CUDA backend (feature `cuda`): cudarc for the context, stream, device buffers and cuBLAS; the
+//! fused kernels of `kernels/*.cu` (compiled by build.rs) through the C launchers of
+//! `kernels/picardiff_kernels.h`.
+//!
+//! - [`CudaBackend`] owns one CUDA context (the device's primary context, shared with the static CUDA
+//!   runtime that launches the kernels), ONE non-blocking stream on which everything is ordered, and
+//!   a cuBLAS handle bound to that stream. Buffers are `CudaSlice<f32>` allocated by the backend; a
+//!   buffer from another backend or stream is rejected with [`Error::Device`].
+//! - The Picard window state lives in device memory ([`CudaWindow`]): an iteration (model call,
+//!   sweep, advance, new slots) is enqueued without any host synchronisation, and the host reads the
+//!   state back every [`Backend::sync_interval`](crate::backend::Backend::sync_interval) iterations. The model always evaluates the whole
+//!   ring (fixed shapes, ready for graph capture).
+//! - `GmmModel` runs on it through two cuBLAS GEMMs and two kernels ([`GmmWorkspace`]).
+//!
+//! Only this module touches the FFI: one safe wrapper per launcher in `launch.rs`, each validating
+//! every size it passes and carrying a `// SAFETY:` note.
+
+mod backend;
+mod ffi;
+mod gmm;
+mod launch;
+
+use std::ffi::CStr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use cudarc::cublas::result::CublasError;
+use cudarc::cublas::CudaBlas;
+use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DriverError};
+
+use crate::error::{Error, Result};
+
+pub use backend::{CudaTables, CudaWindow};
+pub use gmm::GmmWorkspace;
+
+/// The CUDA backend on one device. See the module docs.
+#[derive(Debug)]
+pub struct CudaBackend {
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    /// cuBLAS handles must not be used by two host threads at once: calls hold this lock.
+    blas: Mutex<CudaBlas>,
+}
+
+impl CudaBackend {
+    /// Opens device `ordinal`. Returns [`Error::Device`] (never panics) when the NVIDIA driver
+    /// library (libcuda) or libcublas cannot be loaded, when there is no such device, or when the
+    /// context, stream or cuBLAS handle cannot be created.
+    pub fn new(ordinal: usize) -> Result<Self> {
+        // SAFETY: these only try to dlopen the libraries (cudarc panics later if they are absent).
+        if !unsafe { cudarc::driver::sys::is_culib_present() } {
+            return Err(Error::device(
+                "open",
+                "libcuda (the NVIDIA driver library) not found: no NVIDIA driver on this machine",
+            ));
+        }
+        // SAFETY: as above.
+        if !unsafe { cudarc::cublas::sys::is_culib_present() } {
+            return Err(Error::device(
+                "open",
+                "libcublas not found: install the CUDA 13 cuBLAS library (e.g. the \
+                 nvidia-cublas wheel or /usr/local/cuda/lib64) and put it on LD_LIBRARY_PATH",
+            ));
+        }
+        let count = CudaContext::device_count().during("open (device count)")?;
+        if ordinal >= count.max(0) as usize {
+            return Err(Error::device(
+                "open",
+                format!("no CUDA device {ordinal}: {count} device(s) present"),
+            ));
+        }
+        let ctx = CudaContext::new(ordinal).during("open (context)")?;
+        // SAFETY: every buffer of this backend is allocated, used and freed on its one stream, so
+        // stream order already serialises all accesses; cudarc's cross-stream events are not needed.
+        unsafe { ctx.disable_event_tracking() };
+        let stream = ctx.new_stream().during("open (stream)")?;
+        let blas = CudaBlas::new(stream.clone()).during("open (cuBLAS handle)")?;
+        Ok(CudaBackend {
+            ctx,
+            stream,
+            blas: Mutex::new(blas),
+        })
+    }
+
+    /// The device's name, e.g. "NVIDIA H100 80GB HBM3".
+    pub fn device_name(&self) -> Result<String> {
+        self.ctx.name().during("device name")
+    }
+
+    /// The cudarc context.
+    pub fn context(&self) -> &Arc<CudaContext> {
+        &self.ctx
+    }
+
+    /// The stream all work of this backend is ordered on.
+    pub fn stream(&self) -> &Arc<CudaStream> {
+        &self.stream
+    }
+
+    /// The cuBLAS handle (bound to [`CudaBackend::stream`]), locked for the caller: a handle must
+    /// not be used by two host threads at once.
+    pub fn blas(&self) -> MutexGuard<'_, CudaBlas> {
+        self.blas
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Waits for all work enqueued so far and reports any asynchronous error.
+    pub fn synchronize(&self) -> Result<()> {
+        self.stream.synchronize().during("synchronize")?;
+        self.ctx.check_err().during("synchronize")
+    }
+
+    /// Makes the context current on the calling thread (the runtime launchers and cuBLAS use the
+    /// thread's current context).
+    fn bind(&self, op: &str) -> Result<()> {
+        self.ctx.bind_to_thread().during(op)
+    }
+
+    /// Checks that `buf` was allocated by this backend (same stream) and holds at least `need`
+    /// elements; the device address of its first element.
+    fn ptr<T>(&self, buf: &CudaSlice<T>, need: usize, op: &str, what: &str) -> Result<u64> {
+        self.owns(buf.stream(), op)?;
+        if buf.len() < need {
+            return Err(Error::shape(
+                op,
+                format!("{what}: need {need} values, the buffer has {}", buf.len()),
+            ));
+        }
+        // The returned guard records no event (event tracking is off for this context).
+        let (p, _guard) = buf.device_ptr(&self.stream);
+        Ok(p)
+    }
+
+    /// [`CudaBackend::ptr`] for a buffer the device will write.
+    fn ptr_mut<T>(&self, buf: &mut CudaSlice<T>, need: usize, op: &str, what: &str) -> Result<u64> {
+        self.owns(buf.stream(), op)?;
+        if buf.len() < need {
+            return Err(Error::shape(
+                op,
+                format!("{what}: need {need} values, the buffer has {}", buf.len()),
+            ));
+        }
+        let (p, _guard) = buf.device_ptr_mut(&self.stream);
+        Ok(p)
+    }
+
+    fn owns(&self, stream: &Arc<CudaStream>, op: &str) -> Result<()> {
+        if Arc::ptr_eq(stream, &self.stream) || **stream == *self.stream {
+            Ok(())
+        } else {
+            Err(Error::device(
+                op,
+                "buffer was not allocated by this CUDA backend (use its alloc/upload)",
+            ))
+        }
+    }
+}
+
+/// Attaches an operation name to cudarc errors, turning them into [`Error::Device`].
+pub trait DeviceResultExt<T> {
+    /// The error as [`Error::Device`] for operation `op`.
+    fn during(self, op: &str) -> Result<T>;
+}
+
+impl<T> DeviceResultExt<T> for std::result::Result<T, DriverError> {
+    fn during(self, op: &str) -> Result<T> {
+        self.map_err(|e| Error::device(op, describe_driver(&e)))
+    }
+}
+
+impl<T> DeviceResultExt<T> for std::result::Result<T, CublasError> {
+    fn during(self, op: &str) -> Result<T> {
+        self.map_err(|e| Error::device(op, format!("cuBLAS: {:?}", e.0)))
+    }
+}
+
+fn describe_driver(e: &DriverError) -> String {
+    // A DriverError only exists once libcuda is loaded, so asking it for the message is safe.
+    match e.error_string() {
+        Ok(s) => format!("{:?}: {}", e.0, s.to_string_lossy()),
+        Err(_) => format!("{:?}", e.0),
+    }
+}
+
+impl From<DriverError> for Error {
+    fn from(e: DriverError) -> Self {
+        Error::device("cuda driver", describe_driver(&e))
+    }
+}
+
+impl From<CublasError> for Error {
+    fn from(e: CublasError) -> Self {
+        Error::device("cublas", format!("{:?}", e.0))
+    }
+}
+
+/// A `cudaError_t` returned by a kernel launcher (0 = success).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CudaRuntimeError(pub i32);
+
+impl CudaRuntimeError {
+    /// The runtime's description of the code.
+    pub fn message(self) -> String {
+        // SAFETY: cudaGetErrorString returns a pointer to a static NUL-terminated string for every
+        // code (an "unrecognized error code" string for unknown ones).
+        unsafe { CStr::from_ptr(ffi::picardiff_cuda_error_string(self.0)) }
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
+impl From<CudaRuntimeError> for Error {
+    fn from(e: CudaRuntimeError) -> Self {
+        Error::device(
+            "kernel launch",
+            format!("cudaError {}: {}", e.0, e.message()),
+        )
+    }
+}
+
+/// `Ok` for `cudaSuccess`, else [`Error::Device`] for `op` with the runtime's message.
+fn check(code: ffi::cudaError_t, op: &str) -> Result<()> {
+    if code == 0 {
+        Ok(())
+    } else {
+        let e = CudaRuntimeError(code);
+        Err(Error::device(
+            op,
+            format!("cudaError {code}: {}", e.message()),
+        ))
+    }
+}

@@ -1,0 +1,318 @@
+//! The samplers on the CUDA backend against the CPU oracle, through `picardiff::sampler::run`: same
+//! seed, samples within 1e-4 (relative to max(1, |x|)), same rounds and evaluations where the
+//! iteration count is deterministic (window 1, blocks with K < block size). Without a device each
+//! test prints "skipped: no CUDA device (...)" and passes; with `REQUIRE_GPU=1` it fails.
+#![cfg(feature = "cuda")]
+
+mod common;
+mod gpu_common;
+
+use common::*;
+use gpu_common::*;
+use picardiff::backend::cuda::CudaBackend;
+use picardiff::backend::Backend;
+use picardiff::prelude::*;
+
+fn inputs(batch: usize) -> RunInputs<'static> {
+    RunInputs {
+        batch,
+        seed: 11,
+        ..Default::default()
+    }
+}
+
+fn picard(window: usize, tol: f64, form: PicardForm) -> SamplerKind {
+    SamplerKind::Picard {
+        window,
+        tol,
+        max_iters: None,
+        form,
+    }
+}
+
+/// Runs `kind` on both backends; returns (cpu, gpu).
+fn both(
+    be: &CudaBackend,
+    model: &GmmModel,
+    grid: &Grid,
+    rule: &str,
+    kind: &SamplerKind,
+    inputs: &RunInputs<'_>,
+) -> (RunOutput, RunOutput) {
+    let rule = StepRule::from_name(rule, None).unwrap();
+    let cpu = run(&CpuBackend, model, grid, rule, kind, inputs).unwrap();
+    let gpu = run(be, model, grid, rule, kind, inputs).unwrap();
+    (cpu, gpu)
+}
+
+fn assert_close(cpu: &RunOutput, gpu: &RunOutput, what: &str) -> f32 {
+    let diff = max_rel_diff(&cpu.samples, &gpu.samples);
+    report(format!(
+        "{what}: rounds cpu {} gpu {}, nfe cpu {} gpu {}, host syncs gpu {}, max rel diff {diff:e}",
+        cpu.stats.rounds, gpu.stats.rounds, cpu.stats.nfe, gpu.stats.nfe, gpu.stats.host_syncs
+    ));
+    assert!(diff <= 1e-4, "{what}: samples differ by {diff}");
+    diff
+}
+
+#[test]
+fn sequential_matches_the_cpu() {
+    let Some(be) = device("sequential_matches_the_cpu") else {
+        return;
+    };
+    let (s, g) = ddpm_grid(200);
+    let model = GmmModel::new(mixture_64d(), s);
+    for rule in ["ddpm", "ddim"] {
+        for batch in [1, 33] {
+            let (c, gp) = both(
+                &be,
+                &model,
+                &g,
+                rule,
+                &SamplerKind::Sequential,
+                &inputs(batch),
+            );
+            assert_close(&c, &gp, &format!("sequential {rule} batch {batch}"));
+            assert_eq!((gp.stats.rounds, gp.stats.nfe), (200, 200));
+        }
+    }
+}
+
+#[test]
+fn window_one_equals_sequential_with_exactly_n_rounds() {
+    let Some(be) = device("window_one_equals_sequential_with_exactly_n_rounds") else {
+        return;
+    };
+    let (s, g) = ddpm_grid(100);
+    let model = GmmModel::new(mixture_2d(), s);
+    for form in [PicardForm::Scan, PicardForm::Drift] {
+        let (c, gp) = both(&be, &model, &g, "ddpm", &picard(1, 0.1, form), &inputs(33));
+        assert_close(&c, &gp, &format!("window 1 {form:?}"));
+        assert_eq!((gp.stats.rounds, gp.stats.nfe), (100, 100));
+        assert_eq!(
+            (c.stats.rounds, c.stats.nfe),
+            (gp.stats.rounds, gp.stats.nfe)
+        );
+        let seq = run(
+            &be,
+            &model,
+            &g,
+            StepRule::from_name("ddpm", None).unwrap(),
+            &SamplerKind::Sequential,
+            &inputs(33),
+        )
+        .unwrap();
+        assert!(max_rel_diff(&seq.samples, &gp.samples) <= 1e-4);
+    }
+}
+
+/// τ = 0: every window reproduces the sequential samples. The rounds depend on when iterates become
+/// bit-identical, which the GEMM's rounding can shift: they are reported, and must agree closely.
+#[test]
+fn zero_tolerance_windows_match_the_cpu() {
+    let Some(be) = device("zero_tolerance_windows_match_the_cpu") else {
+        return;
+    };
+    let (s, g) = ddpm_grid(200);
+    let model = GmmModel::new(mixture_64d(), s);
+    for (w, form) in [
+        (7, PicardForm::Scan),
+        (50, PicardForm::Scan),
+        (200, PicardForm::Scan),
+        (50, PicardForm::Drift),
+    ] {
+        let (c, gp) = both(&be, &model, &g, "ddpm", &picard(w, 0.0, form), &inputs(3));
+        assert_close(&c, &gp, &format!("window {w} {form:?} tau 0"));
+        // Exact convergence at τ = 0 depends on when f32 iterates stop changing, which GEMM
+        // rounding can shift: report a difference, fail only on a gross one or past the bound N.
+        assert!(
+            gp.stats.rounds <= 200,
+            "window {w}: {} rounds > N",
+            gp.stats.rounds
+        );
+        let diff = c.stats.rounds.abs_diff(gp.stats.rounds);
+        if diff > 0 {
+            report(format!(
+                "NOTE: window {w} {form:?} tau 0: rounds differ by {diff} (cpu {}, gpu {})",
+                c.stats.rounds, gp.stats.rounds
+            ));
+        }
+        assert!(
+            diff <= 2.max(c.stats.rounds / 4),
+            "window {w}: rounds cpu {} gpu {}",
+            c.stats.rounds,
+            gp.stats.rounds
+        );
+    }
+}
+
+/// The ParaDiGMS setting: 1000-step DDPM, full window, τ = 0.1. Rounds may differ by one where an
+/// error sits on the threshold (different summation order, GEMM rounding; up to 2 is accepted and
+/// reported); the samples then differ by about the
+/// tolerance's effect (~1e-3), otherwise by GEMM rounding only.
+#[test]
+fn paradigms_setting_matches_the_cpu_with_few_host_syncs() {
+    let Some(be) = device("paradigms_setting_matches_the_cpu_with_few_host_syncs") else {
+        return;
+    };
+    let (s, g) = ddpm_grid(1000);
+    let model = GmmModel::new(mixture_64d(), s);
+    for form in [PicardForm::Scan, PicardForm::Drift] {
+        let (c, gp) = both(
+            &be,
+            &model,
+            &g,
+            "ddpm",
+            &picard(1000, 0.1, form),
+            &inputs(33),
+        );
+        let diff = max_rel_diff(&c.samples, &gp.samples);
+        report(format!(
+            "ddpm 1000 {form:?} tau 0.1: rounds cpu {} gpu {}, nfe cpu {} gpu {}, host syncs {}, max rel diff {diff:e}",
+            c.stats.rounds, gp.stats.rounds, c.stats.nfe, gp.stats.nfe, gp.stats.host_syncs
+        ));
+        if c.stats.rounds == gp.stats.rounds {
+            assert!(
+                diff <= 1e-4,
+                "{form:?}: same rounds, samples differ by {diff}"
+            );
+        } else {
+            report(format!(
+                "NOTE: {form:?}: rounds differ by {} (threshold rounding)",
+                c.stats.rounds.abs_diff(gp.stats.rounds)
+            ));
+            assert!(c.stats.rounds.abs_diff(gp.stats.rounds) <= 2);
+            assert!(diff <= 1e-2, "{form:?}: {diff}");
+        }
+        assert!(gp.stats.host_syncs < gp.stats.rounds, "{:?}", gp.stats);
+        assert!(gp.stats.host_syncs <= gp.stats.rounds.div_ceil(be.sync_interval()));
+    }
+}
+
+/// PIADM blocks on the OU process, `paper` grid, exp-sde: K = 2 < block size gives exactly 2
+/// iterations per block on both backends.
+#[test]
+fn blocks_match_the_cpu() {
+    let Some(be) = device("blocks_match_the_cpu") else {
+        return;
+    };
+    let s = Schedule::from_name("ou", 1000).unwrap();
+    let g = Grid::paper(&s, 0.05, 10.0, 1e-3).unwrap();
+    let model = GmmModel::new(mixture_64d(), s);
+    let kind = |iters, tol| SamplerKind::Blocks {
+        block_len: 1.0,
+        iters,
+        tol,
+        form: PicardForm::Scan,
+        corrector: None,
+    };
+    let (c, gp) = both(&be, &model, &g, "exp-sde", &kind(2, 0.0), &inputs(33));
+    assert_close(&c, &gp, "blocks K=2");
+    assert_eq!(
+        (c.stats.rounds, c.stats.nfe),
+        (gp.stats.rounds, gp.stats.nfe)
+    );
+    let (c, gp) = both(&be, &model, &g, "exp-sde", &kind(12, 0.1), &inputs(5));
+    let diff = max_rel_diff(&c.samples, &gp.samples);
+    report(format!(
+        "blocks K=12 tau 0.1: rounds cpu {} gpu {}, max rel diff {diff:e}",
+        c.stats.rounds, gp.stats.rounds
+    ));
+    if c.stats.rounds == gp.stats.rounds {
+        assert!(diff <= 1e-4);
+    }
+}
+
+#[test]
+fn caller_noise_and_initial_state_match_the_cpu() {
+    let Some(be) = device("caller_noise_and_initial_state_match_the_cpu") else {
+        return;
+    };
+    let (s, g) = ddpm_grid(50);
+    let model = GmmModel::new(mixture_2d(), s);
+    let batch = 33;
+    let init = rand_vec(batch * 2, 5);
+    let noise = rand_vec(50 * batch * 2, 6);
+    let inputs = RunInputs {
+        batch,
+        seed: 0,
+        sample0: 0,
+        init: Some(&init),
+        noise: Some(&noise),
+    };
+    for kind in [SamplerKind::Sequential, picard(50, 0.0, PicardForm::Scan)] {
+        let (c, gp) = both(&be, &model, &g, "ddpm", &kind, &inputs);
+        assert_close(&c, &gp, &format!("caller noise {}", kind.name()));
+    }
+}
+
+/// The mixture model with NaN outputs at one model time, on the GPU (poisoned through the trait).
+struct Poisoned {
+    inner: GmmModel,
+    at: f32,
+}
+
+impl ScoreModel<CudaBackend> for Poisoned {
+    type Workspace = <GmmModel as ScoreModel<CudaBackend>>::Workspace;
+    fn dim(&self) -> usize {
+        ScoreModel::<CudaBackend>::dim(&self.inner)
+    }
+    fn output(&self) -> ModelOutput {
+        ModelOutput::Epsilon
+    }
+    fn workspace(&self, b: &CudaBackend, rows: usize) -> Result<Self::Workspace> {
+        self.inner.workspace(b, rows)
+    }
+    fn eval(
+        &self,
+        b: &CudaBackend,
+        ws: &mut Self::Workspace,
+        x: &<CudaBackend as Backend>::Buf,
+        t: &<CudaBackend as Backend>::Buf,
+        row0: usize,
+        rows: usize,
+        out: &mut <CudaBackend as Backend>::Buf,
+    ) -> Result<()> {
+        self.inner.eval(b, ws, x, t, row0, rows, out)?;
+        let mut times = vec![0f32; rows];
+        b.download(t, row0, &mut times)?;
+        let d = self.dim();
+        for (i, &ti) in times.iter().enumerate() {
+            if ti == self.at {
+                b.fill(out, (row0 + i) * d, 1, f32::NAN)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_nan_model_output_stops_every_sampler_naming_the_step() {
+    let Some(be) = device("a_nan_model_output_stops_every_sampler_naming_the_step") else {
+        return;
+    };
+    let (s, g) = ddpm_grid(100);
+    let model = Poisoned {
+        inner: GmmModel::new(mixture_2d(), s),
+        at: g.points[37].t as f32,
+    };
+    let rule = StepRule::from_name("ddpm", None).unwrap();
+    let kinds = [
+        SamplerKind::Sequential,
+        picard(100, 0.1, PicardForm::Scan),
+        picard(8, 0.1, PicardForm::Drift),
+        SamplerKind::Blocks {
+            block_len: 200.0,
+            iters: 4,
+            tol: 0.1,
+            form: PicardForm::Scan,
+            corrector: None,
+        },
+    ];
+    for kind in kinds {
+        match run(&be, &model, &g, rule, &kind, &inputs(3)) {
+            Err(Error::NonFinite { step, .. }) => assert_eq!(step, 37, "{kind:?}"),
+            other => panic!("{kind:?}: expected a non-finite error, got {other:?}"),
+        }
+    }
+}
