@@ -1,0 +1,411 @@
+//! Runs the CUDA kernels (compiled for a CPU emulation of CUDA) against the CPU backend.
+#![allow(non_camel_case_types, non_snake_case, non_upper_case_globals, dead_code)]
+mod ffi {
+    include!(concat!(env!("EMU_LIB_DIR"), "/picardiff_kernels.rs"));
+}
+
+use picardiff::backend::{Backend, Noise, PicardForm, Shape, WindowPlan, WindowState};
+use picardiff::prelude::*;
+
+fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+struct Tabs {
+    a: Vec<f32>,
+    b: Vec<f32>,
+    c: Vec<f32>,
+    p: Vec<f32>,
+    q: Vec<f32>,
+    t: Vec<f32>,
+    var: Vec<f32>,
+}
+impl Tabs {
+    fn new(t: &StepTable) -> Self {
+        let f = |v: &[f64]| v.iter().map(|&x| x as f32).collect();
+        Tabs { a: f(&t.a), b: f(&t.b), c: f(&t.c), p: f(&t.p), q: f(&t.q), t: f(&t.t), var: f(&t.var) }
+    }
+    fn raw(&self) -> ffi::PicardTables {
+        ffi::PicardTables {
+            a: self.a.as_ptr(),
+            b: self.b.as_ptr(),
+            c: self.c.as_ptr(),
+            p: self.p.as_ptr(),
+            q: self.q.as_ptr(),
+            t: self.t.as_ptr(),
+            var: self.var.as_ptr(),
+        }
+    }
+}
+
+fn table(steps: usize, rule: &str) -> StepTable {
+    let s = Schedule::from_name("ddpm-linear", 1000).unwrap();
+    let g = Grid::discrete(&s, steps, Spacing::Leading).unwrap();
+    StepTable::new(&g, StepRule::from_name(rule, None).unwrap(), ModelOutput::Epsilon).unwrap()
+}
+
+fn null() -> ffi::cudaStream_t {
+    std::ptr::null_mut()
+}
+
+fn check_normals() {
+    for &(b, d) in &[(1usize, 1usize), (3, 3), (2, 1000), (1, 4097), (5, 6)] {
+        let shape = Shape { batch: b, dim: d };
+        let mut cpu = vec![0f32; b * d + 3];
+        CpuBackend.normal_fill(&mut cpu, 3, shape, 0xDEAD_BEEF_1234, 7, 11, 1).unwrap();
+        let mut emu = vec![0f32; b * d + 3];
+        let code = unsafe {
+            ffi::launch_normal_fill_f32(emu.as_mut_ptr().add(3), b as i32, d as i64, 0xDEAD_BEEF_1234, 7, 11, 1, null())
+        };
+        assert_eq!(code, 0);
+        assert!(cpu.iter().zip(&emu).all(|(x, y)| x.to_bits() == y.to_bits()), "normals {b}x{d}");
+    }
+    println!("normal_fill: bit-identical");
+}
+
+fn check_step() {
+    for rule in ["ddpm", "ddim"] {
+        let st = table(50, rule);
+        let tabs = Tabs::new(&st);
+        let ctab = CpuBackend.upload_tables(&st).unwrap();
+        for &(b, d) in &[(1usize, 1usize), (3, 3), (2, 1000), (1, 4097), (2, 8)] {
+            let shape = Shape { batch: b, dim: d };
+            let noise_tab = rand_vec(50 * b * d, 5);
+            for j in [0usize, 17, 49] {
+                for use_table in [false, true] {
+                    let x0 = rand_vec(b * d, j as u64 + 1);
+                    let o = rand_vec(b * d, j as u64 + 100);
+                    let mut cx = x0.clone();
+                    let noise = if use_table { Noise::Table(&noise_tab) } else { Noise::Philox { seed: 99, sample0: 4 } };
+                    CpuBackend.step(&ctab, j, shape, &mut cx, 0, &o, 0, noise).unwrap();
+                    let mut ex = x0.clone();
+                    let mut status = i32::MAX;
+                    let p = ffi::PicardStepParams {
+                        x: ex.as_mut_ptr(),
+                        status: &mut status,
+                        out: o.as_ptr(),
+                        tab: tabs.raw(),
+                        noise: ffi::PicardNoise {
+                            seed: 99,
+                            sample0: 4,
+                            table: if use_table { noise_tab.as_ptr() } else { std::ptr::null() },
+                        },
+                        dim: d as i64,
+                        batch: b as i32,
+                        j: j as i32,
+                    };
+                    assert_eq!(unsafe { ffi::launch_picard_step_f32(p, null()) }, 0);
+                    assert!(cx.iter().zip(&ex).all(|(x, y)| x.to_bits() == y.to_bits()), "step {rule} {b}x{d} j={j} table={use_table}");
+                    assert_eq!(status, i32::MAX);
+                }
+            }
+        }
+    }
+    // non-finite
+    let st = table(50, "ddpm");
+    let tabs = Tabs::new(&st);
+    let mut ex = vec![0f32; 10];
+    let mut o = vec![0f32; 10];
+    o[7] = f32::NAN;
+    let mut status = i32::MAX;
+    let p = ffi::PicardStepParams {
+        x: ex.as_mut_ptr(),
+        status: &mut status,
+        out: o.as_ptr(),
+        tab: tabs.raw(),
+        noise: ffi::PicardNoise { seed: 1, sample0: 0, table: std::ptr::null() },
+        dim: 5,
+        batch: 2,
+        j: 13,
+    };
+    assert_eq!(unsafe { ffi::launch_picard_step_f32(p, null()) }, 0);
+    assert_eq!(status, 13);
+    println!("step: bit-identical (ddpm/ddim, philox/table), non-finite status ok");
+}
+
+fn to_state(w: &ffi::PicardWindow) -> WindowState {
+    WindowState {
+        start: w.start as usize,
+        end: w.end as usize,
+        iters: w.iters as usize,
+        nfe: w.nfe as usize,
+        block: w.block as usize,
+        block_iters: w.block_iters as usize,
+    }
+}
+
+/// Runs `iters` Picard iterations with fixed random model outputs on both and compares everything.
+fn check_picard(plan: &WindowPlan, rule: &str, shape: Shape, noise_table: bool, nan_at: Option<usize>) -> usize {
+    let st = table(plan.steps, rule);
+    let tabs = Tabs::new(&st);
+    let ctab = CpuBackend.upload_tables(&st).unwrap();
+    let r = plan.ring();
+    let slot = shape.slot_len();
+    let mut cx = rand_vec(r * slot, 1);
+    let mut ex = cx.clone();
+    let mut out = rand_vec(r * slot, 2);
+    if let Some(s) = nan_at {
+        out[s * slot + slot / 2] = f32::NAN;
+    }
+    let ntab = rand_vec(plan.steps * slot, 3);
+    let noise = if noise_table { Noise::Table(&ntab) } else { Noise::Philox { seed: 42, sample0: 3 } };
+    let mut ctimes = vec![0f32; r * shape.batch];
+    let mut cw = CpuBackend.window_new(plan, &ctab, &mut ctimes, shape).unwrap();
+    let mut etimes = ctimes.clone();
+    let st0 = plan.initial_state();
+    let mut ew = ffi::PicardWindow {
+        start: 0,
+        end: st0.end as i32,
+        iters: 0,
+        nfe: 0,
+        block: 0,
+        block_iters: 0,
+        old_end: st0.end as i32,
+        bad_point: 0,
+    };
+    let ends: Vec<i32> = match &plan.mode {
+        picardiff::backend::WindowMode::Sliding => vec![0],
+        picardiff::backend::WindowMode::Blocks { ends, .. } => ends.iter().map(|&e| e as i32).collect(),
+    };
+    let (mode, nb, k) = match &plan.mode {
+        picardiff::backend::WindowMode::Sliding => (0, 0, 0),
+        picardiff::backend::WindowMode::Blocks { ends, iters } => (1, ends.len(), *iters),
+    };
+    let bps = unsafe { ffi::picardiff_sweep_blocks_per_sample(shape.dim as i64) } as usize;
+    let mut cerr = vec![0f32; CpuBackend.err_len(plan, shape)];
+    let mut eerr = vec![f32::NAN; plan.window * shape.batch * bps];
+    let mut iters = 0;
+    loop {
+        let params = ffi::PicardParams {
+            x: ex.as_mut_ptr(),
+            out: out.as_ptr(),
+            times: etimes.as_mut_ptr(),
+            partial: eerr.as_mut_ptr(),
+            win: &mut ew,
+            block_ends: ends.as_ptr(),
+            tab: tabs.raw(),
+            noise: ffi::PicardNoise { seed: 42, sample0: 3, table: if noise_table { ntab.as_ptr() } else { std::ptr::null() } },
+            dim: shape.dim as i64,
+            batch: shape.batch as i32,
+            steps: plan.steps as i32,
+            window: plan.window as i32,
+            mode,
+            form: if plan.form == PicardForm::Drift { 1 } else { 0 },
+            num_blocks: nb as i32,
+            block_iters: k as i32,
+            tol2: plan.tol2,
+        };
+        let (s, e) = (cw.start, cw.end);
+        CpuBackend.picard_sweep(plan, &ctab, &cw, shape, &mut cx, &out, noise, &mut cerr).unwrap();
+        assert_eq!(unsafe { ffi::launch_picard_sweep_f32(params, null()) }, 0);
+        let same = cx.iter().zip(&ex).all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(same, "sweep state differs (iter {iters})");
+        // Per (point, sample) sums.
+        let per_row = shape.dim.div_ceil(picardiff::backend::cpu::CHUNK);
+        for kk in 0..e - s {
+            for b in 0..shape.batch {
+                let c: f32 = (0..per_row).map(|u| cerr[(b * per_row + u) * plan.window + kk]).sum();
+                let g: f32 = (0..bps).map(|u| eerr[(kk * shape.batch + b) * bps + u]).sum();
+                let ok = (c - g).abs() <= 1e-5 * c.abs().max(1e-30) || (c.is_nan() && g.is_nan()) || c == g;
+                assert!(ok, "err k={kk} b={b}: cpu {c} emu {g}");
+            }
+        }
+        let cres = CpuBackend.picard_advance(plan, &ctab, &mut cw, shape, &mut cx, &mut ctimes, &cerr);
+        assert_eq!(unsafe { ffi::launch_picard_advance_f32(params, null()) }, 0);
+        assert_eq!(unsafe { ffi::launch_picard_new_slots_f32(params, null()) }, 0);
+        iters += 1;
+        match cres {
+            Err(Error::NonFinite { step, .. }) => {
+                assert_eq!(ew.bad_point as usize, step + 1, "bad point");
+                return iters;
+            }
+            Err(e) => panic!("{e}"),
+            Ok(()) => {}
+        }
+        assert_eq!(ew.bad_point, 0);
+        assert_eq!(to_state(&ew), cw, "state after iter {iters}");
+        assert!(cx.iter().zip(&ex).all(|(a, b)| a.to_bits() == b.to_bits()), "new slots differ");
+        assert_eq!(ctimes, etimes, "times differ");
+        if cw.done(plan) {
+            // One more no-op round.
+            let params = ffi::PicardParams { win: &mut ew, ..params };
+            let before = ew;
+            unsafe {
+                assert_eq!(ffi::launch_picard_sweep_f32(params, null()), 0);
+                assert_eq!(ffi::launch_picard_advance_f32(params, null()), 0);
+                assert_eq!(ffi::launch_picard_new_slots_f32(params, null()), 0);
+            }
+            assert_eq!(to_state(&ew), to_state(&before));
+            assert!(cx.iter().zip(&ex).all(|(a, b)| a.to_bits() == b.to_bits()));
+            return iters;
+        }
+        // A "model": perturb the outputs of the window a little so that errors shrink.
+        for v in out.iter_mut() {
+            *v *= 0.5;
+        }
+    }
+}
+
+fn check_gmm() {
+    use picardiff::backend::cpu::CpuBackend as C;
+    let mixes = {
+        let k = 37;
+        let d = 70;
+        let w: Vec<f64> = (0..k).map(|i| 1.0 + (i % 5) as f64).collect();
+        let m: Vec<Vec<f64>> = (0..k).map(|i| rand_vec(d, 500 + i as u64).iter().map(|&v| 3.0 * v as f64).collect()).collect();
+        let s: Vec<f64> = (0..k).map(|i| 0.2 + 0.03 * i as f64).collect();
+        vec![
+            Mixture::new(vec![0.3, 0.7], vec![vec![-2.0, 1.0], vec![1.5, -1.0]], vec![0.4, 0.6]).unwrap(),
+            Mixture::new(w, m, s).unwrap(),
+            Mixture::new(vec![1.0], vec![vec![0.5]], vec![0.0]).unwrap(),
+        ]
+    };
+    for mix in mixes {
+        for sname in ["ddpm-linear", "ou", "vp-linear"] {
+            let sched = Schedule::from_name(sname, 1000).unwrap();
+            let (d, k) = (mix.dim, mix.components());
+            let model = GmmModel::new(mix.clone(), sched.clone());
+            let rows = 9;
+            let x = rand_vec(rows * d, 77).iter().map(|v| v * 3.0).collect::<Vec<_>>();
+            let times: Vec<f32> = match sname {
+                "ddpm-linear" => vec![0.0, 1.0, 999.0, 500.4, 500.5, -1.0, 1500.0, 20.0, 3.0],
+                "ou" => vec![1e-3, 0.01, 0.5, 1.0, 2.0, 5.0, 10.0, 0.1, 3.0],
+                _ => vec![1e-3, 0.01, 0.2, 0.5, 0.9, 1.0, 0.05, 0.3, 0.7],
+            };
+            let mut ws = ScoreModel::<C>::workspace(&model, &C, rows).unwrap();
+            let mut cout = vec![0f32; rows * d];
+            model.eval(&C, &mut ws, &x, &times, 0, rows, &mut cout).unwrap();
+            // Emulated: naive GEMMs + kernels.
+            let mut coef = vec![0f32; rows * k];
+            for r in 0..rows {
+                for j in 0..k {
+                    let mut acc = 0f32;
+                    for i in 0..d {
+                        acc += x[r * d + i] * model.means_f32[j * d + i];
+                    }
+                    coef[r * k + j] = acc;
+                }
+            }
+            let mut scale = vec![0f32; rows * 3];
+            let log_w: Vec<f64> = mix.weights.iter().map(|w| w.ln()).collect();
+            let std2: Vec<f64> = mix.stds.iter().map(|s| s.powi(2)).collect();
+            let (kind, table, bmin, bmax) = match &sched {
+                Schedule::Discrete { alphas_cumprod, .. } => (0, alphas_cumprod.clone(), 0.0, 0.0),
+                Schedule::Ou => (1, vec![0.0], 0.0, 0.0),
+                Schedule::VpLinear { beta_min, beta_max } => (2, vec![0.0], *beta_min, *beta_max),
+            };
+            let p = ffi::GmmParams {
+                x: x.as_ptr(),
+                times: times.as_ptr(),
+                coef: coef.as_mut_ptr(),
+                scale: scale.as_mut_ptr(),
+                log_w: log_w.as_ptr(),
+                std2: std2.as_ptr(),
+                mean_norm2: model.mean_norm2.as_ptr(),
+                sched: ffi::GmmSchedule {
+                    kind,
+                    n_train: if kind == 0 { table.len() as i32 } else { 0 },
+                    alphas_cumprod: table.as_ptr(),
+                    beta_min: bmin,
+                    beta_max: bmax,
+                },
+                dim: d as i64,
+                components: k as i32,
+                rows: rows as i32,
+            };
+            assert_eq!(unsafe { ffi::launch_gmm_coef_f32(p, null()) }, 0);
+            let mut eout = vec![0f32; rows * d];
+            for r in 0..rows {
+                for i in 0..d {
+                    let mut acc = 0f32;
+                    for j in 0..k {
+                        acc += coef[r * k + j] * model.means_f32[j * d + i];
+                    }
+                    eout[r * d + i] = acc;
+                }
+            }
+            assert_eq!(unsafe { ffi::launch_gmm_finish_f32(x.as_ptr(), scale.as_ptr(), eout.as_mut_ptr(), rows as i32, d as i64, null()) }, 0);
+            let mut worst = 0f32;
+            for (a, b) in cout.iter().zip(&eout) {
+                let rel = (a - b).abs() / a.abs().max(1.0);
+                if a.is_nan() && b.is_nan() {
+                    continue;
+                }
+                if !(rel <= 1e-4) {
+                    panic!("gmm {sname} K={k} D={d}: cpu {a} emu {b}");
+                }
+                worst = worst.max(rel);
+            }
+            println!("gmm {sname} K={k} D={d}: max rel diff {worst:e}");
+        }
+    }
+}
+
+fn check_bias_act() {
+    let (rows, cols) = (5usize, 300usize);
+    let y0 = rand_vec(rows * cols, 9).iter().map(|v| v * 6.0).collect::<Vec<_>>();
+    let bias = rand_vec(cols, 10);
+    for act in 0..3 {
+        let mut y = y0.clone();
+        assert_eq!(unsafe { ffi::launch_bias_act_f32(y.as_mut_ptr(), bias.as_ptr(), rows as i64, cols as i64, act, null()) }, 0);
+        for r in 0..rows {
+            for c in 0..cols {
+                let v = (y0[r * cols + c] + bias[c]) as f64;
+                let want = match act {
+                    0 => v,
+                    1 => v / (1.0 + (-v).exp()),
+                    _ => 0.5 * v * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (v + 0.044715 * v * v * v)).tanh()),
+                };
+                let got = y[r * cols + c] as f64;
+                assert!((got - want).abs() <= 1e-5 * want.abs().max(1.0), "act {act}: {got} vs {want}");
+            }
+        }
+    }
+    let mut y = y0.clone();
+    assert_eq!(unsafe { ffi::launch_bias_act_f32(y.as_mut_ptr(), std::ptr::null(), rows as i64, cols as i64, 0, null()) }, 0);
+    assert_eq!(y, y0);
+    println!("bias_act: ok");
+}
+
+fn main() {
+    if std::env::args().nth(1).as_deref() == Some("gmm") {
+        check_bias_act();
+        check_gmm();
+        return;
+    }
+    check_normals();
+    check_step();
+    let mut cases = vec![];
+    for (steps, p, b, d) in [(50usize, 1usize, 2usize, 1usize), (50, 7, 3, 3), (50, 7, 2, 1000), (100, 40, 2, 5), (60, 60, 1, 4096), (30, 7, 1, 4097)] {
+        for form in [PicardForm::Scan, PicardForm::Drift] {
+            for tol in [0.0, 0.3, 1e3] {
+                cases.push((WindowPlan::sliding(steps, p, tol, form, None).unwrap(), b, d));
+            }
+        }
+    }
+    for (ends, k) in [(vec![10, 25, 30, 50], 3usize), (vec![50], 2), (vec![1, 2, 50], 60)] {
+        for tol in [0.0, 0.3, 1e3] {
+            cases.push((WindowPlan::blocks(50, ends.clone(), k, tol, PicardForm::Scan).unwrap(), 3, 5));
+        }
+    }
+    for (plan, b, d) in &cases {
+        for (rule, nt) in [("ddpm", false), ("ddpm", true), ("ddim", false)] {
+            let it = check_picard(plan, rule, Shape { batch: *b, dim: *d }, nt, None);
+            println!("picard {:?} p={} tol2={} {rule} table={nt} B={b} D={d}: {it} iters equal", plan.mode, plan.window, plan.tol2);
+        }
+    }
+    // NaN inside the window
+    let plan = WindowPlan::sliding(50, 10, 0.1, PicardForm::Scan, None).unwrap();
+    let it = check_picard(&plan, "ddpm", Shape { batch: 2, dim: 3 }, false, Some(4));
+    println!("nan: stopped after {it} iters with the same step");
+    check_gmm();
+    println!("ALL OK");
+}
