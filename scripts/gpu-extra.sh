@@ -19,20 +19,21 @@ timeout 90 "$BIN" bench --device cuda --dims 16,64,256,1024,4096,16384 --batches
 echo "== bench models (random-init MLPs, D = 64)"
 timeout 60 $PY tools/make_bench_models.py "$MODELS" 256 1024 4096 || echo "FAILED: make_bench_models"
 
-echo "== picardiff bench: MLPs (cuda if it has the MLP forward, else the machine's CPUs)"
-timeout 120 "$BIN" bench --device cuda --dims --mlp "$MODELS/mlp_h256.safetensors,$MODELS/mlp_h1024.safetensors,$MODELS/mlp_h4096.safetensors" \
-  --batches 1,16 --steps 100,1000 --repeat 3 --json "$OUT/bench-cuda-mlp.json" --markdown "$OUT/bench-cuda-mlp.md" \
-  || echo "FAILED: bench mlp on cuda"
+echo "== picardiff bench: MLPs on cuda (reports the missing CUDA MLP forward until it lands)"
+timeout 30 "$BIN" bench --device cuda --dims --mlp "$MODELS/mlp_h1024.safetensors" --batches 1 --steps 1000 --repeat 1 \
+  --json "$OUT/bench-cuda-mlp.json" || echo "FAILED: bench mlp on cuda"
 
-echo "== PyTorch peers on cuda (eager; compile for H=1024)"
+echo "== PyTorch peers on cuda (eager; PEER_COMPILE=1 adds torch.compile for H=1024)"
 for m in examples/mixture_64d.json "$MODELS/mlp_h256.safetensors" "$MODELS/mlp_h1024.safetensors" "$MODELS/mlp_h4096.safetensors"; do
   for s in sequential paradigms; do
     timeout 60 $PY benches/peers/torch_peer.py --model "$m" --device cuda --batch 1 --steps 1000 --rule ddpm \
       --sampler $s --window 1000 --tol 0.1 --repeat 3 || echo "FAILED: peer $m $s"
   done
 done
-for s in sequential paradigms; do
-  timeout 120 $PY benches/peers/torch_peer.py --model "$MODELS/mlp_h1024.safetensors" --device cuda --batch 1 --steps 1000 \
-    --rule ddpm --sampler $s --window 1000 --tol 0.1 --repeat 3 --compile || echo "FAILED: peer compile $s"
-done
+if [[ ${PEER_COMPILE:-0} == 1 ]]; then
+  for s in sequential paradigms; do
+    timeout 120 $PY benches/peers/torch_peer.py --model "$MODELS/mlp_h1024.safetensors" --device cuda --batch 1 --steps 1000 \
+      --rule ddpm --sampler $s --window 1000 --tol 0.1 --repeat 3 --compile || echo "FAILED: peer compile $s"
+  done
+fi
 echo "== gpu-extra done"
