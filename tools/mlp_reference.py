@@ -76,7 +76,7 @@ class PicardiffMLP(nn.Module):
         """emb(t) in float64, rounded to float32 (then cast to the module's dtype)."""
         c = self.config
         half = c["time_embed_dim"] // 2
-        k = torch.arange(half, dtype=torch.float64)
+        k = torch.arange(half, dtype=torch.float64, device=t.device)
         f = torch.exp(-math.log(c.get("max_period", 10000.0)) * k / half)
         a = t.to(torch.float64)[:, None] * c.get("time_scale", 1.0) * f[None, :]
         emb = torch.cat([torch.cos(a), torch.sin(a)], dim=1).to(torch.float32)
