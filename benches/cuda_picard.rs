@@ -1,13 +1,17 @@
 //! CUDA kernels: the fused Picard sweep's effective bandwidth (per element and window point it must
 //! read X and O and write X: 12 bytes) beside a device-to-device copy moving the same bytes in the
 //! same run, for p·B·D from 2^16 to 2^28; and the exact mixture score in evaluations per second.
+//! Where `batch × dim < 2^16` the default (auto) sweep is the window-parallel scan kernel; the serial
+//! kernel is then measured beside it (`ddim_scan_serial_kernel`). `cuda_picard_small`: one sweep of
+//! the latency-bound small problem (1000-step DDPM, full window p = 1000, batch 1, D = 64) with each
+//! kernel, in time per sweep.
 //! Timing: `iter_custom`, enqueue `iters` launches, synchronise the stream, then read the clock.
 //! Without a CUDA device it prints a skip and returns.
 
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use picardiff::backend::cuda::CudaBackend;
+use picardiff::backend::cuda::{set_sweep_path, CudaBackend, SweepPath};
 use picardiff::backend::{Backend, Noise, PicardForm, Shape, WindowPlan};
 use picardiff::prelude::*;
 
@@ -58,10 +62,24 @@ fn sweep(c: &mut Criterion, be: &CudaBackend) {
         let mut err = be.alloc(be.err_len(&plan, shape)).unwrap();
         group.throughput(Throughput::Bytes(elems as u64 * 12));
         let id = format!("2^{log2}_p{WINDOW}_b{batch}_d{dim}");
-        for (rule, name) in [
-            (StepRule::Ddim { eta: 0.0 }, "ddim_scan"),
-            (StepRule::Ddim { eta: 1.0 }, "ddpm_philox_scan"),
+        let small = batch * dim < 1 << 16;
+        for (rule, name, path) in [
+            (StepRule::Ddim { eta: 0.0 }, "ddim_scan", SweepPath::Auto),
+            (
+                StepRule::Ddim { eta: 1.0 },
+                "ddpm_philox_scan",
+                SweepPath::Auto,
+            ),
+            (
+                StepRule::Ddim { eta: 0.0 },
+                "ddim_scan_serial_kernel",
+                SweepPath::Serial,
+            ),
         ] {
+            if path == SweepPath::Serial && !small {
+                continue; // auto already is the serial kernel
+            }
+            set_sweep_path(path);
             let table = StepTable::new(&g, rule, ModelOutput::Epsilon).unwrap();
             let tables = be.upload_tables(&table).unwrap();
             let w = be.window_new(&plan, &tables, &mut times, shape).unwrap();
@@ -81,6 +99,7 @@ fn sweep(c: &mut Criterion, be: &CudaBackend) {
                     t0.elapsed()
                 })
             });
+            set_sweep_path(SweepPath::Auto);
         }
         // The same 12 bytes per element-point as a plain copy: 6 read + 6 written.
         let copy_len = elems * 6 / 4;
@@ -98,6 +117,68 @@ fn sweep(c: &mut Criterion, be: &CudaBackend) {
             })
         });
     }
+    group.finish();
+}
+
+/// One sweep of the small, latency-bound problem: 1000-step DDPM (Philox noise), full window
+/// p = 1000, batch 1, D = 64, with the serial and the window-parallel kernel (time per sweep).
+fn sweep_small(c: &mut Criterion, be: &CudaBackend) {
+    let mut group = c.benchmark_group("cuda_picard_small");
+    group.sample_size(20);
+    group.warm_up_time(Duration::from_millis(300));
+    group.measurement_time(Duration::from_secs(2));
+    let s = Schedule::from_name("ddpm-linear", 1000).unwrap();
+    let g = Grid::discrete(&s, 1000, Spacing::Leading).unwrap();
+    let (steps, window, shape) = (1000, 1000, Shape { batch: 1, dim: 64 });
+    let plan = WindowPlan::sliding(steps, window, 0.1, PicardForm::Scan, None).unwrap();
+    let ring = plan.ring() * shape.slot_len();
+    let mut x = be.alloc(ring).unwrap();
+    be.normal_fill(
+        &mut x,
+        0,
+        Shape {
+            batch: plan.ring(),
+            dim: shape.dim,
+        },
+        1,
+        0,
+        0,
+        1,
+    )
+    .unwrap();
+    let mut out = be.alloc(ring).unwrap();
+    be.copy(&x, 0, &mut out, 0, ring).unwrap();
+    let mut times = be.alloc(plan.ring() * shape.batch).unwrap();
+    let mut err = be.alloc(be.err_len(&plan, shape)).unwrap();
+    let table = StepTable::new(&g, StepRule::Ddim { eta: 1.0 }, ModelOutput::Epsilon).unwrap();
+    let tables = be.upload_tables(&table).unwrap();
+    let w = be.window_new(&plan, &tables, &mut times, shape).unwrap();
+    for (name, path) in [
+        ("serial_kernel", SweepPath::Serial),
+        ("window_parallel_kernel", SweepPath::Scan),
+    ] {
+        set_sweep_path(path);
+        group.bench_function(
+            BenchmarkId::new(name, "ddpm_p1000_b1_d64_per_sweep"),
+            |bch| {
+                bch.iter_custom(|iters| {
+                    be.synchronize().unwrap();
+                    let t0 = Instant::now();
+                    for _ in 0..iters {
+                        let noise = Noise::Philox {
+                            seed: 1,
+                            sample0: 0,
+                        };
+                        be.picard_sweep(&plan, &tables, &w, shape, &mut x, &out, noise, &mut err)
+                            .unwrap();
+                    }
+                    be.synchronize().unwrap();
+                    t0.elapsed()
+                })
+            },
+        );
+    }
+    set_sweep_path(SweepPath::Auto);
     group.finish();
 }
 
@@ -173,6 +254,7 @@ fn main() {
         println!("cuda_picard on {name}");
     }
     let mut c = Criterion::default().configure_from_args();
+    sweep_small(&mut c, &be);
     sweep(&mut c, &be);
     mixture_score(&mut c, &be);
     c.final_summary();

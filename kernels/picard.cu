@@ -17,7 +17,6 @@ using namespace picardiff;
 namespace {
 
 constexpr int SWEEP_MAX_THREADS = 256;
-constexpr int SWEEP_MAX_WARPS = SWEEP_MAX_THREADS / WARP;
 constexpr int ADVANCE_THREADS = 256;
 constexpr int COPY_THREADS = 256;
 
@@ -32,22 +31,53 @@ void sweep_layout(long long dim, int* threads, long long* bps) {
     *bps = (groups + t - 1) / t;
 }
 
+// Error partial units per sample: one per warp of the serial sweep = 32 Philox groups = 128 elements.
+long long sweep_units(long long dim) { return ((dim + 3) / 4 + WARP - 1) / WARP; }
+
+bool aligned16(const void* p) { return ((uintptr_t)p & 15u) == 0; }
+
+// Streaming (evict-first) loads / stores of the first n <= 4 of four consecutive floats: the rings
+// are touched once per point and iteration, far beyond L2 at the sizes where bandwidth matters.
+template <bool VEC>
+__device__ __forceinline__ void load4_cs(const float* p, int n, float v[4]) {
+    if (VEC) { // n is 0 or 4
+        const float4 q = n == 4 ? __ldcs(reinterpret_cast<const float4*>(p)) : make_float4(0.f, 0.f, 0.f, 0.f);
+        v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
+    } else {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) v[i] = i < n ? __ldcs(p + i) : 0.0f;
+    }
+}
+
+template <bool VEC>
+__device__ __forceinline__ void store4_cs(float* p, int n, const float v[4]) {
+    if (VEC) { // n is 0 or 4
+        if (n == 4) __stcs(reinterpret_cast<float4*>(p), make_float4(v[0], v[1], v[2], v[3]));
+    } else {
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+            if (i < n) __stcs(p + i, v[i]);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------
 // picard_sweep_f32
 //
 // Memory: x, out: rings of R = window + 1 slots, slot = batch x dim f32 sample-major; point m in slot
-// m % R. partial: [k][b][blk] f32 (k = m - start < window, blk < bps).
+// m % R. partial: [k][b][u] f32 (k = m - start < window, u < U = sweep_units(dim): one unit per warp,
+// i.e. per 32 Philox groups = 128 elements; unit u = blk * (T / 32) + warp).
 // Mapping: 1-D grid of batch x bps blocks; block i handles sample b = i / bps and element groups
 // blk*T .. blk*T + T-1 of it; thread -> one group of four consecutive elements d = 4g .. 4g+3 (the
 // Philox group g). Each thread runs the whole window m = start .. end-1 with the running state y and
 // the old iterate x_old in registers, exactly as the CPU loop does per element:
 //   y = x_old = X[s];  for m: yn = f(y, x_old, O[m], z_m); d = yn - X[m+1]; x_old = X[m+1]; X[m+1] = yn.
 // The loads of point m + 1 are issued before the arithmetic of point m (software pipelining).
-// Reduction: per (m, sample) the squared differences are summed per thread (lanes in order), per warp
-// (shuffle-down tree), then per block by warp 0 (warps in order), buffered in shared memory for 32
-// points between two __syncthreads; one partial per (point, sample, block). Fixed order, no atomics.
+// X and O are loaded and X stored with streaming hints (__ldcs / __stcs).
+// Reduction: per (m, sample) the squared differences are summed per thread (elements in order), per
+// warp (shuffle-down tree), and lane 0 stores one partial per (point, sample, warp): no block barrier,
+// so warps never wait for each other. Fixed order, no atomics.
 template <bool VEC, bool DRIFT>
-__global__ void __launch_bounds__(SWEEP_MAX_THREADS) picard_sweep_f32(PicardParams P, int bps) {
+__global__ void __launch_bounds__(SWEEP_MAX_THREADS) picard_sweep_f32(PicardParams P, int bps, int units) {
     const int s = P.win->start, e = P.win->end;
     if (s >= P.steps || P.win->bad_point != 0) return; // uniform over the grid
     const int b = blockIdx.x / bps, blk = blockIdx.x % bps;
@@ -57,8 +87,10 @@ __global__ void __launch_bounds__(SWEEP_MAX_THREADS) picard_sweep_f32(PicardPara
     const int ring = P.window + 1;
     const long long slot = (long long)P.batch * P.dim;
     const long long row = (long long)b * P.dim + 4 * g;
-    const int lane = threadIdx.x % WARP, warp = threadIdx.x / WARP, nwarps = blockDim.x / WARP;
-    __shared__ float wsum[WARP][SWEEP_MAX_WARPS];
+    const int lane = threadIdx.x % WARP, nwarps = blockDim.x / WARP;
+    const int unit = blk * nwarps + threadIdx.x / WARP; // warp-uniform
+    float* part = P.partial + (long long)b * units + unit;
+    const long long kstride = (long long)P.batch * units;
 
     float y[4], xo[4];
     int cur = s % ring;
@@ -72,8 +104,8 @@ __global__ void __launch_bounds__(SWEEP_MAX_THREADS) picard_sweep_f32(PicardPara
     int nxt = cur + 1 == ring ? 0 : cur + 1;
     float o_next[4], xn_next[4];
     if (s < e) {
-        load4<VEC>(P.out + cur * slot + row, n, o_next);
-        load4<VEC>(P.x + nxt * slot + row, n, xn_next);
+        load4_cs<VEC>(P.out + cur * slot + row, n, o_next);
+        load4_cs<VEC>(P.x + nxt * slot + row, n, xn_next);
     }
     for (int m = s; m < e; ++m) {
         float o[4], xn[4];
@@ -81,8 +113,8 @@ __global__ void __launch_bounds__(SWEEP_MAX_THREADS) picard_sweep_f32(PicardPara
         for (int i = 0; i < 4; ++i) o[i] = o_next[i], xn[i] = xn_next[i];
         const int after = nxt + 1 == ring ? 0 : nxt + 1;
         if (m + 1 < e) {
-            load4<VEC>(P.out + nxt * slot + row, n, o_next);
-            load4<VEC>(P.x + after * slot + row, n, xn_next);
+            load4_cs<VEC>(P.out + nxt * slot + row, n, o_next);
+            load4_cs<VEC>(P.x + after * slot + row, n, xn_next);
         }
         const StepCoef k = load_coef(P.tab, m);
         float z[4] = {0.0f, 0.0f, 0.0f, 0.0f};
@@ -98,22 +130,150 @@ __global__ void __launch_bounds__(SWEEP_MAX_THREADS) picard_sweep_f32(PicardPara
                 y[i] = yn;
             }
         }
-        store4<VEC>(P.x + nxt * slot + row, n, y);
+        store4_cs<VEC>(P.x + nxt * slot + row, n, y);
         sq = warp_sum(sq);
-        const int kk = m - s;
-        if (lane == 0) wsum[kk % WARP][warp] = sq;
-        if (kk % WARP == WARP - 1 || m == e - 1) { // uniform over the block
-            __syncthreads();
-            const int kr = kk - kk % WARP + threadIdx.x;
-            if (threadIdx.x < WARP && kr <= kk) {
-                float acc = wsum[threadIdx.x][0];
-                for (int w = 1; w < nwarps; ++w) acc = __fadd_rn(acc, wsum[threadIdx.x][w]);
-                P.partial[((long long)kr * P.batch + b) * bps + blk] = acc;
-            }
-            __syncthreads();
-        }
+        if (lane == 0 && unit < units) part[(long long)(m - s) * kstride] = sq;
         cur = nxt;
         nxt = after;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// picard_sweep_scan_f32 (window-parallel; PICARDIFF_SWEEP_SCAN)
+//
+// Memory: as picard_sweep_f32 (x/out rings, slot = batch x dim sample-major, point m in slot m % R;
+// partial [k][b][u] with the SAME units as the serial kernel, 32 Philox groups each, so
+// picard_advance_f32 is shared).
+// Mapping: 1-D grid of batch x U blocks; block i covers sample b = i / U and the NG <= 32 Philox groups
+// of unit u = i % U (padded to NGP = next power of two). Block of
+// C x NGP threads (C = min(64, SCAN_MAX_THREADS / NGP) chunks): thread t -> group gi = t % NGP and
+// chunk c = t / NGP, i.e. the points m0 = s + c*per .. m1 = min(m0 + per, e) - 1 (per = ceil(len / C)).
+// The recurrence y' = A_m y + u_m (scan: A = a, u = b*eps + c*z; drift: A = 1, u = inc, both from the
+// OLD iterate) is associative, so:
+//   1. each thread composes its chunk's maps (A, U) per element (reads X[m0..m1-1], O, noise) and
+//      saves X_old[m0];
+//   2. after __syncthreads, thread c = 0 of each group runs the C chunk maps from y = X_old[s] and
+//      stores each chunk's incoming state in shared memory (C serial steps, not len);
+//   3. after __syncthreads, every thread reruns its chunk serially from its incoming state exactly as
+//      the serial kernel does (x_old in a register, X[m+1] read before it is overwritten); a chunk
+//      only writes X[m0+1..m1], which only it reads in this phase, and X_old[m0] (written by chunk
+//      c-1) was saved in phase 1, so reads precede writes without grid-wide synchronisation.
+// Error: per point, a thread sums its <= 4 squares in order, a segmented shuffle-down tree sums the
+// NGP (<= 32) groups of a chunk within the warp (aligned segments), group 0 stores the partial.
+// Fixed shape, no atomics: deterministic. Results differ
+// from the CPU's serial recurrence by rounding only (the maps are composed in another order).
+constexpr int SCAN_MAX_THREADS = 1024;
+constexpr int SCAN_MAX_CHUNKS = 64;
+
+template <bool VEC, bool DRIFT>
+__device__ __forceinline__ void scan_point(const PicardParams& P, int m, int b, long long g, int n, int ring,
+                                           long long slot, long long row, const float xo[4], float A[4],
+                                           float u[4]) {
+    const StepCoef k = load_coef(P.tab, m);
+    float o[4];
+    load4<VEC>(P.out + (m % ring) * slot + row, n, o);
+    float z[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    if (k.c != 0.0f && n > 0) step_noise(P.noise, P.batch, P.dim, m, b, g, n, z);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        const float eps = __fadd_rn(__fmul_rn(k.p, xo[i]), __fmul_rn(k.q, o[i]));
+        if (DRIFT) {
+            A[i] = 1.0f;
+            u[i] = __fadd_rn(__fadd_rn(__fmul_rn(__fsub_rn(k.a, 1.0f), xo[i]), __fmul_rn(k.b, eps)),
+                             __fmul_rn(k.c, z[i]));
+        } else {
+            A[i] = k.a;
+            u[i] = __fadd_rn(__fmul_rn(k.b, eps), __fmul_rn(k.c, z[i]));
+        }
+    }
+}
+
+template <bool VEC, bool DRIFT>
+__global__ void __launch_bounds__(SCAN_MAX_THREADS) picard_sweep_scan_f32(PicardParams P, int bps) {
+    const int s = P.win->start, e = P.win->end;
+    if (s >= P.steps || P.win->bad_point != 0 || e <= s) return; // uniform over the grid
+    const int b = blockIdx.x / bps, blk = blockIdx.x % bps;
+    const long long groups = (P.dim + 3) / 4;
+    const long long g0 = (long long)blk * WARP;
+    const int ng = (int)(groups - g0 < WARP ? groups - g0 : WARP);
+    int ngp = 1;
+    while (ngp < ng) ngp <<= 1;
+    const int nchunks = (int)(blockDim.x / ngp);
+    const int gi = threadIdx.x % ngp, c = threadIdx.x / ngp;
+    const long long g = g0 + gi;
+    const long long left = P.dim - 4 * g;
+    const int n = gi >= ng || left <= 0 ? 0 : (left >= 4 ? 4 : (int)left);
+    const int ring = P.window + 1;
+    const long long slot = (long long)P.batch * P.dim;
+    const long long row = (long long)b * P.dim + 4 * (n > 0 ? g : 0);
+    const int len = e - s, per = (len + nchunks - 1) / nchunks;
+    const int m0 = s + c * per, m1 = min(m0 + per, e);
+    __shared__ float aggA[SCAN_MAX_THREADS][4];
+    __shared__ float aggU[SCAN_MAX_THREADS][4];
+
+    // Phase 1: compose this chunk's maps; keep X_old[m0].
+    float x0[4] = {0.0f, 0.0f, 0.0f, 0.0f}, CA[4] = {1.0f, 1.0f, 1.0f, 1.0f}, CU[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    if (m0 < m1) {
+        load4<VEC>(P.x + (m0 % ring) * slot + row, n, x0);
+        float xo[4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) xo[i] = x0[i];
+        for (int m = m0; m < m1; ++m) {
+            float A[4], u[4];
+            scan_point<VEC, DRIFT>(P, m, b, g, n, ring, slot, row, xo, A, u);
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                CU[i] = __fadd_rn(__fmul_rn(A[i], CU[i]), u[i]);
+                CA[i] = __fmul_rn(A[i], CA[i]);
+            }
+            if (m + 1 < m1) load4<VEC>(P.x + ((m + 1) % ring) * slot + row, n, xo);
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < 4; ++i) aggA[threadIdx.x][i] = CA[i], aggU[threadIdx.x][i] = CU[i];
+    __syncthreads();
+    // Phase 2: chunk 0 of each group turns the chunk maps into incoming states (stored in aggU).
+    if (c == 0) {
+        float y[4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) y[i] = x0[i]; // X_old[s]
+        for (int cc = 0; cc < nchunks; ++cc) {
+            const int t = cc * ngp + gi;
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                const float nx = __fadd_rn(__fmul_rn(aggA[t][i], y[i]), aggU[t][i]);
+                aggU[t][i] = y[i];
+                y[i] = nx;
+            }
+        }
+    }
+    __syncthreads();
+    // Phase 3: rerun the chunk from its incoming state, write Y and the error partials.
+    float y[4], xo[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) y[i] = aggU[threadIdx.x][i], xo[i] = x0[i];
+    for (int r = 0; r < per; ++r) { // uniform trip count
+        const int m = m0 + r;
+        float sq = 0.0f;
+        if (m < m1) {
+            float A[4], u[4], xn[4];
+            scan_point<VEC, DRIFT>(P, m, b, g, n, ring, slot, row, xo, A, u);
+            float* dst = P.x + ((m + 1) % ring) * slot + row;
+            load4<VEC>(dst, n, xn);
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                if (i < n) {
+                    y[i] = __fadd_rn(__fmul_rn(A[i], y[i]), u[i]);
+                    const float d = __fsub_rn(y[i], xn[i]);
+                    sq = __fadd_rn(sq, __fmul_rn(d, d));
+                    xo[i] = xn[i];
+                }
+            }
+            store4<VEC>(dst, n, y);
+        }
+        // Segmented tree over the chunk's groups (aligned power-of-two segments of one warp).
+        for (int off = ngp / 2; off > 0; off >>= 1) sq = __fadd_rn(sq, __shfl_down_sync(FULL_MASK, sq, off));
+        if (gi == 0 && m < m1) P.partial[((long long)(m - s) * P.batch + b) * bps + blk] = sq;
     }
 }
 
@@ -218,15 +378,20 @@ __global__ void __launch_bounds__(COPY_THREADS) picard_new_slots_f32(PicardParam
     }
 }
 
-bool aligned16(const void* p) { return ((uintptr_t)p & 15u) == 0; }
+
+// The AUTO sweep path: the window-parallel scan when the serial kernel would run too few threads to
+// hide its per-point latency (batch x dim < 2^16 elements, i.e. < 2^14 serial threads) and the window
+// is long enough for chunking to pay (>= 16 points); the bandwidth-bound serial kernel otherwise.
+int sweep_auto(const PicardParams& p) {
+    return (long long)p.batch * p.dim < (1ll << 16) && p.window >= 16 ? PICARDIFF_SWEEP_SCAN
+                                                                         : PICARDIFF_SWEEP_SERIAL;
+}
 
 } // namespace
 
 extern "C" int picardiff_sweep_blocks_per_sample(long long dim) {
-    int threads;
-    long long bps;
-    sweep_layout(dim, &threads, &bps);
-    return bps > INT_MAX ? INT_MAX : (int)bps;
+    const long long u = sweep_units(dim);
+    return u > INT_MAX ? INT_MAX : (int)u;
 }
 
 extern "C" const char* picardiff_cuda_error_string(cudaError_t err) { return cudaGetErrorString(err); }
@@ -236,25 +401,39 @@ extern "C" cudaError_t launch_picard_sweep_f32(PicardParams p, cudaStream_t stre
     int threads;
     long long bps;
     sweep_layout(p.dim, &threads, &bps);
-    const long long blocks = bps * p.batch;
-    if (blocks > INT_MAX) return cudaErrorInvalidConfiguration;
+    const long long blocks = bps * p.batch, units = sweep_units(p.dim);
+    if (units * p.batch > INT_MAX) return cudaErrorInvalidConfiguration;
     const bool vec = p.dim % 4 == 0 && aligned16(p.x) && aligned16(p.out);
     const bool drift = p.form == PICARDIFF_FORM_DRIFT;
     const int ibps = (int)bps;
-    if (vec && drift) picard_sweep_f32<true, true><<<(unsigned)blocks, threads, 0, stream>>>(p, ibps);
-    else if (vec) picard_sweep_f32<true, false><<<(unsigned)blocks, threads, 0, stream>>>(p, ibps);
-    else if (drift) picard_sweep_f32<false, true><<<(unsigned)blocks, threads, 0, stream>>>(p, ibps);
-    else picard_sweep_f32<false, false><<<(unsigned)blocks, threads, 0, stream>>>(p, ibps);
+    const int path = p.sweep_path == PICARDIFF_SWEEP_AUTO ? sweep_auto(p) : p.sweep_path;
+    if (path == PICARDIFF_SWEEP_SCAN) {
+        const long long groups = (p.dim + 3) / 4;
+        const long long ng = groups < WARP ? groups : WARP;
+        int ngp = 1;
+        while (ngp < ng) ngp <<= 1;
+        int chunks = SCAN_MAX_THREADS / ngp;
+        if (chunks > SCAN_MAX_CHUNKS) chunks = SCAN_MAX_CHUNKS;
+        const int st = chunks * ngp;
+        if (vec && drift) picard_sweep_scan_f32<true, true><<<(unsigned)(units * p.batch), st, 0, stream>>>(p, (int)units);
+        else if (vec) picard_sweep_scan_f32<true, false><<<(unsigned)(units * p.batch), st, 0, stream>>>(p, (int)units);
+        else if (drift) picard_sweep_scan_f32<false, true><<<(unsigned)(units * p.batch), st, 0, stream>>>(p, (int)units);
+        else picard_sweep_scan_f32<false, false><<<(unsigned)(units * p.batch), st, 0, stream>>>(p, (int)units);
+        return launch_status();
+    }
+    if (path != PICARDIFF_SWEEP_SERIAL) return cudaErrorInvalidValue;
+    if (vec && drift) picard_sweep_f32<true, true><<<(unsigned)blocks, threads, 0, stream>>>(p, ibps, (int)units);
+    else if (vec) picard_sweep_f32<true, false><<<(unsigned)blocks, threads, 0, stream>>>(p, ibps, (int)units);
+    else if (drift) picard_sweep_f32<false, true><<<(unsigned)blocks, threads, 0, stream>>>(p, ibps, (int)units);
+    else picard_sweep_f32<false, false><<<(unsigned)blocks, threads, 0, stream>>>(p, ibps, (int)units);
     return launch_status();
 }
 
 extern "C" cudaError_t launch_picard_advance_f32(PicardParams p, cudaStream_t stream) {
     if (p.batch <= 0 || p.dim <= 0 || p.window <= 0) return cudaErrorInvalidValue;
-    int threads;
-    long long bps;
-    sweep_layout(p.dim, &threads, &bps);
-    if (bps * p.batch > INT_MAX) return cudaErrorInvalidConfiguration;
-    picard_advance_f32<<<1, ADVANCE_THREADS, 0, stream>>>(p, (int)bps);
+    const long long units = sweep_units(p.dim);
+    if (units * p.batch > INT_MAX) return cudaErrorInvalidConfiguration;
+    picard_advance_f32<<<1, ADVANCE_THREADS, 0, stream>>>(p, (int)units);
     return launch_status();
 }
 

@@ -31,6 +31,14 @@ extern "C" {
 #define PICARDIFF_FORM_SCAN 0
 #define PICARDIFF_FORM_DRIFT 1
 
+/* Sweep kernels (PicardParams.sweep_path). SERIAL: one thread per (sample, 4 elements) runs the whole
+ * window serially, bit-identical to the CPU. SCAN: window-parallel chunked affine scan (reassociated
+ * rounding, ~1e-6 relative), for small batch x dim. AUTO picks SCAN when batch * dim < 2^16 and
+ * window >= 16, else SERIAL. Both write the same partial layout. */
+#define PICARDIFF_SWEEP_AUTO 0
+#define PICARDIFF_SWEEP_SERIAL 1
+#define PICARDIFF_SWEEP_SCAN 2
+
 /* Activations of the MLP epilogue (launch_bias_act_f32). */
 #define PICARDIFF_ACT_NONE 0
 #define PICARDIFF_ACT_SILU 1
@@ -76,8 +84,8 @@ typedef struct PicardNoise {
 } PicardNoise;
 
 /* Everything the fused Picard kernels need; one struct for the sweep, the advance and the new slots.
- * `partial` holds window x batch x blocks_per_sample f32, index (k * batch + b) * bps + blk for
- * window point k = m - start. */
+ * `partial` holds window x batch x U f32 (U = picardiff_sweep_blocks_per_sample(dim), one unit per
+ * 128 elements), index (k * batch + b) * U + u for window point k = m - start. */
 typedef struct PicardParams {
     float* x;             /* ring R x batch x dim */
     const float* out;     /* model outputs, same ring */
@@ -96,6 +104,7 @@ typedef struct PicardParams {
     int num_blocks;
     int block_iters;      /* K of blocks mode */
     float tol2;           /* tau^2 */
+    int sweep_path;       /* PICARDIFF_SWEEP_*: which sweep kernel (AUTO: see launch_picard_sweep_f32) */
 } PicardParams;
 
 /* One sequential step in place on batch x dim values: x = a_j x + b_j (p_j x + q_j o) + c_j z_j.
@@ -136,7 +145,8 @@ typedef struct GmmParams {
     int rows;
 } GmmParams;
 
-/* Blocks per sample of the Picard sweep for `dim` (the partial buffer holds window x batch x this). */
+/* Error partial units per sample of the Picard sweep for `dim`: one per 128 elements (a warp of the
+ * serial sweep); the partial buffer holds window x batch x this. */
 int picardiff_sweep_blocks_per_sample(long long dim);
 /* cudaGetErrorString of the static runtime. */
 const char* picardiff_cuda_error_string(cudaError_t err);
@@ -167,3 +177,44 @@ cudaError_t launch_bias_act_f32(float* y, const float* bias, long long rows, lon
 #endif
 
 #endif /* PICARDIFF_KERNELS_H */
+
+/* ---- MLP score network (mlp.cu; src/backend/cuda/mlp.rs, src/model/mlp/cuda.rs) ----
+ * Appended after the main guard so that it stays a separate section; it uses cudaError_t and
+ * cudaStream_t from above. Activations are row-major rows x cols f32. A launcher given half_kind
+ * PICARDIFF_HALF_BF16 or _F16 also writes a 16-bit copy (raw bits, round to nearest even) of what it
+ * writes into the given rows x cols buffer, the input of the next bf16/f16 GemmEx; with
+ * PICARDIFF_HALF_NONE that pointer may be NULL. */
+#ifndef PICARDIFF_KERNELS_MLP_H
+#define PICARDIFF_KERNELS_MLP_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PICARDIFF_HALF_NONE 0
+#define PICARDIFF_HALF_BF16 1
+#define PICARDIFF_HALF_F16 2
+
+/* y[r][c] = act(y[r][c] + bias[c]) in place (bias may be NULL), plus the 16-bit copy y16. */
+cudaError_t launch_mlp_epilogue_f32(float* y, const float* bias, long long rows, long long cols, int act,
+                                    unsigned short* y16, int half_kind, cudaStream_t stream);
+/* h[r][c] = (h[r][c] + bias[c]) + table[k][c] where table_times[k] == times[r] bitwise (table_times
+ * sorted by Rust's f32::total_cmp, n_times entries; table n_times x hidden). A time not in the table
+ * sets *status = 1 and fills the row with NaN. Plus the 16-bit copy h16. */
+cudaError_t launch_mlp_time_add_f32(float* h, const float* bias, const float* table, const float* table_times,
+                                    int n_times, const float* times, long long rows, long long hidden, int* status,
+                                    unsigned short* h16, int half_kind, cudaStream_t stream);
+/* dst = LayerNorm(src) * gamma + beta per row (biased variance, f64 statistics, eps), src != dst, plus
+ * the 16-bit copy dst16. */
+cudaError_t launch_mlp_layernorm_f32(const float* src, float* dst, const float* gamma, const float* beta,
+                                     long long rows, long long cols, double eps, unsigned short* dst16,
+                                     int half_kind, cudaStream_t stream);
+/* dst[i] = src[i] rounded to bf16/f16 (half_kind must be _BF16 or _F16), n values. */
+cudaError_t launch_mlp_to_half(const float* src, unsigned short* dst, long long n, int half_kind,
+                               cudaStream_t stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PICARDIFF_KERNELS_MLP_H */

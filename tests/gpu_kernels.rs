@@ -7,7 +7,7 @@ mod common;
 mod gpu_common;
 
 use gpu_common::*;
-use picardiff::backend::cuda::CudaBackend;
+use picardiff::backend::cuda::{set_sweep_path, CudaBackend, SweepPath};
 use picardiff::backend::{Backend, Noise, PicardForm, Shape, WindowPlan};
 use picardiff::model::Activation;
 use picardiff::prelude::*;
@@ -167,8 +167,79 @@ fn sequential_step_reports_the_first_non_finite_step() {
     }
 }
 
+/// The window-parallel scan sweep on a copy of the device iterate `gx` against the CPU result `cx`
+/// (and the CPU errors `cerr`) of the same sweep: equal up to the rounding of the reassociated
+/// recurrence, 1e-5 relative to the slot's largest value (errors: the matching first-order bound).
+#[allow(clippy::too_many_arguments)]
+fn check_scan_sweep(
+    be: &CudaBackend,
+    plan: &WindowPlan,
+    gt: &<CudaBackend as Backend>::Tables,
+    gw: &<CudaBackend as Backend>::Window,
+    shape: Shape,
+    gx_before: &[f32],
+    gout: &<CudaBackend as Backend>::Buf,
+    gn: Noise<'_, CudaBackend>,
+    cx: &[f32],
+    cerr: &[f32],
+    what: &str,
+) {
+    let (r, slot) = (plan.ring(), shape.slot_len());
+    let (s, e) = {
+        let w = be.window_read(gw).unwrap();
+        (w.start, w.end)
+    };
+    let mut sx = be.upload(gx_before).unwrap();
+    let mut serr = be.alloc(be.err_len(plan, shape)).unwrap();
+    let prev = set_sweep_path(SweepPath::Scan);
+    be.picard_sweep(plan, gt, gw, shape, &mut sx, gout, gn, &mut serr)
+        .unwrap();
+    set_sweep_path(prev);
+    let (sx, se) = (down(be, &sx), down(be, &serr));
+    let scale: Vec<f32> = cx
+        .chunks(slot)
+        .map(|v| {
+            v.iter()
+                .filter(|x| x.is_finite())
+                .fold(1f32, |m, x| m.max(x.abs()))
+        })
+        .collect();
+    for (i, (c, g)) in cx.iter().zip(&sx).enumerate() {
+        assert!(
+            (c - g).abs() <= 1e-5 * scale[i / slot] || (c.is_nan() && g.is_nan()),
+            "{what}: scan sweep x[{i}]: cpu {c} gpu {g}"
+        );
+    }
+    let bps = be.err_len(plan, shape) / (plan.window * shape.batch);
+    let per_row = shape.dim.div_ceil(picardiff::backend::cpu::CHUNK);
+    for k in 0..e - s {
+        let sl = ((s + k + 1) % r) * slot;
+        for b in 0..shape.batch {
+            let c: f64 = (0..per_row)
+                .map(|u| cerr[(b * per_row + u) * plan.window + k])
+                .sum::<f32>()
+                .into();
+            let g: f64 = (0..bps)
+                .map(|u| se[(k * shape.batch + b) * bps + u])
+                .sum::<f32>()
+                .into();
+            let ny2: f64 = cx[sl + b * shape.dim..sl + (b + 1) * shape.dim]
+                .iter()
+                .map(|&v| f64::from(v) * f64::from(v))
+                .sum();
+            let tol = 1e-4 * c.abs() + 2.0 * (c.abs() * 1e-10 * ny2).sqrt() + 1e-10 * ny2 + 1e-30;
+            assert!(
+                (c - g).abs() <= tol || (!c.is_finite() && !g.is_finite()),
+                "{what}: scan error of point {k} sample {b}: cpu {c} gpu {g}"
+            );
+        }
+    }
+}
+
 /// Runs Picard iterations with fixed, shrinking "model outputs" on both backends and compares the
 /// iterate (bits), the per-(point, sample) errors, the window state and the model times after each.
+/// The device runs the serial sweep (bit-identical to the CPU); on rings up to 2^22 values the
+/// window-parallel scan sweep is also checked at every iteration, from the same state.
 fn compare_picard(
     be: &CudaBackend,
     plan: &WindowPlan,
@@ -176,6 +247,7 @@ fn compare_picard(
     shape: Shape,
     table_noise: bool,
 ) -> usize {
+    set_sweep_path(SweepPath::Serial);
     let st = table(plan.steps, rule);
     let (ct, gt) = (
         CpuBackend.upload_tables(&st).unwrap(),
@@ -220,9 +292,15 @@ fn compare_picard(
     for iter in 0.. {
         let (s, e) = (cw.start, cw.end);
         let gout = be.upload(&out).unwrap();
+        let gx_before = (r * slot <= 1 << 22).then(|| down(be, &gx));
         CpuBackend
             .picard_sweep(plan, &ct, &cw, shape, &mut cx, &out, cn, &mut cerr)
             .unwrap();
+        if let Some(before) = &gx_before {
+            check_scan_sweep(
+                be, plan, &gt, &gw, shape, before, &gout, gn, &cx, &cerr, &what,
+            );
+        }
         be.picard_sweep(plan, &gt, &gw, shape, &mut gx, &gout, gn, &mut gerr)
             .unwrap();
         assert_bits_eq(&cx, &down(be, &gx), &format!("{what}: sweep {iter}"));
@@ -271,12 +349,14 @@ fn picard_sweep_and_advance_match_the_cpu() {
     let Some(be) = device("picard_sweep_and_advance_match_the_cpu") else {
         return;
     };
-    // (steps, window, batch, dim): window 1, 7 and 1000; batch 1 and 33; dim 1, 3, 1000, 2^20 + 1.
+    // (steps, window, batch, dim): window 1, 7, 100 and 1000; batch 1, 2 and 33; dim 1, 3, 64, 1000,
+    // 2^20 + 1.
     let cases = [
         (50, 1, 33, 1),
         (50, 7, 33, 3),
         (50, 7, 1, 1000),
         (1000, 1000, 1, 3),
+        (200, 100, 2, 64),
         (12, 7, 1, BIG),
     ];
     for (steps, window, batch, dim) in cases {

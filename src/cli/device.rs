@@ -107,7 +107,7 @@ fn run_on_cpu(problem: &Problem, kind: &SamplerKind) -> picardiff::Result<RunOut
     }
 }
 
-/// Runs `kind` on a backend that has the mixture model (the MLP's device forward is CPU-only so far).
+/// Runs `kind` on a backend that has both models.
 #[cfg(feature = "cuda")]
 fn run_on<B: Backend>(
     backend: &B,
@@ -116,12 +116,11 @@ fn run_on<B: Backend>(
 ) -> picardiff::Result<RunOutput>
 where
     GmmModel: ScoreModel<B>,
+    picardiff::model::MlpModel: ScoreModel<B>,
 {
+    let (g, inputs) = (&problem.grid, problem.inputs());
     match &problem.model {
-        CliModel::Gmm(m) => run(backend, m, &problem.grid, problem.rule, kind, &problem.inputs()),
-        CliModel::Mlp(_) => Err(picardiff::Error::device(
-            "MLP forward",
-            format!("MLP models run on the CPU only so far (use --device cpu); the {} forward is not implemented", backend.name()),
-        )),
+        CliModel::Gmm(m) => run(backend, m, g, problem.rule, kind, &inputs),
+        CliModel::Mlp(m) => run(backend, m.as_ref(), g, problem.rule, kind, &inputs),
     }
 }

@@ -97,7 +97,11 @@ inline unsigned __umulhi(unsigned a, unsigned b) { return (unsigned)(((uint64_t)
 inline int __clz(int x) { return x == 0 ? 32 : __builtin_clz((unsigned)x); }
 inline float __uint_as_float(unsigned b) { float f; memcpy(&f, &b, 4); return f; }
 inline unsigned __float_as_uint(float f) { unsigned b; memcpy(&b, &f, 4); return b; }
+inline float __int_as_float(int b) { float f; memcpy(&f, &b, 4); return f; }
+inline int __float_as_int(float f) { int b; memcpy(&b, &f, 4); return b; }
 template <class T> inline T __ldg(const T* p) { return *p; }
+template <class T> inline T __ldcs(const T* p) { return *p; }
+template <class T> inline void __stcs(T* p, T v) { *p = v; }
 inline int atomicMin(int* p, int v) {
     std::atomic_ref<int> a(*p);
     int cur = a.load();

@@ -12,7 +12,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 work=${EMU_WORK:-$root/target/cuda-emu}
 mkdir -p "$work/gen" "$work/obj"
-bindings=$(ls -t "$root"/target/*/build/picardiff-*/out/picardiff_kernels.rs 2>/dev/null | head -1 || true)
+bindings=$(ls -t "${CARGO_TARGET_DIR:-$root/target}"/*/build/picardiff-*/out/picardiff_kernels.rs 2>/dev/null | head -1 || true)
 [[ -n $bindings ]] || { echo "run 'cargo build --features cuda' first (for the kernel bindings)" >&2; exit 1; }
 cp "$bindings" "$work/picardiff_kernels.rs"
 python3 "$here/gen.py" "$work/gen"

@@ -113,7 +113,7 @@ impl Backend for CudaBackend {
         self.launch_fill(buf, offset, len, value)
     }
 
-    /// One partial sum per (window point, sample, sweep block of 1024 elements).
+    /// One partial sum per (window point, sample, unit of 128 elements).
     fn err_len(&self, plan: &WindowPlan, shape: Shape) -> usize {
         self.partial_len(plan, shape)
     }
@@ -233,17 +233,19 @@ impl Backend for CudaBackend {
             WindowMode::Sliding => 0,
             WindowMode::Blocks { ends, .. } => ends.len(),
         };
-        // Model times of the whole ring: the first window's points, t_0 elsewhere (any valid time:
-        // the device evaluates every slot, and slots outside the window are never read).
+        // Model times of the first window's points m = 0..=min(end, steps - 1) (slots 0..=that, as
+        // end <= window < R), like the CPU backend: the slot of point N = steps has no model time
+        // and keeps what the buffer holds (zeros from alloc, a valid time for every schedule).
         let (r, b) = (plan.ring(), shape.batch);
         range_check("window_new (times)", times.len(), 0, r * b)?;
         self.owns(times.stream(), "window_new")?;
-        let mut host = vec![tables.t_host[0]; r * b];
-        for m in 0..=st.end.min(plan.steps - 1) {
-            host[(m % r) * b..(m % r + 1) * b].fill(tables.t_host[m]);
+        let last = st.end.min(plan.steps - 1);
+        let mut host = Vec::with_capacity((last + 1) * b);
+        for &t in &tables.t_host[..=last] {
+            host.resize(host.len() + b, t);
         }
         if !host.is_empty() {
-            let mut view = times.slice_mut(0..r * b);
+            let mut view = times.slice_mut(0..host.len());
             self.stream
                 .memcpy_htod(&host, &mut view)
                 .during("window_new (times)")?;

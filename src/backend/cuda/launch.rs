@@ -11,6 +11,30 @@ use crate::backend::{Noise, PicardForm, Shape, WindowMode, WindowPlan};
 use crate::error::{Error, Result};
 use crate::model::Activation;
 
+/// Which Picard sweep kernel the launches of the current thread use (see `PICARDIFF_SWEEP_*` in
+/// `kernels/picardiff_kernels.h`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SweepPath {
+    /// The serial kernel for large `batch × dim`, the window-parallel scan for small ones
+    /// (`batch × dim < 2^16` and `window ≥ 16`).
+    #[default]
+    Auto,
+    /// One thread per (sample, 4 elements) over the whole window: bit-identical to the CPU backend.
+    Serial,
+    /// Window-parallel chunked scan: equal to the CPU up to rounding (~1e-6 relative).
+    Scan,
+}
+
+thread_local! {
+    static SWEEP_PATH: std::cell::Cell<SweepPath> = const { std::cell::Cell::new(SweepPath::Auto) };
+}
+
+/// Forces the Picard sweep kernel for the CUDA launches made by the calling thread (tests and
+/// benches); returns the previous choice. The default is [`SweepPath::Auto`].
+pub fn set_sweep_path(path: SweepPath) -> SweepPath {
+    SWEEP_PATH.with(|c| c.replace(path))
+}
+
 /// The device address of element `off` of a buffer starting at `base`.
 fn at(base: u64, off: usize) -> *mut f32 {
     (base + (off as u64) * 4) as *mut f32
@@ -124,10 +148,15 @@ impl CudaBackend {
             num_blocks: c_int(num_blocks, "blocks")?,
             block_iters: c_int(block_iters, "iters")?,
             tol2: plan.tol2,
+            sweep_path: match SWEEP_PATH.with(|c| c.get()) {
+                SweepPath::Auto => ffi::PICARDIFF_SWEEP_AUTO,
+                SweepPath::Serial => ffi::PICARDIFF_SWEEP_SERIAL,
+                SweepPath::Scan => ffi::PICARDIFF_SWEEP_SCAN,
+            } as i32,
         })
     }
 
-    /// Picard error partials per (point, sample): `window × batch × blocks per sample`.
+    /// Picard error partials per (point, sample): `window × batch × units` (one per 128 elements).
     pub(super) fn partial_len(&self, plan: &WindowPlan, shape: Shape) -> usize {
         // SAFETY: a pure host function of its argument.
         let bps = unsafe { ffi::picardiff_sweep_blocks_per_sample(shape.dim as i64) };

@@ -19,6 +19,7 @@ mod backend;
 mod ffi;
 mod gmm;
 mod launch;
+pub(crate) mod mlp;
 
 use std::ffi::CStr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -31,6 +32,7 @@ use crate::error::{Error, Result};
 
 pub use backend::{CudaTables, CudaWindow};
 pub use gmm::GmmWorkspace;
+pub use launch::{set_sweep_path, SweepPath};
 
 /// The CUDA backend on one device. See the module docs.
 #[derive(Debug)]

@@ -86,6 +86,8 @@
 //! whatever `--dtype` says. [`MlpModel::time_table`] is the `τ(t)` table a device backend uploads.
 
 mod cpu;
+#[cfg(feature = "cuda")]
+mod cuda;
 mod load;
 
 use std::path::Path;

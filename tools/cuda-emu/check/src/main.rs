@@ -202,14 +202,44 @@ fn check_picard(plan: &WindowPlan, rule: &str, shape: Shape, noise_table: bool, 
             num_blocks: nb as i32,
             block_iters: k as i32,
             tol2: plan.tol2,
+            sweep_path: ffi::PICARDIFF_SWEEP_SERIAL as i32,
         };
         let (s, e) = (cw.start, cw.end);
+        // The window-parallel scan kernel on a copy of the same state (equal up to rounding).
+        let mut sx = ex.clone();
+        let mut serr = vec![f32::NAN; eerr.len()];
+        let sparams = ffi::PicardParams {
+            x: sx.as_mut_ptr(),
+            partial: serr.as_mut_ptr(),
+            win: &mut ew,
+            sweep_path: ffi::PICARDIFF_SWEEP_SCAN as i32,
+            ..params
+        };
+        assert_eq!(unsafe { ffi::launch_picard_sweep_f32(sparams, null()) }, 0);
         CpuBackend.picard_sweep(plan, &ctab, &cw, shape, &mut cx, &out, noise, &mut cerr).unwrap();
+        // Rounding of a reassociated recurrence: relative to the magnitude of the slot's values.
+        let scale: Vec<f32> = cx.chunks(slot).map(|v| v.iter().filter(|x| x.is_finite()).fold(1f32, |m, x| m.max(x.abs()))).collect();
+        for (i, (c, g)) in cx.iter().zip(&sx).enumerate() {
+            let ok = (c - g).abs() <= 1e-5 * scale[i / slot] || (c.is_nan() && g.is_nan());
+            assert!(ok, "scan sweep x[{i}]: cpu {c} scan {g} (iter {iters})");
+        }
+        let per_row = shape.dim.div_ceil(picardiff::backend::cpu::CHUNK);
+        for kk in 0..e - s {
+            let sl = ((s + kk + 1) % r) * slot;
+            for b in 0..shape.batch {
+                let c: f32 = (0..per_row).map(|u| cerr[(b * per_row + u) * plan.window + kk]).sum();
+                let g: f32 = (0..bps).map(|u| serr[(kk * shape.batch + b) * bps + u]).sum();
+                let ny2: f64 = cx[sl + b * shape.dim..sl + (b + 1) * shape.dim].iter().map(|&v| (v as f64) * (v as f64)).sum();
+                let (c64, g64) = (c as f64, g as f64);
+                let tol = 1e-4 * c64.abs() + 2.0 * (c64.abs() * 1e-10 * ny2).sqrt() + 1e-10 * ny2 + 1e-30;
+                let ok = (c64 - g64).abs() <= tol || (!c.is_finite() && !g.is_finite());
+                assert!(ok, "scan err k={kk} b={b}: cpu {c} scan {g} (iter {iters})");
+            }
+        }
         assert_eq!(unsafe { ffi::launch_picard_sweep_f32(params, null()) }, 0);
         let same = cx.iter().zip(&ex).all(|(a, b)| a.to_bits() == b.to_bits());
         assert!(same, "sweep state differs (iter {iters})");
         // Per (point, sample) sums.
-        let per_row = shape.dim.div_ceil(picardiff::backend::cpu::CHUNK);
         for kk in 0..e - s {
             for b in 0..shape.batch {
                 let c: f32 = (0..per_row).map(|u| cerr[(b * per_row + u) * plan.window + kk]).sum();
