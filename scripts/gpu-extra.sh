@@ -12,16 +12,19 @@ echo "== picardiff bench: mixtures on cuda"
 timeout 150 "$BIN" bench --device cuda --dims 2,64,1024,16384 --batches 1,16 --steps 100,1000 --repeat 3 \
   --json "$OUT/bench-cuda-mixture.json" --markdown "$OUT/bench-cuda-mixture.md" || echo "FAILED: bench mixture"
 
+if [[ ${SCALING:-1} == 1 ]]; then
 echo "== scaling: rounds vs D on cuda (1000-step DDPM, tol 0.1, batch 4)"
 timeout 90 "$BIN" bench --device cuda --dims 16,64,256,1024,4096,16384 --batches 4 --steps 1000 --repeat 1 \
   --json "$OUT/scaling-cuda.json" --markdown "$OUT/scaling-cuda.md" || echo "FAILED: scaling"
+fi
 
 echo "== bench models (random-init MLPs, D = 64)"
-timeout 60 $PY tools/make_bench_models.py "$MODELS" 256 1024 4096 || echo "FAILED: make_bench_models"
+timeout 90 $PY tools/make_bench_models.py "$MODELS" 256 1024 4096 || echo "FAILED: make_bench_models"
 
-echo "== picardiff bench: MLPs on cuda (reports the missing CUDA MLP forward until it lands)"
-timeout 30 "$BIN" bench --device cuda --dims --mlp "$MODELS/mlp_h1024.safetensors" --batches 1 --steps 1000 --repeat 1 \
-  --json "$OUT/bench-cuda-mlp.json" || echo "FAILED: bench mlp on cuda"
+echo "== picardiff bench: MLPs on cuda (f32)"
+timeout 150 "$BIN" bench --device cuda --dims --mlp "$MODELS/mlp_h256.safetensors,$MODELS/mlp_h1024.safetensors,$MODELS/mlp_h4096.safetensors" \
+  --batches 1,16 --steps 100,1000 --repeat 3 --json "$OUT/bench-cuda-mlp.json" --markdown "$OUT/bench-cuda-mlp.md" \
+  || echo "FAILED: bench mlp on cuda"
 
 echo "== PyTorch peers on cuda (eager; PEER_COMPILE=1 adds torch.compile for H=1024)"
 for m in examples/mixture_64d.json "$MODELS/mlp_h256.safetensors" "$MODELS/mlp_h1024.safetensors" "$MODELS/mlp_h4096.safetensors"; do
