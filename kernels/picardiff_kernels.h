@@ -33,8 +33,8 @@ extern "C" {
 
 /* Sweep kernels (PicardParams.sweep_path). SERIAL: one thread per (sample, 4 elements) runs the whole
  * window serially, bit-identical to the CPU. SCAN: window-parallel chunked affine scan (reassociated
- * rounding, ~1e-6 relative), for small batch x dim. AUTO picks SCAN when batch * dim < 2^16 and
- * window >= 16, else SERIAL. Both write the same partial layout. */
+ * rounding, ~1e-6 relative), for small batch x dim. AUTO picks SCAN when batch * dim < 2^16,
+ * window >= 16 and tol2 > 0, else SERIAL. Both write the same partial layout. */
 #define PICARDIFF_SWEEP_AUTO 0
 #define PICARDIFF_SWEEP_SERIAL 1
 #define PICARDIFF_SWEEP_SCAN 2
