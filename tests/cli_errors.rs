@@ -1,0 +1,220 @@
+//! Every bad input to the `picardiff` binary is answered with one `error:` line and a non-zero exit
+//! code, never a panic.
+
+mod cli_common;
+
+use cli_common::*;
+
+#[test]
+fn bad_inputs_give_one_error_line() {
+    let dir = TempDir::new("errors");
+    let model = example("mixture_2d.json");
+    std::fs::write(
+        dir.path("truncated.json"),
+        r#"{"weights": [1], "means": [[0, 1]]"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path("inconsistent.json"),
+        r#"{"weights": [1, 2], "means": [[0, 1]], "stds": [1, 1]}"#,
+    )
+    .unwrap();
+    std::fs::write(dir.path("garbage.npy"), b"this is not an npy file").unwrap();
+    write_npy(&dir.path("f64.npy"), &[2, 2], &[0.0f64; 4]);
+    write_npy(&dir.path("wrong_shape.npy"), &[2, 3], &[0.0f32; 6]);
+    write_npy(&dir.path("z_short.npy"), &[9, 2, 2], &[0.0f32; 36]);
+    let (trunc, incons, garbage, f64_, wrong, zshort) = (
+        dir.arg("truncated.json"),
+        dir.arg("inconsistent.json"),
+        dir.arg("garbage.npy"),
+        dir.arg("f64.npy"),
+        dir.arg("wrong_shape.npy"),
+        dir.arg("z_short.npy"),
+    );
+    let base = |schedule: &str, rule: &str| -> Vec<String> {
+        [
+            "sample",
+            "--model",
+            &model,
+            "--schedule",
+            schedule,
+            "--rule",
+            rule,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let cases: Vec<(Vec<String>, Vec<&str>, &str)> = vec![
+        (
+            base("nope", "ddpm"),
+            vec!["--steps", "10"],
+            "unknown schedule",
+        ),
+        (
+            base("ddpm-linear", "nope"),
+            vec!["--steps", "10"],
+            "unknown rule",
+        ),
+        (
+            base("ddpm-linear", "ddpm"),
+            vec!["--steps", "10", "--sampler", "nope"],
+            "unknown sampler",
+        ),
+        (
+            base("ddpm-linear", "ddpm"),
+            vec!["--steps", "10", "--device", "tpu"],
+            "unknown device",
+        ),
+        (
+            base("ddpm-linear", "ddpm"),
+            vec!["--steps", "10", "--picard-form", "nope"],
+            "unknown form",
+        ),
+        (
+            base("ddpm-linear", "ddpm"),
+            vec!["--steps", "10", "--spacing", "nope"],
+            "unknown spacing",
+        ),
+        (
+            base("ou", "exp-sde"),
+            vec!["--steps", "10", "--grid", "nope"],
+            "unknown grid",
+        ),
+        (base("ddpm-linear", "ddpm"), vec!["--steps", "0"], "--steps"),
+        (base("ou", "exp-sde"), vec!["--steps", "0"], "--steps"),
+        (base("ddpm-linear", "ddpm"), vec![], "--steps is required"),
+        (
+            base("ddpm-linear", "ddpm"),
+            vec!["--steps", "5000"],
+            "--steps",
+        ),
+        (
+            base("ddpm-linear", "ddpm"),
+            vec!["--steps", "10", "--window", "0"],
+            "--window",
+        ),
+        (
+            base("ddpm-linear", "ddpm"),
+            vec!["--steps", "10", "--tol", "-0.5"],
+            "--tol",
+        ),
+        (
+            base("ddpm-linear", "ddpm"),
+            vec!["--steps", "10", "--tol=-1"],
+            "--tol",
+        ),
+        (
+            base("ou", "exp-sde"),
+            vec!["--steps", "10", "--t-end", "0"],
+            "--t-end",
+        ),
+        (
+            base("ou", "exp-sde"),
+            vec!["--steps", "10", "--t-end", "-0.1"],
+            "--t-end",
+        ),
+        (
+            base("ou", "exp-sde"),
+            vec!["--grid", "paper", "--kappa", "-1"],
+            "--kappa",
+        ),
+        (
+            base("ou", "exp-sde"),
+            vec!["--steps", "10", "--horizon", "0.0001"],
+            "--horizon",
+        ),
+        (
+            base("ddpm-linear", "ddim"),
+            vec!["--steps", "10", "--eta", "-1"],
+            "--eta",
+        ),
+        (
+            base("ddpm-linear", "ddpm"),
+            vec!["--steps", "10", "--sampler", "blocks", "--iters", "0"],
+            "--iters",
+        ),
+        (
+            base("ddpm-linear", "ddpm"),
+            vec!["--steps", "10", "--sampler", "blocks", "--block-len", "0"],
+            "--block-len",
+        ),
+        (
+            base("ddpm-linear", "ddpm"),
+            vec!["--steps", "10", "--batch", "0"],
+            "--batch",
+        ),
+        (
+            base("ddpm-linear", "ddpm"),
+            vec!["--steps", "10", "--init", &garbage],
+            "not a valid .npy",
+        ),
+        (
+            base("ddpm-linear", "ddpm"),
+            vec!["--steps", "10", "--init", &f64_],
+            "float32",
+        ),
+        (
+            base("ddpm-linear", "ddpm"),
+            vec!["--steps", "10", "--init", &wrong],
+            "shape",
+        ),
+        (
+            base("ddpm-linear", "ddpm"),
+            vec!["--steps", "10", "--batch", "2", "--noise", &zshort],
+            "shape",
+        ),
+        (
+            base("ddpm-linear", "ddpm"),
+            vec!["--steps", "10", "--noise", "missing.npy"],
+            "missing.npy",
+        ),
+        (
+            base("ddpm-linear", "ddpm"),
+            vec!["--steps", "10", "--out", "no/such/dir/x.npy"],
+            "does not exist",
+        ),
+    ];
+    for (mut args, extra, expect) in cases {
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert_one_line_error(&args, &dir.0, expect);
+    }
+    // Model files: missing, malformed JSON, inconsistent contents.
+    for (file, expect) in [
+        ("does-not-exist.json", "does-not-exist.json"),
+        (trunc.as_str(), "json"),
+        (incons.as_str(), "means"),
+    ] {
+        let args = [
+            "sample",
+            "--model",
+            file,
+            "--schedule",
+            "ddpm-linear",
+            "--steps",
+            "10",
+            "--rule",
+            "ddpm",
+        ];
+        assert_one_line_error(&args, &dir.0, expect);
+    }
+    // compare needs a parallel sampler.
+    let args = [
+        "compare",
+        "--model",
+        &model,
+        "--schedule",
+        "ddpm-linear",
+        "--steps",
+        "10",
+        "--rule",
+        "ddpm",
+        "--sampler",
+        "sequential",
+    ];
+    assert_one_line_error(&args, &dir.0, "--sampler");
+    // demo options.
+    assert_one_line_error(&["demo", "--mixture", "3d"], &dir.0, "--mixture");
+    assert_one_line_error(&["demo", "--steps", "0"], &dir.0, "--steps");
+}
