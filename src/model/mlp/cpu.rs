@@ -186,7 +186,8 @@ impl MlpModel {
 
     /// `τ(t)` into `out` (`[H]`), with `emb` (`[E]`) and `hid` (`[H]`) as scratch. The one
     /// definition used by the table and by the on-the-fly fallback.
-    fn time_vector(&self, t: f32, emb: &mut [f32], hid: &mut [f32], out: &mut [f32]) {
+    /// The sinusoidal embedding of `t` into `emb` (`time_embed_dim` values; f64, rounded to f32).
+    pub(super) fn embed_time(&self, t: f32, emb: &mut [f32]) {
         let c = &self.config;
         let half = c.time_embed_dim / 2;
         let ln_p = c.max_period.ln();
@@ -196,6 +197,18 @@ impl MlpModel {
             emb[k] = a.cos() as f32;
             emb[half + k] = a.sin() as f32;
         }
+    }
+
+    /// The distinct model times of `times` as f32, sorted by `f32::total_cmp`: the table's rows.
+    pub(super) fn distinct_times(times: &[f64]) -> Vec<f32> {
+        let mut ts: Vec<f32> = times.iter().map(|&t| t as f32).collect();
+        ts.sort_unstable_by(|a, b| a.total_cmp(b));
+        ts.dedup_by(|a, b| a.to_bits() == b.to_bits());
+        ts
+    }
+
+    fn time_vector(&self, t: f32, emb: &mut [f32], hid: &mut [f32], out: &mut [f32]) {
+        self.embed_time(t, emb);
         let w = &self.weights;
         matvec_into(&w.time_fc1, emb, hid);
         hid.iter_mut().for_each(|v| *v = silu(*v));
@@ -213,9 +226,7 @@ impl MlpModel {
             return Err(cond_missing(self.config.cond_dim));
         }
         let h = self.config.hidden;
-        let mut ts: Vec<f32> = times.iter().map(|&t| t as f32).collect();
-        ts.sort_unstable_by(|a, b| a.total_cmp(b));
-        ts.dedup_by(|a, b| a.to_bits() == b.to_bits());
+        let ts = Self::distinct_times(times);
         let mut table = vec![0f32; ts.len() * h];
         let e = self.config.time_embed_dim;
         table.par_chunks_mut(h).zip(ts.par_iter()).for_each_init(
