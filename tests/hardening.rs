@@ -208,3 +208,17 @@ fn a_run_larger_than_free_memory_fails_before_allocating_with_the_amount() {
     let msg = err.to_string();
     assert!(msg.contains("MiB") && msg.contains("needs"), "{msg}");
 }
+
+#[test]
+fn mixture_files_must_be_regular_and_bounded() {
+    let dir = std::env::temp_dir().join(format!("picardiff-hardening-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let err = Mixture::from_file(&dir).unwrap_err().to_string();
+    assert!(err.contains("not a regular file"), "{err}");
+    let big = dir.join("big.json");
+    let f = std::fs::File::create(&big).unwrap();
+    f.set_len(Mixture::MAX_FILE_BYTES + 1).unwrap(); // sparse: no disk used
+    let err = Mixture::from_file(&big).unwrap_err().to_string();
+    assert!(err.contains("byte limit"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

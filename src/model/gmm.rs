@@ -38,6 +38,9 @@ struct MixtureFile {
 }
 
 impl Mixture {
+    /// The largest mixture JSON [`Mixture::from_file`] reads (256 MiB: ~10^7 mean values).
+    pub const MAX_FILE_BYTES: u64 = 256 << 20;
+
     /// Validates and normalises a mixture: equal non-zero lengths, one dimension ≥ 1, finite values,
     /// weights ≥ 0 with a positive sum, stds ≥ 0. Errors name the field.
     pub fn new(weights: Vec<f64>, means: Vec<Vec<f64>>, stds: Vec<f64>) -> Result<Self> {
@@ -111,12 +114,25 @@ impl Mixture {
     }
 
     /// Reads a mixture JSON file.
+    /// Refuses anything but a regular file of at most [`Mixture::MAX_FILE_BYTES`] before reading it.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
+        let io = |msg: String| Error::Io {
             op: "reading model".into(),
             path: path.display().to_string(),
-            msg: e.to_string(),
-        })?;
+            msg,
+        };
+        let meta = std::fs::metadata(path).map_err(|e| io(e.to_string()))?;
+        if !meta.is_file() {
+            return Err(io("not a regular file".into()));
+        }
+        if meta.len() > Self::MAX_FILE_BYTES {
+            return Err(io(format!(
+                "{} bytes is larger than the {} byte limit for a mixture JSON",
+                meta.len(),
+                Self::MAX_FILE_BYTES
+            )));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| io(e.to_string()))?;
         Self::from_json(&text).map_err(|e| match e {
             Error::Model { field, msg } => Error::Model {
                 field,
