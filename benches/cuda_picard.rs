@@ -15,6 +15,18 @@ use picardiff::backend::cuda::{set_sweep_path, CudaBackend, SweepPath};
 use picardiff::backend::{Backend, Noise, PicardForm, Shape, WindowPlan};
 use picardiff::prelude::*;
 
+/// Runs `f` `iters` times between two stream synchronisations and returns the elapsed time (GPU work
+/// included: the launches are asynchronous).
+fn sync_timed(be: &CudaBackend, iters: u64, mut f: impl FnMut()) -> Duration {
+    be.synchronize().unwrap();
+    let t0 = Instant::now();
+    for _ in 0..iters {
+        f();
+    }
+    be.synchronize().unwrap();
+    t0.elapsed()
+}
+
 /// Window points of the sweep benchmark.
 const WINDOW: usize = 64;
 
@@ -85,18 +97,14 @@ fn sweep(c: &mut Criterion, be: &CudaBackend) {
             let w = be.window_new(&plan, &tables, &mut times, shape).unwrap();
             group.bench_function(BenchmarkId::new(name, &id), |bch| {
                 bch.iter_custom(|iters| {
-                    be.synchronize().unwrap();
-                    let t0 = Instant::now();
-                    for _ in 0..iters {
+                    sync_timed(be, iters, || {
                         let noise = Noise::Philox {
                             seed: 1,
                             sample0: 0,
                         };
                         be.picard_sweep(&plan, &tables, &w, shape, &mut x, &out, noise, &mut err)
                             .unwrap();
-                    }
-                    be.synchronize().unwrap();
-                    t0.elapsed()
+                    })
                 })
             });
             set_sweep_path(SweepPath::Auto);
@@ -107,13 +115,9 @@ fn sweep(c: &mut Criterion, be: &CudaBackend) {
         let mut dst = be.alloc(copy_len).unwrap();
         group.bench_function(BenchmarkId::new("dtod_copy_same_bytes", &id), |bch| {
             bch.iter_custom(|iters| {
-                be.synchronize().unwrap();
-                let t0 = Instant::now();
-                for _ in 0..iters {
+                sync_timed(be, iters, || {
                     be.copy(&src, 0, &mut dst, 0, copy_len).unwrap();
-                }
-                be.synchronize().unwrap();
-                t0.elapsed()
+                })
             })
         });
     }
@@ -162,18 +166,14 @@ fn sweep_small(c: &mut Criterion, be: &CudaBackend) {
             BenchmarkId::new(name, "ddpm_p1000_b1_d64_per_sweep"),
             |bch| {
                 bch.iter_custom(|iters| {
-                    be.synchronize().unwrap();
-                    let t0 = Instant::now();
-                    for _ in 0..iters {
+                    sync_timed(be, iters, || {
                         let noise = Noise::Philox {
                             seed: 1,
                             sample0: 0,
                         };
                         be.picard_sweep(&plan, &tables, &w, shape, &mut x, &out, noise, &mut err)
                             .unwrap();
-                    }
-                    be.synchronize().unwrap();
-                    t0.elapsed()
+                    })
                 })
             },
         );
@@ -226,15 +226,11 @@ fn mixture_score(c: &mut Criterion, be: &CudaBackend) {
             BenchmarkId::new("rows", format!("k{k}_d{d}_rows{rows}")),
             |bch| {
                 bch.iter_custom(|iters| {
-                    be.synchronize().unwrap();
-                    let t0 = Instant::now();
-                    for _ in 0..iters {
+                    sync_timed(be, iters, || {
                         model
                             .eval(be, &mut ws, &x, &times, 0, rows, &mut out)
                             .unwrap();
-                    }
-                    be.synchronize().unwrap();
-                    t0.elapsed()
+                    })
                 })
             },
         );

@@ -14,22 +14,6 @@ use std::time::Instant;
 use picardiff::prelude::*;
 use serde_json::json;
 
-fn mixture(dim: usize) -> Result<Mixture> {
-    let k = 4;
-    let mut means = vec![vec![0f32; dim]; k];
-    for (i, m) in means.iter_mut().enumerate() {
-        picardiff::rng::fill_normal(2024, 0, i as u32, 7, m);
-    }
-    Mixture::new(
-        vec![1.0, 2.0, 3.0, 4.0],
-        means
-            .into_iter()
-            .map(|m| m.into_iter().map(f64::from).collect())
-            .collect(),
-        vec![0.5; k],
-    )
-}
-
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let max_log2: u32 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(14);
@@ -44,7 +28,7 @@ fn main() -> Result<()> {
     println!("|---|---|---|---|---|---|---|---|");
     for log2 in 4..=max_log2 {
         let dim = 1usize << log2;
-        let mix = mixture(dim)?;
+        let mix = Mixture::benchmark(4, dim)?;
         let cases = [
             (
                 "picard",

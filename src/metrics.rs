@@ -5,6 +5,20 @@ use crate::model::Mixture;
 use crate::rng;
 
 impl Mixture {
+    /// The benchmark mixture of `picardiff bench` and the scaling study: `k` components with weights
+    /// 1, 2, …, k, means drawn N(0, 1) per coordinate (Philox seed 2024, tag 7, sample = component)
+    /// and std 0.5, in `dim` dimensions. Deterministic.
+    pub fn benchmark(k: usize, dim: usize) -> crate::Result<Mixture> {
+        let means = (0..k)
+            .map(|i| {
+                let mut m = vec![0f32; dim];
+                rng::fill_normal(2024, 0, i as u32, 7, &mut m);
+                m.into_iter().map(f64::from).collect()
+            })
+            .collect();
+        Mixture::new((1..=k).map(|i| i as f64).collect(), means, vec![0.5; k])
+    }
+
     /// `n` exact samples of the mixture pushed forward to a point with (α, σ):
     /// `α μ_k + sqrt(α² s_k² + σ²) z`, component k drawn by weight. Deterministic in `seed`
     /// (Philox, a stream separate from the samplers').

@@ -54,18 +54,6 @@ pub struct BenchArgs {
     pub markdown: Option<PathBuf>,
 }
 
-fn mixture(dim: usize) -> picardiff::Result<Mixture> {
-    let k = 8;
-    let means = (0..k)
-        .map(|i| {
-            let mut m = vec![0f32; dim];
-            picardiff::rng::fill_normal(2024, 0, i as u32, 7, &mut m);
-            m.into_iter().map(f64::from).collect()
-        })
-        .collect();
-    Mixture::new((1..=k).map(|i| i as f64).collect(), means, vec![0.5; k])
-}
-
 /// Runs `kind` `repeat` times after a warm-up; returns the last output with the median wall time.
 fn timed(device: &Device, p: &Problem, kind: &SamplerKind, repeat: usize) -> CliResult<RunOutput> {
     device.run(p, kind, kind.name())?;
@@ -90,7 +78,7 @@ pub fn bench(a: &BenchArgs) -> CliResult<()> {
     for &d in &a.dims {
         models.push((
             format!("mixture D={d}"),
-            CliModel::Gmm(GmmModel::new(mixture(d)?, schedule.clone())),
+            CliModel::Gmm(GmmModel::new(Mixture::benchmark(8, d)?, schedule.clone())),
         ));
     }
     for path in &a.mlp {

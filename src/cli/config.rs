@@ -286,14 +286,6 @@ pub fn problem(a: &RunArgs) -> CliResult<Problem> {
                     warn("--steps is ignored with --grid paper (the grid's step count follows from --kappa)");
                 }
                 let kappa = a.kappa.unwrap_or(DEFAULT_KAPPA);
-                // The grid is built before the library checks its size: estimate it first.
-                let estimate = (horizon - 1.0).max(0.0) / kappa
-                    + (horizon.min(1.0) / t_end).max(1.0).ln() / kappa.ln_1p();
-                if estimate.is_nan() || estimate > 1e7 {
-                    return Err(CliError::new(format!(
-                        "--kappa: the paper grid would have about {estimate:.3e} steps (at most 1e7 are supported)"
-                    )));
-                }
                 info.insert("kappa".into(), json!(kappa));
                 Grid::paper(&schedule, kappa, horizon, t_end)?
             }
