@@ -54,6 +54,22 @@ pub enum Error {
         /// The driver's or runtime's message.
         msg: String,
     },
+    /// A Picard sampler reached its iteration cap before its window passed the last step.
+    #[error(
+        "not converged after {iters} iterations (window at step {step}); raise max-iters or tol"
+    )]
+    NotConverged {
+        /// The iteration cap that was reached (`max-iters`).
+        iters: usize,
+        /// The first step of the window when the cap was reached.
+        step: usize,
+    },
+    /// A user-supplied model callback (the C ABI's `picardiff_eps_fn`) returned a non-zero code.
+    #[error("the model callback returned {code} (non-zero: failure)")]
+    Callback {
+        /// The code the callback returned.
+        code: i32,
+    },
 }
 
 /// Result alias used throughout the crate.

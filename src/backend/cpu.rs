@@ -413,13 +413,10 @@ impl Backend for CpuBackend {
             }
         }
         if w.iters >= plan.max_iters && !w.done(plan) {
-            return Err(Error::config(
-                "max-iters",
-                format!(
-                    "not converged after {} iterations (window at step {})",
-                    plan.max_iters, w.start
-                ),
-            ));
+            return Err(Error::NotConverged {
+                iters: plan.max_iters,
+                step: w.start,
+            });
         }
         Ok(())
     }

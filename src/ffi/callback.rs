@@ -107,10 +107,7 @@ impl CallbackModel {
         }));
         match code {
             Ok(0) => Ok(()),
-            Ok(code) => Err(Error::model(
-                CALLBACK_FIELD,
-                format!("the model callback returned {code} (evaluating {rows} rows of dim {dim})"),
-            )),
+            Ok(code) => Err(Error::Callback { code }),
             Err(payload) => {
                 let msg = payload
                     .downcast_ref::<&str>()

@@ -109,7 +109,8 @@ impl FfiError {
     }
 }
 
-/// The `Error::Model` field a callback model reports a failing callback with.
+/// The `Error::Model` field a callback model reports a panicking callback with (a non-zero return
+/// code is `Error::Callback`).
 pub(crate) const CALLBACK_FIELD: &str = "callback";
 /// The `Error::Model` field a callback model reports a non-finite callback output with.
 pub(crate) const CALLBACK_OUTPUT_FIELD: &str = "callback output";
@@ -117,12 +118,8 @@ pub(crate) const CALLBACK_OUTPUT_FIELD: &str = "callback output";
 impl From<Error> for FfiError {
     fn from(e: Error) -> Self {
         let status = match &e {
-            // The library reports a Picard run that hit its cap as a `max-iters` config error.
-            Error::Config { field, msg }
-                if field == "max-iters" && msg.starts_with("not converged") =>
-            {
-                PICARDIFF_NOT_CONVERGED
-            }
+            Error::NotConverged { .. } => PICARDIFF_NOT_CONVERGED,
+            Error::Callback { .. } => PICARDIFF_CALLBACK_FAILED,
             Error::Config { .. } => PICARDIFF_INVALID_CONFIG,
             Error::Model { field, msg } if field == CALLBACK_FIELD => {
                 return FfiError::new(PICARDIFF_CALLBACK_FAILED, msg.clone())
@@ -269,13 +266,24 @@ mod tests {
     }
 
     #[test]
-    fn not_converged_maps_from_the_library_message() {
-        let e = Error::config(
-            "max-iters",
-            "not converged after 3 iterations (window at step 0)",
+    fn library_errors_map_to_their_statuses() {
+        let e = FfiError::from(Error::NotConverged { iters: 3, step: 0 });
+        assert_eq!(e.status, PICARDIFF_NOT_CONVERGED);
+        assert!(
+            e.msg.contains("not converged after 3 iterations"),
+            "{}",
+            e.msg
         );
-        assert_eq!(FfiError::from(e).status, PICARDIFF_NOT_CONVERGED);
         let e = Error::config("max-iters", "must be at least 1");
         assert_eq!(FfiError::from(e).status, PICARDIFF_INVALID_CONFIG);
+        let e = FfiError::from(Error::Callback { code: -5 });
+        assert_eq!(e.status, PICARDIFF_CALLBACK_FAILED);
+        assert!(e.msg.contains("returned -5"), "{}", e.msg);
+        let e = Error::model(CALLBACK_FIELD, "the model callback panicked: boom");
+        assert_eq!(FfiError::from(e).status, PICARDIFF_CALLBACK_FAILED);
+        let e = Error::model(CALLBACK_OUTPUT_FIELD, "NaN");
+        assert_eq!(FfiError::from(e).status, PICARDIFF_NON_FINITE);
+        let e = Error::model("means", "empty");
+        assert_eq!(FfiError::from(e).status, PICARDIFF_INVALID_MODEL);
     }
 }

@@ -297,13 +297,10 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
                         break;
                     }
                     if launched >= plan.max_iters {
-                        return Err(Error::config(
-                            "max-iters",
-                            format!(
-                                "not converged after {} iterations (window at step {})",
-                                plan.max_iters, st.start
-                            ),
-                        ));
+                        return Err(Error::NotConverged {
+                            iters: plan.max_iters,
+                            step: st.start,
+                        });
                     }
                 }
             }
