@@ -16,6 +16,7 @@
 //! every size it passes and carrying a `// SAFETY:` note.
 
 mod backend;
+pub mod external;
 mod ffi;
 mod gmm;
 mod launch;
