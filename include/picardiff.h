@@ -326,6 +326,40 @@ enum picardiff_status picardiff_sampler_run_with_inputs(const struct picardiff_s
                                                         size_t out_len,
                                                         struct picardiff_stats *stats_out);
 
+// Runs `sampler` with `model` and Philox noise from the config's seed, like
+// `picardiff_sampler_run`, but writes the samples (`[batch][dim]` row-major f32; `out_len` must be
+// exactly batch × dim, counted in floats) into GPU memory: `out_device` is a device address (a
+// `CUdeviceptr`, or a `cudaMalloc` / `torch::Tensor::data_ptr()` pointer, cast to `void *`) on the
+// sampler's CUDA device, allocated in that device's primary context (the one the CUDA runtime API
+// uses), or managed memory. The run's counters go to `*stats_out` (NULL when not wanted).
+//
+// Ordering: picardiff copies the samples on its own stream and returns only after the copy has
+// completed, so on return any stream may read `out_device` without further synchronisation.
+// picardiff does not wait for the caller's streams: work that reads or writes `out_device` must
+// be complete before the call (e.g. `cudaStreamSynchronize` on the stream that wrote it last).
+//
+// This version takes the samples through host memory (every run ends with a device-to-host read
+// of the final state, then a host-to-device copy of batch × dim floats into `out_device`); the
+// copy is not counted in `stats_out->wall_ms`.
+//
+// Statuses: a CPU context gives `PICARDIFF_UNSUPPORTED` (use `picardiff_sampler_run` with a host
+// buffer); a NULL handle or `out_device` `PICARDIFF_NULL_ARGUMENT`; a wrong `out_len`
+// `PICARDIFF_SHAPE_MISMATCH`; an address that is not device memory of the context's device and
+// context (a host pointer, another GPU's memory, another context's) `PICARDIFF_INVALID_ARGUMENT`,
+// before anything runs. On failure `*stats_out` is not written, and `out_device` is not written
+// except when the final copy itself fails (`PICARDIFF_DEVICE`).
+//
+// # Safety
+// `sampler` and `model` must be NULL or live handles; `stats_out` NULL or valid for a write;
+// `out_device` NULL or an address that, when the driver reports it as device memory of the
+// context, holds `out_len` floats: picardiff checks the kind of memory, its device and context,
+// but cannot check its length.
+enum picardiff_status picardiff_sampler_run_device(const struct picardiff_sampler *sampler,
+                                                   const struct picardiff_model *model,
+                                                   void *out_device,
+                                                   size_t out_len,
+                                                   struct picardiff_stats *stats_out);
+
 // A static, NUL-terminated description of `status` ("unknown status" for numbers this version
 // does not know). Never NULL; never free it.
 const char *picardiff_status_str(int status);

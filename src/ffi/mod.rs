@@ -45,6 +45,9 @@ mod config;
 mod context;
 mod model;
 mod sampler;
+
+// Declared after `sampler` so that the header lists its function after the sampler's.
+mod device_out;
 pub(crate) mod status;
 
 use std::ffi::c_char;
@@ -55,6 +58,7 @@ pub use context::{
     picardiff_context, picardiff_context_device, picardiff_context_free, picardiff_context_new,
     picardiff_device,
 };
+pub use device_out::picardiff_sampler_run_device;
 pub use model::{
     picardiff_model, picardiff_model_dim, picardiff_model_free, picardiff_model_new_callback,
     picardiff_model_new_mixture_file, picardiff_model_new_mixture_json, picardiff_model_output,

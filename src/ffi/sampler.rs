@@ -40,8 +40,8 @@ impl From<&RunStats> for picardiff_stats {
 /// `picardiff_sampler_new`, free with `picardiff_sampler_free`. Read-only after creation: on the CPU
 /// device several threads may run the same sampler at once.
 pub struct picardiff_sampler {
-    device: Arc<Device>,
-    plan: Plan,
+    pub(super) device: Arc<Device>,
+    pub(super) plan: Plan,
 }
 
 /// Validates `config` and makes a sampler on `ctx`'s device into `*sampler_out`. Unknown names and
@@ -211,17 +211,7 @@ unsafe fn run_checked(
     // SAFETY: per the contract.
     let model = unsafe { arg_ref(model, "model") }?;
     let out = arg_out(out, "out")?;
-    let need = s.plan.batch * model.dim();
-    if out_len != need {
-        return Err(FfiError::new(
-            picardiff_status::PICARDIFF_SHAPE_MISMATCH,
-            format!(
-                "`out_len` is {out_len}, the run writes batch × dim = {} × {} = {need} floats",
-                s.plan.batch,
-                model.dim()
-            ),
-        ));
-    }
+    let need = check_out_len(s, model, out_len)?;
     let inputs = RunInputs {
         batch: s.plan.batch,
         seed: s.plan.seed,
@@ -242,8 +232,28 @@ unsafe fn run_checked(
     Ok(())
 }
 
+/// batch × dim, or a shape error when `out_len` differs.
+pub(super) fn check_out_len(
+    s: &picardiff_sampler,
+    model: &picardiff_model,
+    out_len: usize,
+) -> Result<usize, FfiError> {
+    let need = s.plan.batch * model.dim();
+    if out_len != need {
+        return Err(FfiError::new(
+            picardiff_status::PICARDIFF_SHAPE_MISMATCH,
+            format!(
+                "`out_len` is {out_len}, the run writes batch × dim = {} × {} = {need} floats",
+                s.plan.batch,
+                model.dim()
+            ),
+        ));
+    }
+    Ok(need)
+}
+
 /// Runs the sampler on its device with the model.
-fn dispatch(
+pub(super) fn dispatch(
     s: &picardiff_sampler,
     model: &picardiff_model,
     inputs: &RunInputs<'_>,

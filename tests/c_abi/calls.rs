@@ -535,3 +535,41 @@ fn last_error_buffer_semantics() {
     .unwrap();
     unsafe { picardiff_context_free(ctx) };
 }
+
+#[test]
+fn device_output_needs_a_cuda_context() {
+    let h = handles(mixture_model(), &config());
+    let mut out = vec![f32::NAN; 8];
+    let mut st = picardiff_stats {
+        rounds: 77,
+        ..Default::default()
+    };
+    unsafe {
+        let dev = out.as_mut_ptr().cast::<c_void>();
+        expect_err(
+            picardiff_sampler_run_device(null(), h.model, dev, 8, &mut st),
+            PICARDIFF_NULL_ARGUMENT,
+            &["picardiff_sampler_run_device", "sampler"],
+        );
+        expect_err(
+            picardiff_sampler_run_device(h.sampler, null(), dev, 8, &mut st),
+            PICARDIFF_NULL_ARGUMENT,
+            &["model"],
+        );
+        expect_err(
+            picardiff_sampler_run_device(h.sampler, h.model, null_mut(), 8, &mut st),
+            PICARDIFF_NULL_ARGUMENT,
+            &["out_device"],
+        );
+        // A CPU context has no device memory: a status, nothing written.
+        for len in [8, 3] {
+            expect_err(
+                picardiff_sampler_run_device(h.sampler, h.model, dev, len, &mut st),
+                PICARDIFF_UNSUPPORTED,
+                &["CUDA context", "picardiff_sampler_run"],
+            );
+        }
+    }
+    assert!(out.iter().all(|v| v.is_nan()));
+    assert_eq!(st.rounds, 77, "stats written on failure");
+}
