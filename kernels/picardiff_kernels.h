@@ -38,6 +38,10 @@ extern "C" {
 #define PICARDIFF_SWEEP_AUTO 0
 #define PICARDIFF_SWEEP_SERIAL 1
 #define PICARDIFF_SWEEP_SCAN 2
+/* The serial kernel with a fixed prefetch depth (1, 2 or 4 points ahead), for measurement. */
+#define PICARDIFF_SWEEP_SERIAL_D1 3
+#define PICARDIFF_SWEEP_SERIAL_D2 4
+#define PICARDIFF_SWEEP_SERIAL_D4 5
 
 /* Activations of the MLP epilogue (launch_bias_act_f32). */
 #define PICARDIFF_ACT_NONE 0

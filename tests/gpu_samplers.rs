@@ -184,8 +184,8 @@ fn paradigms_setting_matches_the_cpu_with_few_host_syncs() {
             assert!(c.stats.rounds.abs_diff(gp.stats.rounds) <= 2);
             assert!(diff <= 1e-2, "{form:?}: {diff}");
         }
-        assert!(gp.stats.host_syncs < gp.stats.rounds, "{:?}", gp.stats);
-        assert!(gp.stats.host_syncs <= gp.stats.rounds.div_ceil(be.sync_interval()));
+        // Checks every sync_interval iterations, more often only near the predicted end.
+        assert!(2 * gp.stats.host_syncs <= gp.stats.rounds, "{:?}", gp.stats);
     }
 }
 
@@ -314,5 +314,124 @@ fn a_nan_model_output_stops_every_sampler_naming_the_step() {
             Err(Error::NonFinite { step, .. }) => assert_eq!(step, 37, "{kind:?}"),
             other => panic!("{kind:?}: expected a non-finite error, got {other:?}"),
         }
+    }
+}
+
+/// Runs `kind` on `be` with CUDA graphs off, then on; returns (eager, graphs).
+fn eager_and_graphs<M: ScoreModel<CudaBackend>>(
+    be: &CudaBackend,
+    model: &M,
+    grid: &Grid,
+    rule: &str,
+    kind: &SamplerKind,
+    inputs: &RunInputs<'_>,
+) -> (RunOutput, RunOutput) {
+    let rule = StepRule::from_name(rule, None).unwrap();
+    be.set_graphs(false);
+    let eager = run(be, model, grid, rule, kind, inputs).unwrap();
+    be.set_graphs(true);
+    let graphs = run(be, model, grid, rule, kind, inputs).unwrap();
+    (eager, graphs)
+}
+
+/// An iteration recorded into a CUDA graph and replayed computes exactly what the eagerly enqueued
+/// iteration computes: same samples bit for bit, same rounds; and the graphs were really used (no
+/// refused capture), for a window covering the grid (the model slots shrink towards the end), a
+/// wrapping ring (window 64 of 1000) and blocks.
+#[test]
+fn graph_replay_equals_eager_iteration_bit_for_bit() {
+    let Some(be) = device("graph_replay_equals_eager_iteration_bit_for_bit") else {
+        return;
+    };
+    let (s, g) = ddpm_grid(1000);
+    let model = GmmModel::new(mixture_64d(), s);
+    let kinds = [
+        ("picard p=1000 scan", picard(1000, 0.1, PicardForm::Scan)),
+        ("picard p=1000 drift", picard(1000, 0.1, PicardForm::Drift)),
+        ("picard p=64", picard(64, 0.1, PicardForm::Scan)),
+        (
+            "blocks",
+            SamplerKind::Blocks {
+                block_len: 100.0,
+                iters: 8,
+                tol: 0.1,
+                form: PicardForm::Scan,
+                corrector: None,
+            },
+        ),
+    ];
+    for (what, kind) in &kinds {
+        let (e, gr) = eager_and_graphs(&be, &model, &g, "ddpm", kind, &inputs(5));
+        report(format!(
+            "graphs {what}: rounds {} / {}, recorded {}, replayed {}, host syncs {} / {}",
+            e.stats.rounds,
+            gr.stats.rounds,
+            gr.stats.recorded,
+            gr.stats.replayed,
+            e.stats.host_syncs,
+            gr.stats.host_syncs
+        ));
+        assert_eq!(be.graph_refusal(), None, "{what}: capture refused");
+        assert_eq!(e.stats.recorded + e.stats.replayed, 0, "{what}");
+        assert!(
+            gr.stats.recorded >= 1 && gr.stats.replayed >= 1,
+            "{what}: {:?}",
+            gr.stats
+        );
+        assert!(
+            gr.stats.recorded + gr.stats.replayed >= gr.stats.rounds,
+            "{what}"
+        );
+        assert_eq!(
+            (e.stats.rounds, e.stats.nfe),
+            (gr.stats.rounds, gr.stats.nfe),
+            "{what}"
+        );
+        assert_bits_eq(&e.samples, &gr.samples, what);
+    }
+}
+
+/// Two backends (two streams, two cuBLAS handles) sampling at once from two threads, each
+/// recording its own graphs, give exactly what each gives alone.
+#[test]
+fn two_streams_at_once_equal_alone() {
+    let Some(be) = device("two_streams_at_once_equal_alone") else {
+        return;
+    };
+    let (s, g) = ddpm_grid(1000);
+    let model = GmmModel::new(mixture_64d(), s);
+    let rule = StepRule::from_name("ddpm", None).unwrap();
+    let kinds = [picard(1000, 0.1, PicardForm::Scan), SamplerKind::Sequential];
+    let alone: Vec<RunOutput> = kinds
+        .iter()
+        .enumerate()
+        .map(|(i, k)| run(&be, &model, &g, rule, k, &inputs(3 + i)).unwrap())
+        .collect();
+    let together: Vec<RunOutput> = std::thread::scope(|scope| {
+        let handles: Vec<_> = kinds
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let (model, g) = (&model, &g);
+                scope.spawn(move || {
+                    let own = CudaBackend::new(0).unwrap();
+                    (0..3)
+                        .map(|_| run(&own, model, g, rule, k, &inputs(3 + i)).unwrap())
+                        .last()
+                        .unwrap()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, (a, t)) in alone.iter().zip(&together).enumerate() {
+        report(format!(
+            "two streams: {} rounds {} / {}",
+            kinds[i].name(),
+            a.stats.rounds,
+            t.stats.rounds
+        ));
+        assert_eq!(a.stats.rounds, t.stats.rounds);
+        assert_bits_eq(&a.samples, &t.samples, kinds[i].name());
     }
 }

@@ -14,7 +14,7 @@ pub mod cpu;
 pub mod cuda;
 mod window;
 
-pub use window::{WindowMode, WindowPlan, WindowState};
+pub use window::{covering_slots, WindowMode, WindowPlan, WindowState};
 
 use crate::error::Result;
 use crate::schedule::StepTable;
@@ -72,6 +72,39 @@ pub struct SlotRange {
     pub start: usize,
     /// Number of slots.
     pub len: usize,
+}
+
+/// The ring slots of `len` consecutive grid points from point `start` in a ring of `ring` slots: one
+/// range, or two when the points wrap around the ring's end. `len` must be at most `ring`.
+pub fn ring_ranges(ring: usize, start: usize, len: usize) -> [Option<SlotRange>; 2] {
+    let first = start % ring;
+    if len == 0 {
+        [None, None]
+    } else if first + len <= ring {
+        [Some(SlotRange { start: first, len }), None]
+    } else {
+        [
+            Some(SlotRange {
+                start: first,
+                len: ring - first,
+            }),
+            Some(SlotRange {
+                start: 0,
+                len: first + len - ring,
+            }),
+        ]
+    }
+}
+
+/// How [`Backend::iteration`] ran one Picard iteration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IterationRun {
+    /// The body enqueued its work directly.
+    Eager,
+    /// The body was recorded (a CUDA graph) and the recording launched.
+    Recorded,
+    /// An earlier recording for the same slots was launched; the body was not called.
+    Replayed,
 }
 
 /// One Picard sweep of the underdamped Langevin corrector (`docs/algorithms.md` §4) at a fixed time:
@@ -222,6 +255,24 @@ pub trait Backend {
         times: &mut Self::Buf,
         err: &Self::Buf,
     ) -> Result<()>;
+
+    /// Runs one Picard iteration: `body` enqueues the model calls on `slots` (from
+    /// [`Backend::model_slots`]), the sweep and the advance. A backend that can record work (CUDA
+    /// graphs) records `body` the first time it sees these `slots` and afterwards launches the
+    /// recording instead of calling `body`, so `body` must enqueue the same work every time for the
+    /// same slots and do nothing on the host that a replay would miss. With `recordable` false (a
+    /// model that calls back into the application, which may synchronise) `body` always runs.
+    fn iteration(
+        &self,
+        window: &mut Self::Window,
+        slots: &[Option<SlotRange>; 2],
+        recordable: bool,
+        body: &mut dyn FnMut(&mut Self::Window) -> Result<()>,
+    ) -> Result<IterationRun> {
+        let _ = (slots, recordable);
+        body(window)?;
+        Ok(IterationRun::Eager)
+    }
 
     /// One Picard sweep of the Langevin corrector (see [`LangevinSweep`]); backends without it return
     /// an error naming themselves.

@@ -2,7 +2,7 @@
 //! [`WindowState::advance`] on the host; the CUDA backend runs the same rules in a one-thread kernel
 //! (`kernels/picard.cu`, `picard_advance`), so keep the two in step.
 
-use super::PicardForm;
+use super::{ring_ranges, PicardForm, SlotRange};
 use crate::error::{Error, Result};
 
 /// How the window moves (`docs/algorithms.md` §3–4).
@@ -138,6 +138,23 @@ fn check_common(steps: usize, tol: f64) -> Result<()> {
     Ok(())
 }
 
+/// Ring slots that cover the model points of every window whose start is at least `known_start`
+/// (a start read earlier; it only grows): the points from `known_start`, rounded down to a 32nd of
+/// the ring so that small moves keep the same slots, to the last step when they fit in the ring,
+/// else the whole ring. Backends that keep the window on the device evaluate these.
+pub fn covering_slots(plan: &WindowPlan, known_start: usize) -> [Option<SlotRange>; 2] {
+    let r = plan.ring();
+    let quantum = (r / 32).max(1);
+    let lo = known_start / quantum * quantum;
+    if lo >= plan.steps {
+        [None, None]
+    } else if plan.steps - lo <= r {
+        ring_ranges(r, lo, plan.steps - lo)
+    } else {
+        ring_ranges(r, 0, r)
+    }
+}
+
 /// The window's position and counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct WindowState {
@@ -189,5 +206,43 @@ impl WindowState {
             }
         }
         e
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every model point of every later window (start ≥ the known start) lies in a covering slot,
+    /// for sliding windows shorter than, equal to and wrapping around the ring.
+    #[test]
+    fn covering_slots_cover_every_later_window() {
+        for (steps, window) in [(1000, 1000), (1000, 64), (50, 7), (5, 1), (333, 332)] {
+            let plan = WindowPlan::sliding(steps, window, 0.1, PicardForm::Scan, None).unwrap();
+            let r = plan.ring();
+            for known in 0..steps {
+                let slots = covering_slots(&plan, known);
+                let covered = |slot: usize| {
+                    slots
+                        .iter()
+                        .flatten()
+                        .any(|s| slot >= s.start && slot < s.start + s.len)
+                };
+                for start in known..steps {
+                    let end = (start + plan.window).min(steps);
+                    for m in start..end {
+                        assert!(
+                            covered(m % r),
+                            "steps {steps} p {window} known {known} point {m}"
+                        );
+                    }
+                }
+                let rows: usize = slots.iter().flatten().map(|s| s.len).sum();
+                assert!(rows <= r);
+                if steps - known + r / 32 < r {
+                    assert!(rows < r, "the slots shrink once the rest fits in the ring");
+                }
+            }
+        }
     }
 }

@@ -37,6 +37,13 @@ pub struct BenchArgs {
     /// Picard window (default: all steps).
     #[arg(long)]
     pub window: Option<usize>,
+    /// Picard forms to run: scan, drift (ParaDiGMS' form), or both (`scan,drift`).
+    #[arg(long, value_delimiter = ',', default_values_t = [String::from("scan")])]
+    pub forms: Vec<String>,
+    /// CUDA graphs for the Picard iterations: on, off, or both (every parallel sampler twice, the
+    /// eager rows marked `eager`). Ignored on the CPU.
+    #[arg(long, default_value = "on")]
+    pub graphs: String,
     /// Blocks: iterations per block K (blocks are a tenth of the steps long).
     #[arg(long, default_value_t = 8)]
     pub iters: usize,
@@ -95,6 +102,27 @@ pub fn bench(a: &BenchArgs) -> CliResult<()> {
             }
         }
     }
+    let forms = a
+        .forms
+        .iter()
+        .map(|f| match f.as_str() {
+            "scan" => Ok(PicardForm::Scan),
+            "drift" => Ok(PicardForm::Drift),
+            o => Err(CliError::new(format!(
+                "--forms: unknown form `{o}` (expected scan or drift)"
+            ))),
+        })
+        .collect::<CliResult<Vec<_>>>()?;
+    let graph_modes: &[bool] = match a.graphs.as_str() {
+        "on" => &[true],
+        "off" => &[false],
+        "both" => &[true, false],
+        o => {
+            return Err(CliError::new(format!(
+                "--graphs: `{o}` (expected on, off or both)"
+            )))
+        }
+    };
     let device = Device::open(&a.device)?;
     let mut rows: Vec<Value> = Vec::new();
     let mut md = format!(
@@ -118,14 +146,24 @@ pub fn bench(a: &BenchArgs) -> CliResult<()> {
                     noise: None,
                     info: Default::default(),
                 };
-                let kinds = [
-                    SamplerKind::Sequential,
-                    SamplerKind::Picard {
-                        window: a.window.unwrap_or(steps),
-                        tol: a.tol,
-                        max_iters: None,
-                        form: PicardForm::Scan,
-                    },
+                let mut kinds = vec![(String::from("sequential"), SamplerKind::Sequential)];
+                for &form in &forms {
+                    let label = match form {
+                        PicardForm::Scan => "picard",
+                        PicardForm::Drift => "picard-drift",
+                    };
+                    kinds.push((
+                        label.into(),
+                        SamplerKind::Picard {
+                            window: a.window.unwrap_or(steps),
+                            tol: a.tol,
+                            max_iters: None,
+                            form,
+                        },
+                    ));
+                }
+                kinds.push((
+                    "blocks".into(),
                     SamplerKind::Blocks {
                         block_len: 1000.0 / 10.0,
                         iters: a.iters,
@@ -133,25 +171,38 @@ pub fn bench(a: &BenchArgs) -> CliResult<()> {
                         form: PicardForm::Scan,
                         corrector: None,
                     },
-                ];
-                let seq = timed(&device, &p, &kinds[0], a.repeat)?;
-                for kind in &kinds {
-                    let out = if matches!(kind, SamplerKind::Sequential) {
-                        seq.clone()
-                    } else {
-                        timed(&device, &p, kind, a.repeat)?
-                    };
+                ));
+                device.set_graphs(true);
+                let seq = timed(&device, &p, &kinds[0].1, a.repeat)?;
+                let mut runs = vec![(kinds[0].0.clone(), seq.clone())];
+                for &graphs in graph_modes {
+                    device.set_graphs(graphs);
+                    for (label, kind) in &kinds[1..] {
+                        let label = if graphs || !device.has_graphs() {
+                            label.clone()
+                        } else {
+                            format!("{label} eager")
+                        };
+                        runs.push((label, timed(&device, &p, kind, a.repeat)?));
+                    }
+                    if !device.has_graphs() {
+                        break;
+                    }
+                }
+                device.set_graphs(true);
+                for (label, out) in &runs {
                     let (dev, speedup) = (
                         max_abs_diff(&out.samples, &seq.samples),
                         seq.stats.wall_ms / out.stats.wall_ms,
                     );
                     let s = &out.stats;
                     md += &format!(
-                        "| {name} | {batch} | {steps} | {} | {} | {} | {:.2} | {speedup:.2}x | {dev:.2e} |\n",
-                        kind.name(), s.rounds, s.nfe, s.wall_ms
+                        "| {name} | {batch} | {steps} | {label} | {} | {} | {:.2} | {speedup:.2}x | {dev:.2e} |\n",
+                        s.rounds, s.nfe, s.wall_ms
                     );
-                    rows.push(json!({"model": name, "dim": p.dim(), "batch": batch, "steps": steps, "sampler": kind.name(),
+                    rows.push(json!({"model": name, "dim": p.dim(), "batch": batch, "steps": steps, "sampler": label,
                         "rounds": s.rounds, "nfe": s.nfe, "wall_ms": s.wall_ms, "host_syncs": s.host_syncs,
+                        "recorded": s.recorded, "replayed": s.replayed,
                         "sequential_wall_ms": seq.stats.wall_ms, "speedup": speedup, "max_abs_diff": dev}));
                 }
                 model = Some(p.model);

@@ -79,6 +79,21 @@ impl Device {
         }
     }
 
+    /// Whether this device records Picard iterations into graphs (CUDA) at all.
+    pub fn has_graphs(&self) -> bool {
+        !matches!(self, Device::Cpu(_))
+    }
+
+    /// Turns CUDA graphs on or off (a no-op on the CPU).
+    pub fn set_graphs(&self, on: bool) {
+        match self {
+            Device::Cpu(_) => {}
+            #[cfg(feature = "cuda")]
+            Device::Cuda(b) => b.set_graphs(on),
+        }
+        let _ = on;
+    }
+
     /// Runs `kind` on `problem`; prints a line when a long run ends and stderr is a terminal.
     pub fn run(&self, problem: &Problem, kind: &SamplerKind, label: &str) -> CliResult<RunOutput> {
         let start = Instant::now();

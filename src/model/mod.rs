@@ -32,6 +32,13 @@ pub trait ScoreModel<B: Backend>: Sync {
         let _ = (backend, ws, times);
         Ok(())
     }
+    /// True when [`ScoreModel::eval`] only enqueues device work, without synchronising or reading
+    /// results on the host, so that a backend may record it once and replay it
+    /// ([`Backend::iteration`](crate::backend::Backend::iteration)). The default, false, is the
+    /// safe answer for a model that calls back into the application.
+    fn recordable(&self) -> bool {
+        false
+    }
     /// Evaluates rows `row0 .. row0 + rows` of `x` (row-major, `dim` per row) at `times[row0 ..]`,
     /// writing the same rows of `out`.
     #[allow(clippy::too_many_arguments)]

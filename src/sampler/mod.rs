@@ -9,7 +9,7 @@ use std::time::Instant;
 pub use corrector::Corrector;
 use corrector::CorrectorRun;
 
-use crate::backend::{Backend, Noise, PicardForm, Shape, WindowPlan};
+use crate::backend::{Backend, IterationRun, Noise, PicardForm, Shape, WindowPlan};
 use crate::error::{Error, Result};
 use crate::model::ScoreModel;
 use crate::rng;
@@ -83,6 +83,46 @@ pub struct RunStats {
     pub wall_ms: f64,
     /// Host reads of the window state (device synchronisations inside the loop).
     pub host_syncs: usize,
+    /// Picard iterations recorded into a CUDA graph (one per model-slot shape; 0 on the CPU).
+    pub recorded: usize,
+    /// Picard iterations run by replaying a recorded graph.
+    pub replayed: usize,
+}
+
+/// When the host next reads the window state: after `max` iterations at most, sooner when the
+/// window's progress so far says it will reach the end sooner, so that few iterations are enqueued
+/// after convergence (each would be a whole wasted iteration on a device).
+struct CheckSchedule {
+    /// Iteration count at which to check next.
+    next: usize,
+    /// Iteration count and window start at the last check.
+    last: (usize, usize),
+}
+
+impl CheckSchedule {
+    fn new(first: usize) -> Self {
+        CheckSchedule {
+            next: first,
+            last: (0, 0),
+        }
+    }
+
+    /// Plans the next check after reading `start` at iteration count `launched`.
+    fn update(&mut self, launched: usize, start: usize, steps: usize, max: usize) {
+        let (iters, moved) = (
+            launched.saturating_sub(self.last.0),
+            start.saturating_sub(self.last.1),
+        );
+        let remaining = steps.saturating_sub(start);
+        let wait = if moved == 0 || iters == 0 {
+            max
+        } else {
+            // Iterations to the end at the rate seen since the last check, rounded up.
+            (remaining * iters).div_ceil(moved).clamp(1, max)
+        };
+        self.last = (launched, start);
+        self.next = launched + wait;
+    }
 }
 
 /// Samples and stats of one run.
@@ -233,7 +273,8 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
         Some(plan) => {
             let mut err = backend.alloc(backend.err_len(plan, shape))?;
             let mut window = backend.window_new(plan, &tables, &mut times, shape)?;
-            let interval = backend.sync_interval();
+            let max_interval = backend.sync_interval().max(1);
+            let mut checks = CheckSchedule::new(max_interval.min(plan.max_iters));
             let mut launched = 0usize;
             let mut corrector = match kind {
                 SamplerKind::Blocks {
@@ -241,34 +282,35 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
                 } => Some(CorrectorRun::new(backend, model, *c, shape, grid)?),
                 _ => None,
             };
+            let recordable = model.recordable() && corrector.is_none();
             let (mut block, mut extra_rounds, mut extra_nfe) = (0, 0, 0);
             loop {
-                for range in backend.model_slots(&window, plan)?.into_iter().flatten() {
-                    model.eval(
-                        backend,
-                        &mut ws,
-                        &x,
-                        &times,
-                        range.start * shape.batch,
-                        range.len * shape.batch,
-                        &mut out,
-                    )?;
+                let slots = backend.model_slots(&window, plan)?;
+                let ran = backend.iteration(&mut window, &slots, recordable, &mut |w| {
+                    for range in slots.iter().flatten() {
+                        model.eval(
+                            backend,
+                            &mut ws,
+                            &x,
+                            &times,
+                            range.start * shape.batch,
+                            range.len * shape.batch,
+                            &mut out,
+                        )?;
+                    }
+                    backend.picard_sweep(plan, &tables, w, shape, &mut x, &out, noise, &mut err)?;
+                    backend.picard_advance(plan, &tables, w, shape, &mut x, &mut times, &err)
+                })?;
+                match ran {
+                    IterationRun::Eager => {}
+                    IterationRun::Recorded => stats.recorded += 1,
+                    IterationRun::Replayed => stats.replayed += 1,
                 }
-                backend
-                    .picard_sweep(plan, &tables, &window, shape, &mut x, &out, noise, &mut err)?;
-                backend.picard_advance(
-                    plan,
-                    &tables,
-                    &mut window,
-                    shape,
-                    &mut x,
-                    &mut times,
-                    &err,
-                )?;
                 launched += 1;
-                if corrector.is_some() || launched % interval == 0 || launched >= plan.max_iters {
+                if corrector.is_some() || launched >= checks.next || launched >= plan.max_iters {
                     stats.host_syncs += 1;
                     let st = backend.window_read(&window)?;
+                    checks.update(launched, st.start, plan.steps, max_interval);
                     if let Some(c) = corrector.as_mut().filter(|_| st.block > block) {
                         // The block ended at point st.start; correct it and the new block's slots,
                         // which the advance initialised with the uncorrected state.

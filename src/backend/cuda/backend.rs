@@ -1,10 +1,15 @@
 //! `impl Backend for CudaBackend`: buffers, step tables and the device-resident Picard window.
 
-use cudarc::driver::{CudaSlice, DeviceRepr};
+use std::cell::Cell;
+
+use cudarc::driver::{sys, CudaGraph, CudaSlice, DeviceRepr};
 
 use super::launch::c_int;
 use super::{ffi, CudaBackend, DeviceResultExt};
-use crate::backend::{Backend, Noise, Shape, SlotRange, WindowMode, WindowPlan, WindowState};
+use crate::backend::{
+    covering_slots, Backend, IterationRun, Noise, Shape, SlotRange, WindowMode, WindowPlan,
+    WindowState,
+};
 use crate::error::{Error, Result};
 use crate::schedule::StepTable;
 
@@ -32,12 +37,25 @@ pub struct CudaTables {
 }
 
 /// The Picard window state in device memory (`PicardWindow` of the kernels' header) and the block
-/// end table; the host reads it with [`Backend::window_read`].
-#[derive(Debug)]
+/// end table; the host reads it with [`Backend::window_read`]. Host side: the window start seen at
+/// the last read (a lower bound of the device's start, which only grows) and the CUDA graph of the
+/// iteration recorded for the current model slots.
 pub struct CudaWindow {
     pub(super) state: CudaSlice<ffi::PicardWindow>,
     pub(super) ends: CudaSlice<i32>,
     pub(super) num_blocks: usize,
+    known_start: Cell<usize>,
+    graph: Option<(Vec<SlotRange>, CudaGraph)>,
+}
+
+impl std::fmt::Debug for CudaWindow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CudaWindow")
+            .field("num_blocks", &self.num_blocks)
+            .field("known_start", &self.known_start.get())
+            .field("graph", &self.graph.as_ref().map(|g| &g.0))
+            .finish_non_exhaustive()
+    }
 }
 
 fn range_check(op: &str, len: usize, off: usize, n: usize) -> Result<()> {
@@ -254,6 +272,8 @@ impl Backend for CudaBackend {
             state: self.stream.clone_htod(&[state]).during("window_new")?,
             ends: self.stream.clone_htod(&ends).during("window_new")?,
             num_blocks,
+            known_start: Cell::new(0),
+            graph: None,
         })
     }
 
@@ -274,6 +294,7 @@ impl Backend for CudaBackend {
             });
         }
         let u = |v: i32| v.max(0) as usize;
+        w.known_start.set(u(s.start));
         Ok(WindowState {
             start: u(s.start),
             end: u(s.end),
@@ -284,15 +305,62 @@ impl Backend for CudaBackend {
         })
     }
 
-    /// The whole ring, always (fixed shapes; the device knows where the window is).
-    fn model_slots(&self, _: &CudaWindow, plan: &WindowPlan) -> Result<[Option<SlotRange>; 2]> {
-        Ok([
-            Some(SlotRange {
-                start: 0,
-                len: plan.ring(),
-            }),
-            None,
-        ])
+    /// A superset of the window's points that the host can name without reading the device: the
+    /// points from the start seen at the last [`Backend::window_read`] (the device's start is at
+    /// least that) to the last step, when they fit in the ring; the whole ring otherwise. The
+    /// shapes change only at completion checks, so a recorded iteration is replayed in between.
+    fn model_slots(&self, w: &CudaWindow, plan: &WindowPlan) -> Result<[Option<SlotRange>; 2]> {
+        Ok(covering_slots(plan, w.known_start.get()))
+    }
+
+    /// Records `body` into a CUDA graph (stream capture, thread-local mode) the first time it sees
+    /// `slots` and launches the graph; later calls with the same slots launch it again. Recording
+    /// is skipped (the body runs eagerly) when `recordable` is false or graphs are off
+    /// ([`CudaBackend::set_graphs`]); a capture the driver or cuBLAS refuses turns graphs off for
+    /// this backend and runs the body eagerly, so a run never fails for want of a graph.
+    fn iteration(
+        &self,
+        w: &mut CudaWindow,
+        slots: &[Option<SlotRange>; 2],
+        recordable: bool,
+        body: &mut dyn FnMut(&mut CudaWindow) -> Result<()>,
+    ) -> Result<IterationRun> {
+        if !recordable || !self.graphs_enabled() {
+            body(w)?;
+            return Ok(IterationRun::Eager);
+        }
+        let key: Vec<SlotRange> = slots.iter().flatten().copied().collect();
+        if let Some((k, graph)) = &w.graph {
+            if *k == key {
+                graph.launch().during("iteration (graph launch)")?;
+                return Ok(IterationRun::Replayed);
+            }
+        }
+        w.graph = None;
+        self.bind("iteration (capture)")?;
+        self.stream
+            .begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+            .during("iteration (begin capture)")?;
+        let recorded = body(w);
+        let flags = sys::CUgraphInstantiate_flags::CUDA_GRAPH_INSTANTIATE_FLAG_AUTO_FREE_ON_LAUNCH;
+        let graph = self.stream.end_capture(flags);
+        match (recorded, graph) {
+            (Ok(()), Ok(Some(graph))) => {
+                graph.launch().during("iteration (graph launch)")?;
+                w.graph = Some((key, graph));
+                Ok(IterationRun::Recorded)
+            }
+            (recorded, graph) => {
+                let why = match (recorded, graph) {
+                    (Err(e), _) => e.to_string(),
+                    (_, Err(e)) => format!("{e:?}"),
+                    _ => "the capture produced no graph".to_string(),
+                };
+                self.disable_graphs(&why);
+                body(w)?;
+                Ok(IterationRun::Eager)
+            }
+        }
     }
 
     fn picard_sweep(

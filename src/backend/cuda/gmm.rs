@@ -45,6 +45,11 @@ impl ScoreModel<CudaBackend> for GmmModel {
         ModelOutput::Epsilon
     }
 
+    /// Two GEMMs and kernels on the backend's stream, nothing on the host: recordable.
+    fn recordable(&self) -> bool {
+        true
+    }
+
     fn workspace(&self, be: &CudaBackend, max_rows: usize) -> Result<GmmWorkspace> {
         let (k, d) = (self.mixture.components(), self.mixture.dim);
         c_int(k, "components")?;

@@ -8,8 +8,11 @@
 //!   buffer from another backend or stream is rejected with [`Error::Device`].
 //! - The Picard window state lives in device memory ([`CudaWindow`]): an iteration (model call,
 //!   sweep, advance, new slots) is enqueued without any host synchronisation, and the host reads the
-//!   state back every [`Backend::sync_interval`](crate::backend::Backend::sync_interval) iterations. The model always evaluates the whole
-//!   ring (fixed shapes, ready for graph capture).
+//!   state back at the completion checks (at most every
+//!   [`Backend::sync_interval`](crate::backend::Backend::sync_interval) iterations). The model
+//!   evaluates the points from the start seen at the last check to the end (the whole ring while
+//!   they do not fit in it), so shapes change only at checks, and an iteration is recorded once per
+//!   shape into a CUDA graph and replayed ([`Backend::iteration`](crate::backend::Backend::iteration)).
 //! - `GmmModel` runs on it through two cuBLAS GEMMs and two kernels ([`GmmWorkspace`]).
 //!
 //! Only this module touches the FFI: one safe wrapper per launcher in `launch.rs`, each validating
@@ -23,6 +26,7 @@ mod launch;
 pub(crate) mod mlp;
 
 use std::ffi::CStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use cudarc::cublas::result::CublasError;
@@ -42,6 +46,10 @@ pub struct CudaBackend {
     stream: Arc<CudaStream>,
     /// cuBLAS handles must not be used by two host threads at once: calls hold this lock.
     blas: Mutex<CudaBlas>,
+    /// Whether Picard iterations are recorded into CUDA graphs ([`CudaBackend::set_graphs`]).
+    graphs: AtomicBool,
+    /// Why recording was turned off after a refused capture, if it was.
+    graph_refusal: Mutex<Option<String>>,
 }
 
 impl CudaBackend {
@@ -81,7 +89,34 @@ impl CudaBackend {
             ctx,
             stream,
             blas: Mutex::new(blas),
+            graphs: AtomicBool::new(std::env::var("PICARDIFF_CUDA_GRAPHS").as_deref() != Ok("0")),
+            graph_refusal: Mutex::new(None),
         })
+    }
+
+    /// Turns the recording of Picard iterations into CUDA graphs on or off (default: on, unless
+    /// the environment sets `PICARDIFF_CUDA_GRAPHS=0`). Off, every iteration enqueues its kernels
+    /// and GEMMs one by one; the results are the same bit for bit.
+    pub fn set_graphs(&self, on: bool) {
+        self.graphs.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether Picard iterations are recorded into CUDA graphs.
+    pub fn graphs_enabled(&self) -> bool {
+        self.graphs.load(Ordering::Relaxed)
+    }
+
+    /// The driver's or cuBLAS's reason, if a capture was refused and graphs were turned off.
+    pub fn graph_refusal(&self) -> Option<String> {
+        self.graph_refusal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn disable_graphs(&self, why: &str) {
+        self.set_graphs(false);
+        *self.graph_refusal.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.to_string());
     }
 
     /// The device's name, e.g. "NVIDIA H100 80GB HBM3".

@@ -203,6 +203,11 @@ impl ScoreModel<CudaBackend> for MlpModel {
         self.config.prediction
     }
 
+    /// GEMMs and kernels on the backend's stream, nothing on the host: recordable.
+    fn recordable(&self) -> bool {
+        true
+    }
+
     fn workspace(&self, be: &CudaBackend, max_rows: usize) -> Result<MlpCudaWorkspace> {
         self.cond_check()?;
         let (c, w) = (&self.config, &self.weights);
