@@ -218,3 +218,35 @@ fn bad_inputs_give_one_error_line() {
     assert_one_line_error(&["demo", "--mixture", "3d"], &dir.0, "--mixture");
     assert_one_line_error(&["demo", "--steps", "0"], &dir.0, "--steps");
 }
+
+/// `--init`/`--noise` that are not regular files are refused before reading: `/dev/zero` used to be
+/// read until memory ran out (found by the `cli_args` fuzz target).
+#[cfg(target_os = "linux")]
+#[test]
+fn npy_inputs_must_be_regular_files() {
+    let dir = TempDir::new("irregular");
+    let model = example("mixture_2d.json");
+    let here = dir.arg("");
+    for (flag, path) in [
+        ("--init", "/dev/zero"),
+        ("--noise", "/dev/zero"),
+        ("--init", here.as_str()),
+    ] {
+        let args = [
+            "sample",
+            "--model",
+            &model,
+            "--schedule",
+            "ddpm-linear",
+            "--steps",
+            "10",
+            "--rule",
+            "ddpm",
+            "--device",
+            "cpu",
+            flag,
+            path,
+        ];
+        assert_one_line_error(&args, &dir.0, "not a regular file");
+    }
+}

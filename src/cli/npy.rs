@@ -2,7 +2,7 @@
 //! sample output (`--out`).
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read, Write};
 use std::path::Path;
 
 use npyz::{DType, Order, TypeChar, WriterBuilder};
@@ -28,7 +28,7 @@ pub fn shape_str(shape: &[usize]) -> String {
 /// Any endianness and Fortran order are accepted; other dtypes are an error.
 pub fn read_f32(path: &Path, what: &str) -> CliResult<Array> {
     let err = |msg: String| CliError::new(format!("{what} `{}`: {msg}", path.display()));
-    let bytes = std::fs::read(path).map_err(|e| err(format!("cannot read: {e}")))?;
+    let bytes = read_regular(path).map_err(err)?;
     let npy =
         npyz::NpyFile::new(&bytes[..]).map_err(|e| err(format!("not a valid .npy file ({e})")))?;
     let is_f32 = match npy.dtype() {
@@ -60,6 +60,25 @@ pub fn read_f32(path: &Path, what: &str) -> CliResult<Array> {
         return Err(err(format!("value {i} (row-major) is not finite")));
     }
     Ok(Array { shape, data })
+}
+
+/// The bytes of a regular file. A device or pipe has no length and may never end (`/dev/zero`
+/// would fill memory), so anything else is refused before reading.
+fn read_regular(path: &Path) -> Result<Vec<u8>, String> {
+    let file = File::open(path).map_err(|e| format!("cannot read: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    let len = meta.len();
+    let mut bytes = Vec::new();
+    bytes
+        .try_reserve_exact(usize::try_from(len).unwrap_or(usize::MAX))
+        .map_err(|_| format!("cannot read: {len} bytes do not fit in memory"))?;
+    file.take(len)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    Ok(bytes)
 }
 
 /// Reorders a Fortran-order (column-major) array to C order.
