@@ -17,7 +17,7 @@ using namespace picardiff;
 namespace {
 
 constexpr int SWEEP_MAX_THREADS = 256;
-constexpr int ADVANCE_THREADS = 256;
+constexpr int ADVANCE_THREADS = 1024; // 32 warps: window points per warp = len / 32
 constexpr int COPY_THREADS = 256;
 
 // Threads per block and blocks per sample of the sweep: one thread per group of four elements of a
@@ -71,15 +71,17 @@ __device__ __forceinline__ void store4_cs(float* p, int n, const float v[4]) {
 // Philox group g). Each thread runs the whole window m = start .. end-1 with the running state y and
 // the old iterate x_old in registers, exactly as the CPU loop does per element:
 //   y = x_old = X[s];  for m: yn = f(y, x_old, O[m], z_m); d = yn - X[m+1]; x_old = X[m+1]; X[m+1] = yn.
-// Software pipelining, DEPTH points deep: the model output O[m] and old iterate X[m+1] are loaded
-// DEPTH points ahead into a register queue (the loop is unrolled by DEPTH so queue indices are
-// compile-time), so DEPTH pairs of 16-byte loads per thread are in flight while a point computes.
+// The loads of point m + 1 are issued before the arithmetic of point m (software pipelining).
 // X and O are loaded and X stored with streaming hints (__ldcs / __stcs).
 // Reduction: per (m, sample) the squared differences are summed per thread (elements in order), per
 // warp (shuffle-down tree), and lane 0 stores one partial per (point, sample, warp): no block barrier,
-// so warps never wait for each other. Fixed order, no atomics; DEPTH changes no arithmetic.
-template <bool VEC, bool DRIFT, int DEPTH>
-__global__ void __launch_bounds__(SWEEP_MAX_THREADS) picard_sweep_f32(PicardParams P, int bps, int units) {
+// so warps never wait for each other. Fixed order, no atomics.
+// Occupancy: MINB is the minimum of resident blocks per SM asked of the compiler (1: no register cap;
+// 5 or 6 cap registers at 51 / 42 to raise occupancy, for measurement). Loads issued 2 or 4 points
+// ahead instead of 1 were measured slower (more registers, lower occupancy; docs/perf, run 5).
+// NOISE = false (a rule whose c_m are all 0) compiles the Philox path out: fewer registers.
+template <bool VEC, bool DRIFT, bool NOISE, int MINB>
+__global__ void __launch_bounds__(SWEEP_MAX_THREADS, MINB) picard_sweep_f32(PicardParams P, int bps, int units) {
     const int s = P.win->start, e = P.win->end;
     if (s >= P.steps || P.win->bad_point != 0) return; // uniform over the grid
     const int b = blockIdx.x / bps, blk = blockIdx.x % bps;
@@ -95,59 +97,48 @@ __global__ void __launch_bounds__(SWEEP_MAX_THREADS) picard_sweep_f32(PicardPara
     const long long kstride = (long long)P.batch * units;
 
     float y[4], xo[4];
-    int cur = s % ring; // slot of point m (the loop's current point)
+    int cur = s % ring;
     load4<VEC>(P.x + cur * slot + row, n, y);
 #pragma unroll
     for (int i = 0; i < 4; ++i) xo[i] = y[i];
 
-    // Queue entry j holds O[m] and X[m+1] for the points m = s + j (mod DEPTH). X[m+1+DEPTH] is a
-    // slot no point before it writes in this sweep (end - start <= window < ring), so the queued
-    // value is the old iterate.
-    float oq[DEPTH][4], xq[DEPTH][4];
-    int ahead = cur; // slot of point s + j while filling, then of point m + DEPTH
-#pragma unroll
-    for (int j = 0; j < DEPTH; ++j) {
-        const int after = ahead + 1 == ring ? 0 : ahead + 1;
-        if (s + j < e) {
-            load4_cs<VEC>(P.out + ahead * slot + row, n, oq[j]);
-            load4_cs<VEC>(P.x + after * slot + row, n, xq[j]);
-        }
-        ahead = after;
+    // Software pipelining: the model output O[m] and old iterate X[m+1] of the next point are loaded
+    // one iteration ahead (X[m+2] is a different slot from the X[m+1] written now, since
+    // end - start <= window < ring), so their latency overlaps the noise and arithmetic of this point.
+    int nxt = cur + 1 == ring ? 0 : cur + 1;
+    float o_next[4], xn_next[4];
+    if (s < e) {
+        load4_cs<VEC>(P.out + cur * slot + row, n, o_next);
+        load4_cs<VEC>(P.x + nxt * slot + row, n, xn_next);
     }
-    for (int m0 = s; m0 < e; m0 += DEPTH) {
+    for (int m = s; m < e; ++m) {
+        float o[4], xn[4];
 #pragma unroll
-        for (int j = 0; j < DEPTH; ++j) {
-            const int m = m0 + j;
-            if (m >= e) break; // uniform
-            const int nxt = cur + 1 == ring ? 0 : cur + 1;
-            float o[4], xn[4];
-#pragma unroll
-            for (int i = 0; i < 4; ++i) o[i] = oq[j][i], xn[i] = xq[j][i];
-            const int after = ahead + 1 == ring ? 0 : ahead + 1;
-            if (m + DEPTH < e) {
-                load4_cs<VEC>(P.out + ahead * slot + row, n, oq[j]);
-                load4_cs<VEC>(P.x + after * slot + row, n, xq[j]);
-            }
-            ahead = after;
-            const StepCoef k = load_coef(P.tab, m);
-            float z[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-            if (k.c != 0.0f && n > 0) step_noise(P.noise, P.batch, P.dim, m, b, g, n, z);
-            float sq = 0.0f;
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                if (i < n) {
-                    const float yn = DRIFT ? drift(k, y[i], xo[i], o[i], z[i]) : affine(k, y[i], xo[i], o[i], z[i]);
-                    const float d = __fsub_rn(yn, xn[i]);
-                    sq = __fadd_rn(sq, __fmul_rn(d, d));
-                    xo[i] = xn[i];
-                    y[i] = yn;
-                }
-            }
-            store4_cs<VEC>(P.x + nxt * slot + row, n, y);
-            sq = warp_sum(sq);
-            if (lane == 0 && unit < units) part[(long long)(m - s) * kstride] = sq;
-            cur = nxt;
+        for (int i = 0; i < 4; ++i) o[i] = o_next[i], xn[i] = xn_next[i];
+        const int after = nxt + 1 == ring ? 0 : nxt + 1;
+        if (m + 1 < e) {
+            load4_cs<VEC>(P.out + nxt * slot + row, n, o_next);
+            load4_cs<VEC>(P.x + after * slot + row, n, xn_next);
         }
+        const StepCoef k = load_coef(P.tab, m);
+        float z[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        if (NOISE && k.c != 0.0f && n > 0) step_noise(P.noise, P.batch, P.dim, m, b, g, n, z);
+        float sq = 0.0f;
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            if (i < n) {
+                const float yn = DRIFT ? drift(k, y[i], xo[i], o[i], z[i]) : affine(k, y[i], xo[i], o[i], z[i]);
+                const float d = __fsub_rn(yn, xn[i]);
+                sq = __fadd_rn(sq, __fmul_rn(d, d));
+                xo[i] = xn[i];
+                y[i] = yn;
+            }
+        }
+        store4_cs<VEC>(P.x + nxt * slot + row, n, y);
+        sq = warp_sum(sq);
+        if (lane == 0 && unit < units) part[(long long)(m - s) * kstride] = sq;
+        cur = nxt;
+        nxt = after;
     }
 }
 
@@ -399,17 +390,20 @@ __global__ void __launch_bounds__(COPY_THREADS) picard_new_slots_f32(PicardParam
 // reach a bitwise fixed point like the CPU's, while the scan's chunk boundaries move with the window
 // start and keep the last bits changing (measured on an H200: 115 rounds instead of 53 for a
 // 200-point window at tau = 0, samples equal within 6e-7).
-// Prefetch depth of PICARDIFF_SWEEP_SERIAL (the serial kernel AUTO picks); the other depths are
-// selectable for measurement (benches/cuda_picard.rs).
-constexpr int SERIAL_DEPTH = 1;
+template <bool NOISE, int MINB>
+void launch_serial_n(const PicardParams& p, bool vec, bool drift, unsigned blocks, int threads, int bps, int units,
+                     cudaStream_t stream) {
+    if (vec && drift) picard_sweep_f32<true, true, NOISE, MINB><<<blocks, threads, 0, stream>>>(p, bps, units);
+    else if (vec) picard_sweep_f32<true, false, NOISE, MINB><<<blocks, threads, 0, stream>>>(p, bps, units);
+    else if (drift) picard_sweep_f32<false, true, NOISE, MINB><<<blocks, threads, 0, stream>>>(p, bps, units);
+    else picard_sweep_f32<false, false, NOISE, MINB><<<blocks, threads, 0, stream>>>(p, bps, units);
+}
 
-template <int DEPTH>
+template <int MINB>
 void launch_serial(const PicardParams& p, bool vec, bool drift, unsigned blocks, int threads, int bps, int units,
                    cudaStream_t stream) {
-    if (vec && drift) picard_sweep_f32<true, true, DEPTH><<<blocks, threads, 0, stream>>>(p, bps, units);
-    else if (vec) picard_sweep_f32<true, false, DEPTH><<<blocks, threads, 0, stream>>>(p, bps, units);
-    else if (drift) picard_sweep_f32<false, true, DEPTH><<<blocks, threads, 0, stream>>>(p, bps, units);
-    else picard_sweep_f32<false, false, DEPTH><<<blocks, threads, 0, stream>>>(p, bps, units);
+    if (p.noisy) launch_serial_n<true, MINB>(p, vec, drift, blocks, threads, bps, units, stream);
+    else launch_serial_n<false, MINB>(p, vec, drift, blocks, threads, bps, units, stream);
 }
 
 int sweep_auto(const PicardParams& p) {
@@ -452,15 +446,10 @@ extern "C" cudaError_t launch_picard_sweep_f32(PicardParams p, cudaStream_t stre
         else picard_sweep_scan_f32<false, false><<<(unsigned)(units * p.batch), st, 0, stream>>>(p, (int)units);
         return launch_status();
     }
-    int depth;
-    if (path == PICARDIFF_SWEEP_SERIAL) depth = SERIAL_DEPTH;
-    else if (path == PICARDIFF_SWEEP_SERIAL_D1) depth = 1;
-    else if (path == PICARDIFF_SWEEP_SERIAL_D2) depth = 2;
-    else if (path == PICARDIFF_SWEEP_SERIAL_D4) depth = 4;
+    if (path == PICARDIFF_SWEEP_SERIAL) launch_serial<1>(p, vec, drift, (unsigned)blocks, threads, ibps, (int)units, stream);
+    else if (path == PICARDIFF_SWEEP_SERIAL_MINB5) launch_serial<5>(p, vec, drift, (unsigned)blocks, threads, ibps, (int)units, stream);
+    else if (path == PICARDIFF_SWEEP_SERIAL_MINB6) launch_serial<6>(p, vec, drift, (unsigned)blocks, threads, ibps, (int)units, stream);
     else return cudaErrorInvalidValue;
-    if (depth == 1) launch_serial<1>(p, vec, drift, (unsigned)blocks, threads, ibps, (int)units, stream);
-    else if (depth == 2) launch_serial<2>(p, vec, drift, (unsigned)blocks, threads, ibps, (int)units, stream);
-    else launch_serial<4>(p, vec, drift, (unsigned)blocks, threads, ibps, (int)units, stream);
     return launch_status();
 }
 

@@ -38,10 +38,10 @@ extern "C" {
 #define PICARDIFF_SWEEP_AUTO 0
 #define PICARDIFF_SWEEP_SERIAL 1
 #define PICARDIFF_SWEEP_SCAN 2
-/* The serial kernel with a fixed prefetch depth (1, 2 or 4 points ahead), for measurement. */
-#define PICARDIFF_SWEEP_SERIAL_D1 3
-#define PICARDIFF_SWEEP_SERIAL_D2 4
-#define PICARDIFF_SWEEP_SERIAL_D4 5
+/* The serial kernel compiled for at least 5 or 6 resident blocks per SM (registers capped), for
+   measurement. */
+#define PICARDIFF_SWEEP_SERIAL_MINB5 3
+#define PICARDIFF_SWEEP_SERIAL_MINB6 4
 
 /* Activations of the MLP epilogue (launch_bias_act_f32). */
 #define PICARDIFF_ACT_NONE 0
@@ -109,6 +109,7 @@ typedef struct PicardParams {
     int block_iters;      /* K of blocks mode */
     float tol2;           /* tau^2 */
     int sweep_path;       /* PICARDIFF_SWEEP_*: which sweep kernel (AUTO: see launch_picard_sweep_f32) */
+    int noisy;            /* 0: every c_m is 0 (a deterministic rule), the sweep skips the noise path */
 } PicardParams;
 
 /* One sequential step in place on batch x dim values: x = a_j x + b_j (p_j x + q_j o) + c_j z_j.

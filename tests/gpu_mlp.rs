@@ -294,3 +294,35 @@ fn mlp_graph_replay_equals_eager() {
         assert_bits_eq(&eager.samples, &graphs.samples, &format!("{dtype:?}"));
     }
 }
+
+/// The weights are uploaded once per (model, backend) and shared by later runs: runs on a second
+/// backend (its own stream and upload) and repeated runs on the first give the first run's samples
+/// bit for bit.
+#[test]
+fn cached_device_weights_give_the_same_samples_on_every_backend() {
+    let Some(be) = device("cached_device_weights_give_the_same_samples_on_every_backend") else {
+        return;
+    };
+    let other = CudaBackend::new(0).unwrap();
+    let m = load(MOONS, None, WeightDtype::F32);
+    let s = m.schedule().unwrap();
+    let grid = Grid::discrete(&s, 50, Spacing::Leading).unwrap();
+    let inputs = RunInputs {
+        batch: 8,
+        seed: 3,
+        ..Default::default()
+    };
+    let rule = StepRule::from_name("ddpm", None).unwrap();
+    let kind = SamplerKind::Picard {
+        window: 50,
+        tol: 0.1,
+        max_iters: None,
+        form: PicardForm::Scan,
+    };
+    let first = run(&be, &m, &grid, rule, &kind, &inputs).unwrap();
+    for (what, b) in [("second backend", &other), ("first backend again", &be)] {
+        let again = run(b, &m, &grid, rule, &kind, &inputs).unwrap();
+        assert_eq!(first.stats.rounds, again.stats.rounds, "{what}");
+        assert_bits_eq(&first.samples, &again.samples, what);
+    }
+}

@@ -34,9 +34,10 @@ pub struct BenchArgs {
     /// Picard tolerance τ.
     #[arg(long, default_value_t = 0.1)]
     pub tol: f64,
-    /// Picard window (default: all steps).
-    #[arg(long)]
-    pub window: Option<usize>,
+    /// Picard windows to run (default: all steps); rows of a window shorter than the steps are
+    /// labelled `p=<window>`.
+    #[arg(long, value_delimiter = ',')]
+    pub window: Vec<usize>,
     /// Picard forms to run: scan, drift (ParaDiGMS' form), or both (`scan,drift`).
     #[arg(long, value_delimiter = ',', default_values_t = [String::from("scan")])]
     pub forms: Vec<String>,
@@ -147,20 +148,30 @@ pub fn bench(a: &BenchArgs) -> CliResult<()> {
                     info: Default::default(),
                 };
                 let mut kinds = vec![(String::from("sequential"), SamplerKind::Sequential)];
-                for &form in &forms {
-                    let label = match form {
-                        PicardForm::Scan => "picard",
-                        PicardForm::Drift => "picard-drift",
-                    };
-                    kinds.push((
-                        label.into(),
-                        SamplerKind::Picard {
-                            window: a.window.unwrap_or(steps),
-                            tol: a.tol,
-                            max_iters: None,
-                            form,
-                        },
-                    ));
+                let windows = if a.window.is_empty() {
+                    vec![steps]
+                } else {
+                    a.window.clone()
+                };
+                for &window in &windows {
+                    for &form in &forms {
+                        let mut label = String::from(match form {
+                            PicardForm::Scan => "picard",
+                            PicardForm::Drift => "picard-drift",
+                        });
+                        if window < steps {
+                            label += &format!(" p={window}");
+                        }
+                        kinds.push((
+                            label,
+                            SamplerKind::Picard {
+                                window,
+                                tol: a.tol,
+                                max_iters: None,
+                                form,
+                            },
+                        ));
+                    }
                 }
                 kinds.push((
                     "blocks".into(),

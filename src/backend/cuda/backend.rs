@@ -32,6 +32,8 @@ pub struct CudaTables {
     pub(super) var: CudaSlice<f32>,
     pub(super) t_host: Vec<f32>,
     pub(super) steps: usize,
+    /// Whether any step has noise (c ≠ 0 in f32); the sweep compiles the noise path out otherwise.
+    pub(super) noisy: bool,
     /// The first sequential step whose result was non-finite (i32::MAX: none).
     pub(super) status: CudaSlice<i32>,
 }
@@ -136,9 +138,9 @@ impl Backend for CudaBackend {
         self.partial_len(plan, shape)
     }
 
-    /// The device's free memory (`cuMemGetInfo`).
+    /// The memory this process can still allocate ([`CudaBackend::available_memory`]).
     fn free_memory(&self) -> Option<usize> {
-        self.ctx.mem_get_info().ok().map(|(free, _total)| free)
+        self.available_memory().ok()
     }
 
     fn sync_interval(&self) -> usize {
@@ -162,6 +164,7 @@ impl Backend for CudaBackend {
             var: f(&t.var)?,
             t_host: t.t.iter().map(|&x| x as f32).collect(),
             steps,
+            noisy: t.c.iter().any(|&c| c as f32 != 0.0),
             status: self
                 .stream
                 .clone_htod(&[i32::MAX])

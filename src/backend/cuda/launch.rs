@@ -23,9 +23,9 @@ pub enum SweepPath {
     Serial,
     /// Window-parallel chunked scan: equal to the CPU up to rounding (~1e-6 relative).
     Scan,
-    /// The serial kernel with its loads issued 1, 2 or 4 points ahead (the default serial kernel
-    /// is one of these; the others are for measuring). Same results bit for bit.
-    SerialDepth(u8),
+    /// The serial kernel compiled for at least 5 or 6 resident blocks per SM (registers capped at
+    /// 51 / 42), for measuring occupancy against spills. Same results bit for bit.
+    SerialMinBlocks(u8),
 }
 
 thread_local! {
@@ -155,16 +155,16 @@ impl CudaBackend {
                 SweepPath::Auto => ffi::PICARDIFF_SWEEP_AUTO,
                 SweepPath::Serial => ffi::PICARDIFF_SWEEP_SERIAL,
                 SweepPath::Scan => ffi::PICARDIFF_SWEEP_SCAN,
-                SweepPath::SerialDepth(1) => ffi::PICARDIFF_SWEEP_SERIAL_D1,
-                SweepPath::SerialDepth(2) => ffi::PICARDIFF_SWEEP_SERIAL_D2,
-                SweepPath::SerialDepth(4) => ffi::PICARDIFF_SWEEP_SERIAL_D4,
-                SweepPath::SerialDepth(d) => {
+                SweepPath::SerialMinBlocks(5) => ffi::PICARDIFF_SWEEP_SERIAL_MINB5,
+                SweepPath::SerialMinBlocks(6) => ffi::PICARDIFF_SWEEP_SERIAL_MINB6,
+                SweepPath::SerialMinBlocks(b) => {
                     return Err(Error::config(
                         "sweep path",
-                        format!("serial prefetch depth {d}: expected 1, 2 or 4"),
+                        format!("serial kernel with {b} blocks per SM: expected 5 or 6"),
                     ))
                 }
             } as i32,
+            noisy: i32::from(tables.noisy),
         })
     }
 

@@ -31,6 +31,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use cudarc::cublas::result::CublasError;
 use cudarc::cublas::CudaBlas;
+use cudarc::driver::sys::{CUmemPool_attribute, CUmemoryPool};
 use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DriverError};
 
 use crate::error::{Error, Result};
@@ -46,6 +47,10 @@ pub struct CudaBackend {
     stream: Arc<CudaStream>,
     /// cuBLAS handles must not be used by two host threads at once: calls hold this lock.
     blas: Mutex<CudaBlas>,
+    /// The device's stream-ordered memory pool (cudarc allocates from it when the driver has one);
+    /// it keeps freed memory for reuse. Stored as an address: the handle is a driver object any
+    /// thread may query, and a raw pointer field would make the backend neither Send nor Sync.
+    pool: Option<usize>,
     /// Whether Picard iterations are recorded into CUDA graphs ([`CudaBackend::set_graphs`]).
     graphs: AtomicBool,
     /// Why recording was turned off after a refused capture, if it was.
@@ -84,11 +89,32 @@ impl CudaBackend {
         // stream order already serialises all accesses; cudarc's cross-stream events are not needed.
         unsafe { ctx.disable_event_tracking() };
         let stream = ctx.new_stream().during("open (stream)")?;
+        let pool = if ctx.has_async_alloc() {
+            // SAFETY: the device handle comes from the live context.
+            let pool = unsafe { cudarc::driver::result::device::get_mem_pool(ctx.cu_device()) }
+                .during("open (memory pool)")?;
+            // Keep freed blocks in the stream-ordered pool instead of returning them to the driver
+            // at every synchronisation, so that a run's buffers are not re-mapped by the next run.
+            let mut keep = u64::MAX;
+            // SAFETY: the pool is the device's current pool; RELEASE_THRESHOLD takes a u64.
+            unsafe {
+                cudarc::driver::result::mem_pool::set_attribute(
+                    pool,
+                    CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+                    (&mut keep as *mut u64).cast(),
+                )
+            }
+            .during("open (memory pool)")?;
+            Some(pool as usize)
+        } else {
+            None
+        };
         let blas = CudaBlas::new(stream.clone()).during("open (cuBLAS handle)")?;
         Ok(CudaBackend {
             ctx,
             stream,
             blas: Mutex::new(blas),
+            pool,
             graphs: AtomicBool::new(std::env::var("PICARDIFF_CUDA_GRAPHS").as_deref() != Ok("0")),
             graph_refusal: Mutex::new(None),
         })
@@ -117,6 +143,31 @@ impl CudaBackend {
     fn disable_graphs(&self, why: &str) {
         self.set_graphs(false);
         *self.graph_refusal.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.to_string());
+    }
+
+    /// Memory this process can still allocate, in bytes: the driver's free memory plus what the
+    /// memory pool holds reserved but unused (freed by earlier runs, kept for reuse).
+    pub fn available_memory(&self) -> Result<usize> {
+        let (free, _total) = self.ctx.mem_get_info().during("memory info")?;
+        let Some(pool) = self.pool.map(|p| p as CUmemoryPool) else {
+            return Ok(free);
+        };
+        let attr = |a: CUmemPool_attribute| -> Result<u64> {
+            let mut v = 0u64;
+            // SAFETY: RESERVED/USED_MEM_CURRENT are u64 attributes of a live pool.
+            unsafe {
+                cudarc::driver::result::mem_pool::get_attribute(
+                    pool,
+                    a,
+                    (&mut v as *mut u64).cast(),
+                )
+            }
+            .during("memory pool info")?;
+            Ok(v)
+        };
+        let reserved = attr(CUmemPool_attribute::CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT)?;
+        let used = attr(CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_CURRENT)?;
+        Ok(free.saturating_add(reserved.saturating_sub(used) as usize))
     }
 
     /// The device's name, e.g. "NVIDIA H100 80GB HBM3".
@@ -266,5 +317,15 @@ fn check(code: ffi::cudaError_t, op: &str) -> Result<()> {
             op,
             format!("cudaError {code}: {}", e.message()),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The backend is shared across threads by the samplers' callers (and the C ABI's contexts).
+    #[test]
+    fn backend_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<super::CudaBackend>();
     }
 }

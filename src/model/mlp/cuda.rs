@@ -1,7 +1,8 @@
 //! The MLP forward on the CUDA backend (feature `cuda`), mirroring `cpu.rs` operation for operation.
 //!
-//! [`ScoreModel::workspace`] uploads every weight once, in [`MlpModel::compute_dtype`]: f32, or
-//! bf16/f16 for the Linear weights (biases, LayerNorm parameters and the time table stay f32). Each
+//! The weights are uploaded once per (model, backend, dtype) and shared by every workspace made there
+//! (`cuda_weights.rs`), in [`MlpModel::compute_dtype`]: f32, or bf16/f16 for the Linear weights
+//! (biases, LayerNorm parameters and the time path stay f32). Each
 //! Linear layer is then ONE cuBLAS GEMM over all the rows of the call (SGEMM; GemmEx with 16-bit
 //! inputs and f32 accumulation for bf16/f16), followed by one fused kernel (`kernels/mlp.cu`):
 //!
@@ -20,56 +21,34 @@
 //!
 //! # The time path
 //!
-//! [`ScoreModel::prepare_times`] uploads the CPU's [`MlpModel::time_table`] (τ(t) per distinct time,
-//! time MLP plus conditioning projection, computed on the host in f64-accumulated f32 exactly as the
-//! CPU does) and the sorted times. The times of a call stay on the device: `mlp_time_add` finds each
+//! [`ScoreModel::prepare_times`] tabulates τ(t) per distinct time (time MLP plus conditioning
+//! projection) with two f32 GEMMs on the device (within ~1e-6 relative of the CPU's f64-accumulated
+//! [`MlpModel::time_table`]) and uploads the sorted times. The times of a call stay on the device: `mlp_time_add` finds each
 //! row's entry by binary search (bitwise equality, `total_cmp` order). A time missing from the table
 //! (which the samplers never produce: they tabulate every grid point and block end) is NOT computed
 //! on the device: the kernel sets a device flag and fills the row with NaN, so the sampler's
 //! non-finite checks stop the run with [`Error::NonFinite`]; [`MlpCudaWorkspace::missing_times`]
 //! reads the flag (one synchronising copy) for callers that want the precise cause.
 
+use std::sync::Arc;
+
 use cudarc::driver::CudaSlice;
 
-use super::{Activation, Linear, MlpModel, Norm, WeightDtype};
-use crate::backend::cuda::mlp::{DevWeight, GemmIn};
+use super::cuda_weights::{DevLinear, DevWeights};
+use super::{Activation, MlpModel, WeightDtype};
+use crate::backend::cuda::mlp::GemmIn;
 use crate::backend::cuda::{CudaBackend, DeviceResultExt};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::model::ScoreModel;
 use crate::schedule::ModelOutput;
 
-/// A Linear layer on the device.
-#[derive(Debug)]
-struct DevLinear {
-    w: DevWeight,
-    bias: CudaSlice<f32>,
-    out_dim: usize,
-    in_dim: usize,
-}
-
-/// LayerNorm parameters on the device.
-#[derive(Debug)]
-struct DevNorm {
-    weight: CudaSlice<f32>,
-    bias: CudaSlice<f32>,
-}
-
-#[derive(Debug)]
-struct DevLayer {
-    norm: Option<DevNorm>,
-    fc1: DevLinear,
-    fc2: Option<DevLinear>,
-}
-
 /// The MLP's weights, scratch and time table on one CUDA backend (see the module docs).
 #[derive(Debug)]
 pub struct MlpCudaWorkspace {
     dtype: WeightDtype,
-    input: DevLinear,
-    layers: Vec<DevLayer>,
-    norm_out: Option<DevNorm>,
-    output: DevLinear,
+    /// The model's weights on this backend (shared with its other workspaces).
+    weights: Arc<DevWeights>,
     /// `max_rows × H` f32 each: hidden state, layer output, LayerNorm output.
     h: CudaSlice<f32>,
     b: CudaSlice<f32>,
@@ -119,49 +98,11 @@ impl MlpCudaWorkspace {
     }
 }
 
-fn up_f32(be: &CudaBackend, v: &[f32]) -> Result<CudaSlice<f32>> {
-    be.upload(v)
-}
-
-fn up_linear(be: &CudaBackend, l: &Linear, dtype: WeightDtype) -> Result<DevLinear> {
-    let w = match dtype {
-        WeightDtype::F32 => DevWeight::F32(up_f32(be, &l.weight)?),
-        WeightDtype::Bf16 => {
-            let bits: Vec<u16> = l.weight_bf16().iter().map(|v| v.to_bits()).collect();
-            DevWeight::Half(up_u16(be, &bits)?)
-        }
-        WeightDtype::F16 => {
-            let bits: Vec<u16> = l.weight_f16().iter().map(|v| v.to_bits()).collect();
-            DevWeight::Half(up_u16(be, &bits)?)
-        }
-    };
-    Ok(DevLinear {
-        w,
-        bias: up_f32(be, &l.bias)?,
-        out_dim: l.out_dim,
-        in_dim: l.in_dim,
-    })
-}
-
-fn up_u16(be: &CudaBackend, v: &[u16]) -> Result<CudaSlice<u16>> {
-    if v.is_empty() {
-        return be.stream().null().during("mlp workspace (upload)");
-    }
-    be.stream().clone_htod(v).during("mlp workspace (upload)")
-}
-
 fn alloc_u16(be: &CudaBackend, n: usize) -> Result<CudaSlice<u16>> {
     if n == 0 {
         return be.stream().null().during("mlp workspace (alloc)");
     }
     be.stream().alloc_zeros(n).during("mlp workspace (alloc)")
-}
-
-fn up_norm(be: &CudaBackend, n: &Norm) -> Result<DevNorm> {
-    Ok(DevNorm {
-        weight: up_f32(be, &n.weight)?,
-        bias: up_f32(be, &n.bias)?,
-    })
 }
 
 /// The GEMM input for an activation buffer: f32, or its 16-bit copy.
@@ -210,7 +151,7 @@ impl ScoreModel<CudaBackend> for MlpModel {
 
     fn workspace(&self, be: &CudaBackend, max_rows: usize) -> Result<MlpCudaWorkspace> {
         self.cond_check()?;
-        let (c, w) = (&self.config, &self.weights);
+        let c = &self.config;
         let dtype = self.compute_dtype;
         let rows = max_rows.max(1);
         let rh = rows
@@ -220,27 +161,9 @@ impl ScoreModel<CudaBackend> for MlpModel {
             .checked_mul(c.dim)
             .ok_or_else(|| Error::shape("mlp workspace", format!("{max_rows} rows overflow")))?;
         let half = |n: usize| alloc_u16(be, if dtype == WeightDtype::F32 { 0 } else { n });
-        let layers = w
-            .layers
-            .iter()
-            .map(|l| {
-                Ok(DevLayer {
-                    norm: l.norm.as_ref().map(|n| up_norm(be, n)).transpose()?,
-                    fc1: up_linear(be, &l.fc1, dtype)?,
-                    fc2: l
-                        .fc2
-                        .as_ref()
-                        .map(|f| up_linear(be, f, dtype))
-                        .transpose()?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
         Ok(MlpCudaWorkspace {
             dtype,
-            input: up_linear(be, &w.input, dtype)?,
-            layers,
-            norm_out: w.norm_out.as_ref().map(|n| up_norm(be, n)).transpose()?,
-            output: up_linear(be, &w.output, dtype)?,
+            weights: self.device_weights(be, dtype)?,
             h: be.alloc(rh)?,
             b: be.alloc(rh)?,
             n: be.alloc(rh)?,
@@ -281,10 +204,8 @@ impl ScoreModel<CudaBackend> for MlpModel {
             self.embed_time(t, row);
         }
         let f32_ = WeightDtype::F32;
-        let (fc1, fc2) = (
-            up_linear(be, &w.time_fc1, f32_)?,
-            up_linear(be, &w.time_fc2, f32_)?,
-        );
+        let dev = ws.weights.clone();
+        let (fc1, fc2) = (&dev.time_fc1, &dev.time_fc2);
         // The second layer's bias plus the constant conditioning projection.
         let mut bias2 = w.time_fc2.bias.clone();
         bias2
@@ -381,6 +302,7 @@ impl ScoreModel<CudaBackend> for MlpModel {
             return Ok(());
         }
         let dt = ws.dtype;
+        let wts = ws.weights.clone();
         let dims = |l: &DevLinear| (l.out_dim, l.in_dim);
 
         // Input layer and time path.
@@ -392,9 +314,9 @@ impl ScoreModel<CudaBackend> for MlpModel {
         };
         let x_off = if dt == WeightDtype::F32 { row0 * d } else { 0 };
         be.mlp_gemm(
-            &ws.input.w,
+            &wts.input.w,
             dt,
-            dims(&ws.input),
+            dims(&wts.input),
             xin,
             x_off,
             rows,
@@ -404,7 +326,7 @@ impl ScoreModel<CudaBackend> for MlpModel {
         )?;
         be.mlp_time_add(
             &mut ws.h,
-            &ws.input.bias,
+            &wts.input.bias,
             &ws.table,
             &ws.table_times,
             ws.n_times,
@@ -417,7 +339,7 @@ impl ScoreModel<CudaBackend> for MlpModel {
             dt,
         )?;
 
-        for layer in &ws.layers {
+        for layer in &wts.layers {
             let use_norm = match &layer.norm {
                 Some(norm) => {
                     be.mlp_layernorm(
@@ -492,7 +414,7 @@ impl ScoreModel<CudaBackend> for MlpModel {
             }
         }
 
-        let src = match &ws.norm_out {
+        let src = match &wts.norm_out {
             Some(norm) => {
                 be.mlp_layernorm(
                     &ws.h,
@@ -510,9 +432,9 @@ impl ScoreModel<CudaBackend> for MlpModel {
             None => gemm_in(dt, &ws.h, &ws.h16),
         };
         be.mlp_gemm(
-            &ws.output.w,
+            &wts.output.w,
             dt,
-            dims(&ws.output),
+            dims(&wts.output),
             src,
             0,
             rows,
@@ -523,7 +445,7 @@ impl ScoreModel<CudaBackend> for MlpModel {
         be.mlp_epilogue(
             out,
             row0 * d,
-            &ws.output.bias,
+            &wts.output.bias,
             rows,
             d,
             None,

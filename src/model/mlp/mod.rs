@@ -88,6 +88,8 @@
 mod cpu;
 #[cfg(feature = "cuda")]
 mod cuda;
+#[cfg(feature = "cuda")]
+mod cuda_weights;
 mod load;
 
 use std::path::Path;
@@ -330,6 +332,9 @@ pub struct MlpModel {
     cond_h: Vec<f32>,
     compute_dtype: WeightDtype,
     id: u64,
+    /// Device copies of the weights, per CUDA backend and dtype (uploaded once, freed with the model).
+    #[cfg(feature = "cuda")]
+    device_cache: cuda_weights::DeviceWeightCache,
 }
 
 impl MlpModel {
@@ -361,6 +366,8 @@ impl MlpModel {
             cond_h: Vec::new(),
             compute_dtype: WeightDtype::F32,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            #[cfg(feature = "cuda")]
+            device_cache: Default::default(),
         })
     }
 

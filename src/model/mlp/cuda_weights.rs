@@ -1,0 +1,142 @@
+//! The MLP's weights on a CUDA backend, uploaded once per (model, backend, dtype) and shared by
+//! every workspace made there: a run used to upload them in `workspace` and `prepare_times`, which
+//! cost more than the sampling itself for small runs (H = 4096: ~480 MB per run).
+
+use std::sync::{Arc, Mutex};
+
+use cudarc::driver::CudaSlice;
+
+use super::{Linear, MlpModel, Norm, WeightDtype};
+use crate::backend::cuda::mlp::DevWeight;
+use crate::backend::cuda::{CudaBackend, DeviceResultExt};
+use crate::backend::Backend;
+use crate::error::Result;
+
+/// A Linear layer on the device.
+#[derive(Debug)]
+pub(super) struct DevLinear {
+    pub(super) w: DevWeight,
+    pub(super) bias: CudaSlice<f32>,
+    pub(super) out_dim: usize,
+    pub(super) in_dim: usize,
+}
+
+/// LayerNorm parameters on the device.
+#[derive(Debug)]
+pub(super) struct DevNorm {
+    pub(super) weight: CudaSlice<f32>,
+    pub(super) bias: CudaSlice<f32>,
+}
+
+#[derive(Debug)]
+pub(super) struct DevLayer {
+    pub(super) norm: Option<DevNorm>,
+    pub(super) fc1: DevLinear,
+    pub(super) fc2: Option<DevLinear>,
+}
+/// Every weight of the network on the device: the main path in the compute dtype, the time MLP in
+/// f32 (its table is computed in f32 whatever the dtype).
+#[derive(Debug)]
+pub(super) struct DevWeights {
+    pub(super) input: DevLinear,
+    pub(super) layers: Vec<DevLayer>,
+    pub(super) norm_out: Option<DevNorm>,
+    pub(super) output: DevLinear,
+    pub(super) time_fc1: DevLinear,
+    pub(super) time_fc2: DevLinear,
+}
+
+/// A model's device weights per (backend stream, dtype). The uploaded buffers keep their stream
+/// (and so the key's address) alive, so a key is never reused by another backend; the memory is
+/// freed with the model. A clone of the model starts with an empty cache.
+#[derive(Debug, Default)]
+pub(crate) struct DeviceWeightCache(Mutex<Vec<(usize, WeightDtype, Arc<DevWeights>)>>);
+
+impl Clone for DeviceWeightCache {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl MlpModel {
+    /// The weights on `be` in `dtype`, uploaded on first use.
+    pub(super) fn device_weights(
+        &self,
+        be: &CudaBackend,
+        dtype: WeightDtype,
+    ) -> Result<Arc<DevWeights>> {
+        let key = Arc::as_ptr(be.stream()) as usize;
+        let mut cache = self
+            .device_cache
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some((_, _, w)) = cache.iter().find(|(k, d, _)| *k == key && *d == dtype) {
+            return Ok(w.clone());
+        }
+        let w = &self.weights;
+        let layers = w
+            .layers
+            .iter()
+            .map(|l| {
+                Ok(DevLayer {
+                    norm: l.norm.as_ref().map(|n| up_norm(be, n)).transpose()?,
+                    fc1: up_linear(be, &l.fc1, dtype)?,
+                    fc2: l
+                        .fc2
+                        .as_ref()
+                        .map(|f| up_linear(be, f, dtype))
+                        .transpose()?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let dev = Arc::new(DevWeights {
+            input: up_linear(be, &w.input, dtype)?,
+            layers,
+            norm_out: w.norm_out.as_ref().map(|n| up_norm(be, n)).transpose()?,
+            output: up_linear(be, &w.output, dtype)?,
+            time_fc1: up_linear(be, &w.time_fc1, WeightDtype::F32)?,
+            time_fc2: up_linear(be, &w.time_fc2, WeightDtype::F32)?,
+        });
+        cache.push((key, dtype, dev.clone()));
+        Ok(dev)
+    }
+}
+
+fn up_f32(be: &CudaBackend, v: &[f32]) -> Result<CudaSlice<f32>> {
+    be.upload(v)
+}
+
+fn up_linear(be: &CudaBackend, l: &Linear, dtype: WeightDtype) -> Result<DevLinear> {
+    let w = match dtype {
+        WeightDtype::F32 => DevWeight::F32(up_f32(be, &l.weight)?),
+        WeightDtype::Bf16 => {
+            let bits: Vec<u16> = l.weight_bf16().iter().map(|v| v.to_bits()).collect();
+            DevWeight::Half(up_u16(be, &bits)?)
+        }
+        WeightDtype::F16 => {
+            let bits: Vec<u16> = l.weight_f16().iter().map(|v| v.to_bits()).collect();
+            DevWeight::Half(up_u16(be, &bits)?)
+        }
+    };
+    Ok(DevLinear {
+        w,
+        bias: up_f32(be, &l.bias)?,
+        out_dim: l.out_dim,
+        in_dim: l.in_dim,
+    })
+}
+
+fn up_u16(be: &CudaBackend, v: &[u16]) -> Result<CudaSlice<u16>> {
+    if v.is_empty() {
+        return be.stream().null().during("mlp workspace (upload)");
+    }
+    be.stream().clone_htod(v).during("mlp workspace (upload)")
+}
+
+fn up_norm(be: &CudaBackend, n: &Norm) -> Result<DevNorm> {
+    Ok(DevNorm {
+        weight: up_f32(be, &n.weight)?,
+        bias: up_f32(be, &n.bias)?,
+    })
+}
