@@ -4,7 +4,8 @@
 # dimension scaling, and the PyTorch peers on the same models, all in this one run.
 # Knobs (env): MIXTURE=0 skips the mixture matrix, SCALING=0 the scaling study, PEER_COMPILE=1 adds
 # torch.compile peers, MLP_SIZES (default "256 1024 4096") picks the bench MLPs, made in $MODELS
-# unless already there (PEER_SIZES, default MLP_SIZES, the ones the PyTorch peers run) (make them before .gpu/run.sh so benches/cuda_iteration.rs can use them).
+# unless already there (make them before .gpu/run.sh so benches/cuda_iteration.rs can use them);
+# PEER_SIZES (default MLP_SIZES) picks the models the PyTorch peers run.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 BIN=${PICARDIFF_BIN:-target/release/picardiff}
@@ -47,7 +48,7 @@ for h in ${PEER_SIZES:-$MLP_SIZES}; do
 done
 if [[ ${PEER_COMPILE:-0} == 1 ]]; then
   for s in sequential paradigms; do
-    timeout 150 $PY benches/peers/torch_peer.py --model "$MODELS/mlp_h1024.safetensors" --device cuda --batch 1 --steps 1000 \
+    timeout 100 $PY benches/peers/torch_peer.py --model "$MODELS/mlp_h1024.safetensors" --device cuda --batch 1 --steps 1000 \
       --rule ddpm --sampler $s --window 1000 --tol 0.1 --repeat 3 --compile || echo "FAILED: peer compile $s"
   done
 fi
