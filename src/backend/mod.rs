@@ -171,7 +171,8 @@ pub trait Backend {
     fn free_memory(&self) -> Option<usize> {
         None
     }
-    /// Iterations between completion checks (host reads of the window state); 1 on the CPU.
+    /// The most iterations between completion checks (host reads of the window state); the sampler
+    /// checks sooner when the window's progress predicts the end. 1 on the CPU.
     fn sync_interval(&self) -> usize {
         1
     }
@@ -225,7 +226,7 @@ pub trait Backend {
         plan: &WindowPlan,
     ) -> Result<[Option<SlotRange>; 2]>;
 
-    /// The fused Picard update over the window: scans the step recurrence from X[s] with the model
+    /// The fused Picard update over the window: scans the step recurrence from `X[s]` with the model
     /// outputs `out` (ring layout), overwrites X[s+1..=e] with the new iterate, and writes the squared
     /// difference to the old iterate per (point, sample), normalised by `dim · v_m`, to `err`.
     #[allow(clippy::too_many_arguments)]

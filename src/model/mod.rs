@@ -34,7 +34,7 @@ pub trait ScoreModel<B: Backend>: Sync {
     }
     /// True when [`ScoreModel::eval`] only enqueues device work, without synchronising or reading
     /// results on the host, so that a backend may record it once and replay it
-    /// ([`Backend::iteration`](crate::backend::Backend::iteration)). The default, false, is the
+    /// ([`Backend::iteration`]). The default, false, is the
     /// safe answer for a model that calls back into the application.
     fn recordable(&self) -> bool {
         false
