@@ -26,6 +26,10 @@ use picardiff::backend::{Backend, Noise, PicardForm, Shape, WindowPlan};
 use picardiff::model::MlpModel;
 use picardiff::prelude::*;
 
+#[path = "cuda_common/mod.rs"]
+mod cuda_common;
+use cuda_common::sync_timed;
+
 /// Iterations per window before it is restarted.
 const CHUNK: u64 = 24;
 /// Grid steps = window = model rows per iteration.
@@ -201,16 +205,6 @@ impl<'a> IterationBench<'a> {
         }
         total
     }
-}
-
-fn sync_timed(be: &CudaBackend, iters: u64, mut f: impl FnMut()) -> Duration {
-    be.synchronize().unwrap();
-    let t0 = Instant::now();
-    for _ in 0..iters {
-        f();
-    }
-    be.synchronize().unwrap();
-    t0.elapsed()
 }
 
 /// Median seconds per call of `f(iters)` over `reps` repetitions.

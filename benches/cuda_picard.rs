@@ -10,24 +10,16 @@
 //! Timing: `iter_custom`, enqueue `iters` launches, synchronise the stream, then read the clock.
 //! Without a CUDA device it prints a skip and returns.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use picardiff::backend::cuda::{set_sweep_path, CudaBackend, SweepPath};
 use picardiff::backend::{Backend, Noise, PicardForm, Shape, WindowPlan};
 use picardiff::prelude::*;
 
-/// Runs `f` `iters` times between two stream synchronisations and returns the elapsed time (GPU work
-/// included: the launches are asynchronous).
-fn sync_timed(be: &CudaBackend, iters: u64, mut f: impl FnMut()) -> Duration {
-    be.synchronize().unwrap();
-    let t0 = Instant::now();
-    for _ in 0..iters {
-        f();
-    }
-    be.synchronize().unwrap();
-    t0.elapsed()
-}
+#[path = "cuda_common/mod.rs"]
+mod cuda_common;
+use cuda_common::sync_timed;
 
 /// Window points of the sweep benchmark.
 const WINDOW: usize = 64;
