@@ -33,13 +33,23 @@ fn check_output(path: Option<&Path>, what: &str) -> CliResult<()> {
 }
 
 /// Everything a command needs, validated, with the device opened last.
-struct Setup {
-    problem: Problem,
-    sampler: Sampler,
-    device: Device,
+pub struct Setup {
+    /// The model, grid, rule and noise inputs.
+    pub problem: Problem,
+    /// The sampler with its effective settings.
+    pub sampler: Sampler,
+    /// The opened backend.
+    pub device: Device,
 }
 
-fn setup(args: &RunArgs) -> CliResult<Setup> {
+/// Validates the arguments of `sample` (`compare` when `compare` is true) and opens the device;
+/// runs nothing and writes nothing (the output files' directories are checked, not written).
+pub fn setup(args: &RunArgs, compare: bool) -> CliResult<Setup> {
+    if compare && args.sampler.as_deref() == Some("sequential") {
+        return Err(CliError::new(
+            "--sampler: compare runs the sequential sampler against picard or blocks; choose one of those",
+        ));
+    }
     let problem = config::problem(args)?;
     let sampler = config::sampler(args, &problem)?;
     check_output(args.out.as_deref(), "--out")?;
@@ -86,7 +96,7 @@ fn write_outputs(
 
 /// `picardiff sample`: one sampler, samples to `--out`, counters to `--stats`.
 pub fn sample(args: &RunArgs) -> CliResult<()> {
-    let s = setup(args)?;
+    let s = setup(args, false)?;
     let out = s
         .device
         .run(&s.problem, &s.sampler.kind, &s.sampler.label)?;
@@ -116,12 +126,7 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 
 /// `picardiff compare`: the sequential sampler and `--sampler` (default picard) on the same noise.
 pub fn compare(args: &RunArgs) -> CliResult<()> {
-    if args.sampler.as_deref() == Some("sequential") {
-        return Err(CliError::new(
-            "--sampler: compare runs the sequential sampler against picard or blocks; choose one of those",
-        ));
-    }
-    let s = setup(args)?;
+    let s = setup(args, true)?;
     let seq = s
         .device
         .run(&s.problem, &SamplerKind::Sequential, "sequential")?;

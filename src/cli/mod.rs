@@ -6,7 +6,9 @@
 //! `compare`; `demo` the self-contained demo; `npy` reads and writes float32 `.npy` files.
 
 mod bench;
-mod commands;
+// Public (within the binary) for the `cli_args` fuzz target, which includes this module by path
+// and validates parsed command lines with `commands::setup`.
+pub mod commands;
 mod config;
 mod demo;
 mod device;
@@ -32,12 +34,14 @@ use clap::{Args, Parser, Subcommand};
         Start with `picardiff demo`."
 )]
 pub struct Cli {
+    // (A plain comment: a doc comment here would reach clap's help text.)
     #[command(subcommand)]
-    command: Command,
+    pub command: Command,
 }
 
+// The subcommands (public for the `cli_args` fuzz target).
 #[derive(Subcommand, Debug)]
-enum Command {
+pub enum Command {
     /// Run one sampler and write its samples (.npy) and statistics (JSON).
     Sample(RunArgs),
     /// Run the sequential sampler and a parallel one on the same noise and compare them.
