@@ -303,9 +303,10 @@ criterion_group!(benches, nonfinite_check);
 
 fn main() {
     benches();
-    // Not under `cargo test --benches` (criterion's `--test`) or `--list`.
+    // Only under `cargo bench` (which passes `--bench`; `cargo test --benches` does not), not with
+    // `--list`.
     let args: Vec<String> = std::env::args().collect();
-    if !args.iter().any(|a| a == "--test" || a == "--list") {
+    if args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--list") {
         sequential_step_interleaved();
     }
     Criterion::default().configure_from_args().final_summary();
