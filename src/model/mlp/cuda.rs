@@ -34,7 +34,7 @@ use std::sync::Arc;
 
 use cudarc::driver::CudaSlice;
 
-use super::cuda_weights::{DevLinear, DevWeights};
+use super::cuda_weights::{DevLinear, DevTimeTable, DevWeights};
 use super::{Activation, MlpModel, WeightDtype};
 use crate::backend::cuda::mlp::GemmIn;
 use crate::backend::cuda::{CudaBackend, DeviceResultExt};
@@ -58,10 +58,8 @@ pub struct MlpCudaWorkspace {
     b16: CudaSlice<u16>,
     n16: CudaSlice<u16>,
     x16: CudaSlice<u16>,
-    /// `[n_times][H]` τ(t), and the sorted times.
-    table: CudaSlice<f32>,
-    table_times: CudaSlice<f32>,
-    n_times: usize,
+    /// τ(t) for the run's times (shared with the model's other workspaces on this backend).
+    time_table: Option<Arc<DevTimeTable>>,
     /// 1 once a row's time was not in the table.
     status: CudaSlice<i32>,
     /// `MlpModel::id` of the weights and of the table (0: no table yet).
@@ -83,7 +81,7 @@ impl MlpCudaWorkspace {
 
     /// Number of tabulated times.
     pub fn table_len(&self) -> usize {
-        self.n_times
+        self.time_table.as_ref().map_or(0, |t| t.n)
     }
 
     /// Whether any evaluation since the last `prepare_times` met a time missing from the table (its
@@ -119,6 +117,75 @@ fn half_of(dtype: WeightDtype, h: &mut CudaSlice<u16>) -> Option<&mut CudaSlice<
 }
 
 impl MlpModel {
+    /// τ(t) for the sorted distinct `ts`: the embedding on the host, the time MLP as two batched
+    /// f32 GEMMs on the device, one row per time.
+    fn make_time_table(
+        &self,
+        be: &CudaBackend,
+        dev: &DevWeights,
+        ts: &[f32],
+    ) -> Result<DevTimeTable> {
+        let (c, w) = (&self.config, &self.weights);
+        let (h, e) = (c.hidden, c.time_embed_dim);
+        let n = ts.len();
+        let mut emb = vec![0f32; n * e];
+        for (row, &t) in emb.chunks_mut(e.max(1)).zip(ts) {
+            self.embed_time(t, row);
+        }
+        let f32_ = WeightDtype::F32;
+        let (fc1, fc2) = (&dev.time_fc1, &dev.time_fc2);
+        // The second layer's bias plus the constant conditioning projection.
+        let mut bias2 = w.time_fc2.bias.clone();
+        bias2
+            .iter_mut()
+            .zip(&self.cond_h)
+            .for_each(|(b, c)| *b += c);
+        let bias2 = be.upload(&bias2)?;
+        let emb = be.upload(&emb)?;
+        let mut hid = be.alloc(n * h)?;
+        let mut table = be.alloc(n * h)?;
+        if n > 0 {
+            be.mlp_gemm(
+                &fc1.w,
+                f32_,
+                (h, e),
+                GemmIn::F32(&emb),
+                0,
+                n,
+                0.0,
+                &mut hid,
+                0,
+            )?;
+            be.mlp_epilogue(
+                &mut hid,
+                0,
+                &fc1.bias,
+                n,
+                h,
+                Some(Activation::Silu),
+                None,
+                f32_,
+            )?;
+            be.mlp_gemm(
+                &fc2.w,
+                f32_,
+                (h, h),
+                GemmIn::F32(&hid),
+                0,
+                n,
+                0.0,
+                &mut table,
+                0,
+            )?;
+            be.mlp_epilogue(&mut table, 0, &bias2, n, h, None, None, f32_)?;
+        }
+        Ok(DevTimeTable {
+            table,
+            times: be.upload(ts)?,
+            n,
+        })
+    }
+
     fn cond_check(&self) -> Result<()> {
         if self.config.cond_dim > 0 && self.cond.is_none() {
             return Err(Error::config(
@@ -171,9 +238,7 @@ impl ScoreModel<CudaBackend> for MlpModel {
             b16: half(rh)?,
             n16: half(rh)?,
             x16: half(rd)?,
-            table: be.alloc(0)?,
-            table_times: be.alloc(0)?,
-            n_times: 0,
+            time_table: None,
             status: be
                 .stream()
                 .clone_htod(&[0i32])
@@ -193,67 +258,15 @@ impl ScoreModel<CudaBackend> for MlpModel {
         // The time path as two batched GEMMs on the device, one row per distinct time: on the host
         // (f64 matvecs, `time_table`) it cost ~1.3 s per run at H = 4096 and dominated the sampler's
         // wall time (measured on an H200, docs/perf/2026-11-26-h200-run2). f32 GEMMs here: within
-        // ~1e-6 relative of the host table.
+        // ~1e-6 relative of the host table. Cached per (backend, model state, times): a run on the
+        // same grid reuses it.
         self.cond_check()?;
-        let (c, w) = (&self.config, &self.weights);
-        let (h, e) = (c.hidden, c.time_embed_dim);
         let ts = Self::distinct_times(times);
-        let n = ts.len();
-        let mut emb = vec![0f32; n * e];
-        for (row, &t) in emb.chunks_mut(e.max(1)).zip(&ts) {
-            self.embed_time(t, row);
-        }
-        let f32_ = WeightDtype::F32;
         let dev = ws.weights.clone();
-        let (fc1, fc2) = (&dev.time_fc1, &dev.time_fc2);
-        // The second layer's bias plus the constant conditioning projection.
-        let mut bias2 = w.time_fc2.bias.clone();
-        bias2
-            .iter_mut()
-            .zip(&self.cond_h)
-            .for_each(|(b, c)| *b += c);
-        let bias2 = be.upload(&bias2)?;
-        let emb = be.upload(&emb)?;
-        let mut hid = be.alloc(n * h)?;
-        let mut table = be.alloc(n * h)?;
-        if n > 0 {
-            be.mlp_gemm(
-                &fc1.w,
-                f32_,
-                (h, e),
-                GemmIn::F32(&emb),
-                0,
-                n,
-                0.0,
-                &mut hid,
-                0,
-            )?;
-            be.mlp_epilogue(
-                &mut hid,
-                0,
-                &fc1.bias,
-                n,
-                h,
-                Some(Activation::Silu),
-                None,
-                f32_,
-            )?;
-            be.mlp_gemm(
-                &fc2.w,
-                f32_,
-                (h, h),
-                GemmIn::F32(&hid),
-                0,
-                n,
-                0.0,
-                &mut table,
-                0,
-            )?;
-            be.mlp_epilogue(&mut table, 0, &bias2, n, h, None, None, f32_)?;
-        }
-        ws.table = table;
-        ws.table_times = be.upload(&ts)?;
-        ws.n_times = n;
+        ws.time_table = Some(
+            self.device_cache
+                .time_table(be, self.id, &ts, || self.make_time_table(be, &dev, &ts))?,
+        );
         be.stream()
             .memcpy_htod(&[0i32], &mut ws.status)
             .during("mlp prepare_times (status)")?;
@@ -303,6 +316,10 @@ impl ScoreModel<CudaBackend> for MlpModel {
         }
         let dt = ws.dtype;
         let wts = ws.weights.clone();
+        let tt = ws
+            .time_table
+            .clone()
+            .ok_or_else(|| Error::shape(OP, "no time table: call prepare_times first"))?;
         let dims = |l: &DevLinear| (l.out_dim, l.in_dim);
 
         // Input layer and time path.
@@ -327,9 +344,9 @@ impl ScoreModel<CudaBackend> for MlpModel {
         be.mlp_time_add(
             &mut ws.h,
             &wts.input.bias,
-            &ws.table,
-            &ws.table_times,
-            ws.n_times,
+            &tt.table,
+            &tt.times,
+            tt.n,
             times,
             row0,
             rows,

@@ -46,11 +46,58 @@ pub(super) struct DevWeights {
     pub(super) time_fc2: DevLinear,
 }
 
-/// A model's device weights per (backend stream, dtype). The uploaded buffers keep their stream
-/// (and so the key's address) alive, so a key is never reused by another backend; the memory is
-/// freed with the model. A clone of the model starts with an empty cache.
+/// τ(t) for a sorted set of distinct times: `[n][H]` f32 and the times, on the device.
+#[derive(Debug)]
+pub(super) struct DevTimeTable {
+    pub(super) table: CudaSlice<f32>,
+    pub(super) times: CudaSlice<f32>,
+    pub(super) n: usize,
+}
+
+/// A time table's key: backend stream, `MlpModel::id` (weights and conditioning), the times' bits.
+type TableKey = (usize, u64, Vec<u32>);
+
+/// Time tables kept per model: the last few grids (a run re-tabulating the same grid costs the host
+/// ~100k f64 sin/cos/exp for 1000 times at E = 64, plus uploads and two GEMMs).
+const MAX_TABLES: usize = 4;
+
+/// A model's device weights per (backend stream, dtype), and its last [`MAX_TABLES`] time tables.
+/// The uploaded buffers keep their stream (and so the key's address) alive, so a key is never
+/// reused by another backend; the memory is freed with the model. A clone of the model starts with
+/// an empty cache.
 #[derive(Debug, Default)]
-pub(crate) struct DeviceWeightCache(Mutex<Vec<(usize, WeightDtype, Arc<DevWeights>)>>);
+pub(crate) struct DeviceWeightCache {
+    weights: Mutex<Vec<(usize, WeightDtype, Arc<DevWeights>)>>,
+    tables: Mutex<Vec<(TableKey, Arc<DevTimeTable>)>>,
+}
+
+impl DeviceWeightCache {
+    /// The cached table for `times` (sorted distinct, as f32) of model state `id` on `be`, or a new
+    /// one from `make`, cached (the oldest of [`MAX_TABLES`] dropped).
+    pub(super) fn time_table(
+        &self,
+        be: &CudaBackend,
+        id: u64,
+        times: &[f32],
+        make: impl FnOnce() -> Result<DevTimeTable>,
+    ) -> Result<Arc<DevTimeTable>> {
+        let key: TableKey = (
+            Arc::as_ptr(be.stream()) as usize,
+            id,
+            times.iter().map(|t| t.to_bits()).collect(),
+        );
+        let mut tables = self.tables.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, t)) = tables.iter().find(|(k, _)| *k == key) {
+            return Ok(t.clone());
+        }
+        let table = Arc::new(make()?);
+        if tables.len() >= MAX_TABLES {
+            tables.remove(0);
+        }
+        tables.push((key, table.clone()));
+        Ok(table)
+    }
+}
 
 impl Clone for DeviceWeightCache {
     fn clone(&self) -> Self {
@@ -68,7 +115,7 @@ impl MlpModel {
         let key = Arc::as_ptr(be.stream()) as usize;
         let mut cache = self
             .device_cache
-            .0
+            .weights
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         if let Some((_, _, w)) = cache.iter().find(|(k, d, _)| *k == key && *d == dtype) {
