@@ -6,7 +6,10 @@
 
 use rayon::prelude::*;
 
-use super::{Backend, LangevinSweep, Noise, PicardForm, Shape, SlotRange, WindowPlan, WindowState};
+use super::{
+    ring_ranges, Backend, LangevinSweep, Noise, PicardForm, Shape, SlotRange, WindowPlan,
+    WindowState,
+};
 use crate::error::{Error, Result};
 use crate::rng;
 use crate::schedule::StepTable;
@@ -358,21 +361,7 @@ impl Backend for CpuBackend {
         if w.done(plan) {
             return Ok([None, None]);
         }
-        let (r, start, len) = (plan.ring(), w.start % plan.ring(), w.end - w.start);
-        Ok(if start + len <= r {
-            [Some(SlotRange { start, len }), None]
-        } else {
-            [
-                Some(SlotRange {
-                    start,
-                    len: r - start,
-                }),
-                Some(SlotRange {
-                    start: 0,
-                    len: start + len - r,
-                }),
-            ]
-        })
+        Ok(ring_ranges(plan.ring(), w.start, w.end - w.start))
     }
 
     fn picard_sweep(
