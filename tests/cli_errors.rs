@@ -73,6 +73,11 @@ fn bad_inputs_give_one_error_line() {
         ),
         (
             base("ddpm-linear", "ddpm"),
+            vec!["--steps", "10", "--dtype", "bogus"],
+            "--dtype: unknown dtype",
+        ),
+        (
+            base("ddpm-linear", "ddpm"),
             vec!["--steps", "10", "--spacing", "nope"],
             "unknown spacing",
         ),

@@ -286,6 +286,7 @@ const OPTION_FIELDS: &[&str] = &[
     "corrector-gamma",
     "corrector-time",
     "corrector-steps",
+    "dtype",
 ];
 
 impl From<picardiff::Error> for CliError {
