@@ -398,3 +398,44 @@ fn check_memory<B: Backend>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::CheckSchedule;
+
+    /// The next check is at most `max` iterations away and at least one; with steady progress it
+    /// lands on the iteration that reaches the end, so no iteration is enqueued after convergence.
+    #[test]
+    fn checks_land_on_the_predicted_end() {
+        let (steps, max) = (1000, 8);
+        let mut c = CheckSchedule::new(max);
+        assert_eq!(c.next, 8);
+        // 27 points per iteration: after 8 iterations the window starts at 216.
+        c.update(8, 216, steps, max);
+        assert_eq!(c.next, 16, "far from the end: the full interval");
+        c.update(32, 864, steps, max);
+        // 136 points left at 27 per iteration: 5.04 -> 6 more iterations.
+        assert_eq!(c.next, 38);
+        c.update(38, 990, steps, max);
+        assert_eq!(c.next, 39, "at least one iteration");
+        // No progress since the last check: wait the full interval.
+        c.update(40, 990, steps, max);
+        assert_eq!(c.next, 48);
+        // A simulated run at a steady rate checks exactly at the last iteration.
+        let mut c = CheckSchedule::new(max);
+        let (rate, mut launched, mut start) = (23usize, 0usize, 0usize);
+        let mut checks = 0;
+        while start < steps {
+            launched += 1;
+            start = (start + rate).min(steps);
+            if launched >= c.next {
+                checks += 1;
+                c.update(launched, start, steps, max);
+            }
+            assert!(c.next > launched && c.next <= launched + max);
+        }
+        assert_eq!(launched, steps.div_ceil(rate));
+        assert_eq!(c.last.0, launched, "the last check saw the end");
+        assert!(checks <= launched.div_ceil(max) + 1, "{checks} checks");
+    }
+}
