@@ -183,6 +183,14 @@ fn time_table_equals_on_the_fly() {
             on_the_fly,
             "{name}: full table"
         );
+        // A second run's workspace takes the model's cached table: the same bits.
+        let mut again = m.workspace(&CpuBackend, rows).unwrap();
+        m.prepare_times(&CpuBackend, &mut again, &all).unwrap();
+        assert_eq!(
+            eval_rows(&m, &mut again, &r.x, &r.t),
+            on_the_fly,
+            "{name}: cached table"
+        );
 
         // Half the times tabulated: the rest fall back, with the same bits.
         let half: Vec<f64> = all.iter().step_by(2).copied().collect();
@@ -203,6 +211,14 @@ fn time_table_equals_on_the_fly() {
             let mut fresh = m.workspace(&CpuBackend, rows).unwrap();
             assert_eq!(stale, eval_rows(&m, &mut fresh, &r.x, &r.t));
             assert_ne!(stale, on_the_fly);
+            // The cache is keyed by the conditioning too: no table of the old vector comes back.
+            let mut cached = m.workspace(&CpuBackend, rows).unwrap();
+            m.prepare_times(&CpuBackend, &mut cached, &all).unwrap();
+            assert_eq!(
+                eval_rows(&m, &mut cached, &r.x, &r.t),
+                stale,
+                "{name}: table after set_cond"
+            );
         }
     }
 }

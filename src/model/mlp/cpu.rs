@@ -8,6 +8,8 @@
 //! f32) and `eval` looks each row's time up by exact f32 equality; a time missing from the table is
 //! computed on the fly by the same function, so both paths give identical bits.
 
+use std::sync::{Arc, Mutex};
+
 use rayon::prelude::*;
 
 use super::{Activation, Linear, MlpModel, Norm};
@@ -27,23 +29,50 @@ pub struct MlpWorkspace {
     chunk_len: usize,
     /// Rows the workspace was sized for.
     max_rows: usize,
-    /// Sorted distinct model times of the table.
+    /// The time table of the last `prepare_times` (shared with the model's cache).
+    time_table: Option<Arc<HostTimeTable>>,
+    /// The model state (`MlpModel::id`) the table was computed for.
+    table_id: u64,
+}
+
+/// `τ(t)` on the host for a sorted set of distinct times.
+#[derive(Debug)]
+pub(super) struct HostTimeTable {
+    /// Sorted distinct model times (f32).
     times: Vec<f32>,
     /// `τ(t)` per entry of `times`, `[times][H]`.
     table: Vec<f32>,
-    /// The model state (`MlpModel::id`) the table was computed for.
-    table_id: u64,
+}
+
+/// Host time tables kept per model (the last few grids): tabulating 1000 times costs ~0.3 s at
+/// H = 1024 on a 2-core machine, about as much as the 1000 sequential steps that follow.
+const MAX_HOST_TABLES: usize = 4;
+
+/// A model's last [`MAX_HOST_TABLES`] host time tables, keyed by model state (`MlpModel::id`) and
+/// the times' bits. A clone of the model starts with an empty cache.
+#[derive(Debug, Default)]
+pub(super) struct HostTableCache(Mutex<Vec<(HostTableKey, Arc<HostTimeTable>)>>);
+
+/// A host table's key: `MlpModel::id` (weights and conditioning) and the times' bits.
+type HostTableKey = (u64, Vec<u32>);
+
+impl Clone for HostTableCache {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
 }
 
 impl MlpWorkspace {
     /// Number of tabulated times.
     pub fn table_len(&self) -> usize {
-        self.times.len()
+        self.time_table.as_ref().map_or(0, |t| t.times.len())
     }
 
     /// True when `t` has a table entry (exact f32 match).
     pub fn is_tabulated(&self, t: f32) -> bool {
-        self.times.binary_search_by(|p| p.total_cmp(&t)).is_ok()
+        self.time_table
+            .as_ref()
+            .is_some_and(|tt| tt.times.binary_search_by(|p| p.total_cmp(&t)).is_ok())
     }
 
     /// Rows the workspace can evaluate at once.
@@ -353,15 +382,20 @@ impl MlpModel {
             return Err(cond_missing(self.config.cond_dim));
         }
         let h = self.config.hidden;
-        let table = (ws.table_id == self.id && !ws.times.is_empty())
-            .then_some((ws.times.as_slice(), ws.table.as_slice()));
+        let tt = ws.time_table.clone().filter(|_| ws.table_id == self.id);
+        let table = tt
+            .as_deref()
+            .filter(|t| !t.times.is_empty())
+            .map(|t| (t.times.as_slice(), t.table.as_slice()));
         let cl = ws.chunk_len;
         out.par_chunks_mut(ROWS * d)
             .zip(x.par_chunks(ROWS * d))
             .zip(times.par_chunks(ROWS))
             .zip(ws.scratch.par_chunks_mut(cl))
             .for_each(|(((o, xc), tc), s)| self.eval_chunk(xc, tc, o, s, table));
-        debug_assert!(ws.table.len() == ws.times.len() * h);
+        if let Some(t) = &tt {
+            debug_assert!(t.table.len() == t.times.len() * h);
+        }
         Ok(())
     }
 }
@@ -401,10 +435,37 @@ impl ScoreModel<CpuBackend> for MlpModel {
         })
     }
 
+    /// Tabulates τ(t) for `times`, or takes the table of an earlier run with the same model state
+    /// and times from the model's cache.
     fn prepare_times(&self, _: &CpuBackend, ws: &mut MlpWorkspace, times: &[f64]) -> Result<()> {
-        let (ts, table) = self.time_table(times)?;
-        ws.times = ts;
-        ws.table = table;
+        let key = (
+            self.id,
+            Self::distinct_times(times)
+                .iter()
+                .map(|t| t.to_bits())
+                .collect::<Vec<u32>>(),
+        );
+        // The lock is not held while tabulating (rayon inside; a sampler may itself run in a rayon
+        // task that would then wait on a lock its own thread holds).
+        let lock = || self.host_tables.0.lock().unwrap_or_else(|p| p.into_inner());
+        let found = lock()
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, t)| t.clone());
+        let tt = match found {
+            Some(t) => t,
+            None => {
+                let (times, table) = self.time_table(times)?;
+                let t = Arc::new(HostTimeTable { times, table });
+                let mut cache = lock();
+                if cache.len() >= MAX_HOST_TABLES {
+                    cache.remove(0);
+                }
+                cache.push((key, t.clone()));
+                t
+            }
+        };
+        ws.time_table = Some(tt);
         ws.table_id = self.id;
         Ok(())
     }

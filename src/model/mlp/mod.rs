@@ -332,6 +332,8 @@ pub struct MlpModel {
     cond_h: Vec<f32>,
     compute_dtype: WeightDtype,
     id: u64,
+    /// Host time tables of earlier runs (CPU backend).
+    host_tables: cpu::HostTableCache,
     /// Device copies of the weights, per CUDA backend and dtype (uploaded once, freed with the model).
     #[cfg(feature = "cuda")]
     device_cache: cuda_weights::DeviceWeightCache,
@@ -366,6 +368,7 @@ impl MlpModel {
             cond_h: Vec::new(),
             compute_dtype: WeightDtype::F32,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            host_tables: Default::default(),
             #[cfg(feature = "cuda")]
             device_cache: Default::default(),
         })
