@@ -77,6 +77,7 @@ pub struct SlotRange {
 /// The ring slots of `len` consecutive grid points from point `start` in a ring of `ring` slots: one
 /// range, or two when the points wrap around the ring's end. `len` must be at most `ring`.
 pub fn ring_ranges(ring: usize, start: usize, len: usize) -> [Option<SlotRange>; 2] {
+    debug_assert!(len <= ring, "{len} points do not fit a ring of {ring}");
     let first = start % ring;
     if len == 0 {
         [None, None]
@@ -93,6 +94,48 @@ pub fn ring_ranges(ring: usize, start: usize, len: usize) -> [Option<SlotRange>;
                 len: first + len - ring,
             }),
         ]
+    }
+}
+
+/// A lock that serialises sampler runs on one backend, re-entrant on the thread that holds it (a
+/// model callback may start another run on the same backend from inside a run).
+#[derive(Debug, Default)]
+pub struct RunLock {
+    owner: std::sync::Mutex<Option<(std::thread::ThreadId, usize)>>,
+    free: std::sync::Condvar,
+}
+
+/// Held for one sampler run ([`Backend::run_guard`]); releases the [`RunLock`] when dropped.
+#[derive(Debug)]
+pub struct RunGuard<'a>(&'a RunLock);
+
+impl RunLock {
+    /// Waits until no other thread holds the lock, then holds it (again, on this thread).
+    pub fn lock(&self) -> RunGuard<'_> {
+        let me = std::thread::current().id();
+        let mut owner = self.owner.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            match *owner {
+                None => *owner = Some((me, 1)),
+                Some((t, n)) if t == me => *owner = Some((t, n + 1)),
+                Some(_) => {
+                    owner = self.free.wait(owner).unwrap_or_else(|p| p.into_inner());
+                    continue;
+                }
+            }
+            return RunGuard(self);
+        }
+    }
+}
+
+impl Drop for RunGuard<'_> {
+    fn drop(&mut self) {
+        let mut owner = self.0.owner.lock().unwrap_or_else(|p| p.into_inner());
+        *owner = match *owner {
+            Some((t, n)) if n > 1 => Some((t, n - 1)),
+            _ => None,
+        };
+        self.0.free.notify_one();
     }
 }
 
@@ -257,13 +300,26 @@ pub trait Backend {
         err: &Self::Buf,
     ) -> Result<()>;
 
+    /// Held by the sampler for a whole run. A backend that records work from its one stream (CUDA
+    /// graphs) returns a guard of a [`RunLock`]: a capture would otherwise also record whatever
+    /// another thread enqueues on the same stream meanwhile. `None` (the default) where runs may
+    /// overlap freely.
+    fn run_guard(&self) -> Option<RunGuard<'_>> {
+        None
+    }
+
     /// Runs one Picard iteration: `body` enqueues the model calls on `slots` (from
     /// [`Backend::model_slots`]), the sweep and the advance. A backend that can record work (CUDA
-    /// graphs) records `body` the first time it sees these `slots` and afterwards launches the
-    /// recording instead of calling `body`, so `body` must enqueue the same work every time for the
-    /// same slots and do nothing on the host that a replay would miss. With `recordable` false (a
-    /// model that calls back into the application, which may synchronise) `body` always runs.
-    fn iteration(
+    /// graphs) records `body` the first time it sees these `slots` for this `window` and afterwards
+    /// launches the recording instead of calling `body`. With `recordable` false (a model that
+    /// calls back into the application, which may synchronise) `body` always runs.
+    ///
+    /// # Safety
+    /// A replay reuses the device addresses `body` used when it was recorded. For one `window`,
+    /// every call with the same `slots` must pass a `body` that enqueues the same work on the same
+    /// live buffers (the sampler's loop: buffers made once per run, the window dropped before
+    /// them), and `body` must do nothing on the host that a replay would have to repeat.
+    unsafe fn iteration(
         &self,
         window: &mut Self::Window,
         slots: &[Option<SlotRange>; 2],
@@ -292,5 +348,39 @@ pub trait Backend {
                 self.name()
             ),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RunLock;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// The lock is re-entrant on its thread and excludes other threads while held.
+    #[test]
+    fn run_lock_is_reentrant_and_exclusive() {
+        let lock = RunLock::default();
+        let inside = AtomicUsize::new(0);
+        let most = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..200 {
+                        let _outer = lock.lock();
+                        let _inner = lock.lock(); // re-entrant: no deadlock
+                        let n = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(n, Ordering::SeqCst);
+                        std::hint::spin_loop();
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+        assert_eq!(
+            most.load(Ordering::SeqCst),
+            1,
+            "two threads held the lock at once"
+        );
+        drop(lock.lock()); // released by every thread: free again
     }
 }

@@ -163,6 +163,7 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
     kind: &SamplerKind,
     inputs: &RunInputs<'_>,
 ) -> Result<RunOutput> {
+    let _exclusive = backend.run_guard();
     let table = StepTable::new(grid, rule, model.output())?;
     let shape = Shape {
         batch: inputs.batch,
@@ -286,21 +287,28 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
             let (mut block, mut extra_rounds, mut extra_nfe) = (0, 0, 0);
             loop {
                 let slots = backend.model_slots(&window, plan)?;
-                let ran = backend.iteration(&mut window, &slots, recordable, &mut |w| {
-                    for range in slots.iter().flatten() {
-                        model.eval(
-                            backend,
-                            &mut ws,
-                            &x,
-                            &times,
-                            range.start * shape.batch,
-                            range.len * shape.batch,
-                            &mut out,
-                        )?;
-                    }
-                    backend.picard_sweep(plan, &tables, w, shape, &mut x, &out, noise, &mut err)?;
-                    backend.picard_advance(plan, &tables, w, shape, &mut x, &mut times, &err)
-                })?;
+                // SAFETY: one window per run, and this closure is the only body passed for it: it
+                // enqueues the same work on the same buffers (x, out, times, err, ws and the tables,
+                // all made before the loop and dropped after the window) for the same slots, and
+                // keeps no host-side state between calls.
+                let ran = unsafe {
+                    backend.iteration(&mut window, &slots, recordable, &mut |w| {
+                        for range in slots.iter().flatten() {
+                            model.eval(
+                                backend,
+                                &mut ws,
+                                &x,
+                                &times,
+                                range.start * shape.batch,
+                                range.len * shape.batch,
+                                &mut out,
+                            )?;
+                        }
+                        backend
+                            .picard_sweep(plan, &tables, w, shape, &mut x, &out, noise, &mut err)?;
+                        backend.picard_advance(plan, &tables, w, shape, &mut x, &mut times, &err)
+                    })
+                }?;
                 match ran {
                     IterationRun::Eager => {}
                     IterationRun::Recorded => stats.recorded += 1,

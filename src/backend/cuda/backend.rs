@@ -2,13 +2,15 @@
 
 use std::cell::Cell;
 
-use cudarc::driver::{sys, CudaGraph, CudaSlice, DeviceRepr};
+use std::sync::Arc;
+
+use cudarc::driver::{sys, CudaGraph, CudaSlice, CudaStream, DeviceRepr, DriverError};
 
 use super::launch::c_int;
 use super::{ffi, CudaBackend, DeviceResultExt};
 use crate::backend::{
-    covering_slots, Backend, IterationRun, Noise, Shape, SlotRange, WindowMode, WindowPlan,
-    WindowState,
+    covering_slots, Backend, IterationRun, Noise, RunGuard, Shape, SlotRange, WindowMode,
+    WindowPlan, WindowState,
 };
 use crate::error::{Error, Result};
 use crate::schedule::StepTable;
@@ -70,6 +72,66 @@ fn range_check(op: &str, len: usize, off: usize, n: usize) -> Result<()> {
                 off.saturating_add(n)
             ),
         )),
+    }
+}
+
+/// Ends an open stream capture when dropped before [`Capture::finish`] (a body that panics must not
+/// leave the stream capturing), discarding what was recorded.
+struct Capture<'a> {
+    stream: &'a Arc<CudaStream>,
+    open: bool,
+}
+
+impl Capture<'_> {
+    /// Ends the capture and instantiates the graph.
+    fn finish(mut self) -> std::result::Result<Option<CudaGraph>, DriverError> {
+        self.open = false;
+        let flags = sys::CUgraphInstantiate_flags::CUDA_GRAPH_INSTANTIATE_FLAG_AUTO_FREE_ON_LAUNCH;
+        self.stream.end_capture(flags)
+    }
+}
+
+impl Drop for Capture<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            // SAFETY: the stream is live and capturing (begun by CudaBackend::capture); the partial
+            // graph it returns is destroyed at once and never instantiated.
+            unsafe {
+                if let Ok(g) = cudarc::driver::result::stream::end_capture(self.stream.cu_stream())
+                {
+                    if !g.is_null() {
+                        let _ = cudarc::driver::result::graph::destroy(g);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl CudaBackend {
+    /// Records `body` on the stream into an instantiated graph; `Err` says why there is none.
+    fn capture(
+        &self,
+        w: &mut CudaWindow,
+        body: &mut dyn FnMut(&mut CudaWindow) -> Result<()>,
+    ) -> std::result::Result<CudaGraph, String> {
+        self.bind("iteration (capture)")
+            .map_err(|e| e.to_string())?;
+        self.stream
+            .begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+            .map_err(|e| format!("begin capture: {e:?}"))?;
+        let capture = Capture {
+            stream: &self.stream,
+            open: true,
+        };
+        let recorded = body(w);
+        let graph = capture.finish();
+        recorded.map_err(|e| format!("during capture: {e}"))?;
+        match graph {
+            Ok(Some(graph)) => Ok(graph),
+            Ok(None) => Err("the capture produced no graph".into()),
+            Err(e) => Err(format!("end capture: {e:?}")),
+        }
     }
 }
 
@@ -316,12 +378,20 @@ impl Backend for CudaBackend {
         Ok(covering_slots(plan, w.known_start.get()))
     }
 
+    /// The backend's [`RunLock`](crate::backend::RunLock): a run holds it throughout, so that no other thread's work lands
+    /// in a graph this run is recording on the shared stream.
+    fn run_guard(&self) -> Option<RunGuard<'_>> {
+        Some(self.run_lock.lock())
+    }
+
     /// Records `body` into a CUDA graph (stream capture, thread-local mode) the first time it sees
     /// `slots` and launches the graph; later calls with the same slots launch it again. Recording
     /// is skipped (the body runs eagerly) when `recordable` is false or graphs are off
-    /// ([`CudaBackend::set_graphs`]); a capture the driver or cuBLAS refuses turns graphs off for
-    /// this backend and runs the body eagerly, so a run never fails for want of a graph.
-    fn iteration(
+    /// ([`CudaBackend::set_graphs`]). When a capture fails, the body runs eagerly: if it fails
+    /// again, that is the run's error (graphs stay on); if it succeeds, the driver or cuBLAS
+    /// refused the capture, and graphs are turned off for this backend with the reason kept
+    /// ([`CudaBackend::graph_refusal`]), so a run never fails for want of a graph.
+    unsafe fn iteration(
         &self,
         w: &mut CudaWindow,
         slots: &[Option<SlotRange>; 2],
@@ -340,27 +410,15 @@ impl Backend for CudaBackend {
             }
         }
         w.graph = None;
-        self.bind("iteration (capture)")?;
-        self.stream
-            .begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
-            .during("iteration (begin capture)")?;
-        let recorded = body(w);
-        let flags = sys::CUgraphInstantiate_flags::CUDA_GRAPH_INSTANTIATE_FLAG_AUTO_FREE_ON_LAUNCH;
-        let graph = self.stream.end_capture(flags);
-        match (recorded, graph) {
-            (Ok(()), Ok(Some(graph))) => {
+        match self.capture(w, body) {
+            Ok(graph) => {
                 graph.launch().during("iteration (graph launch)")?;
                 w.graph = Some((key, graph));
                 Ok(IterationRun::Recorded)
             }
-            (recorded, graph) => {
-                let why = match (recorded, graph) {
-                    (Err(e), _) => e.to_string(),
-                    (_, Err(e)) => format!("{e:?}"),
-                    _ => "the capture produced no graph".to_string(),
-                };
-                self.disable_graphs(&why);
+            Err(why) => {
                 body(w)?;
+                self.disable_graphs(&why);
                 Ok(IterationRun::Eager)
             }
         }
