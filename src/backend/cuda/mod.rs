@@ -27,18 +27,23 @@ pub(crate) mod mlp;
 
 use std::ffi::CStr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use cudarc::cublas::result::CublasError;
 use cudarc::cublas::CudaBlas;
 use cudarc::driver::sys::{CUmemPool_attribute, CUmemoryPool};
 use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DriverError};
 
+use crate::backend::RunLock;
 use crate::error::{Error, Result};
 
 pub use backend::{CudaTables, CudaWindow};
 pub use gmm::GmmWorkspace;
 pub use launch::{set_sweep_path, SweepPath};
+
+/// Freed memory the device's stream-ordered pool keeps for reuse (a run's ring buffers and MLP
+/// scratch, typically a few to a few tens of MiB).
+const POOL_KEEP: u64 = 64 << 20;
 
 /// The CUDA backend on one device. See the module docs.
 #[derive(Debug)]
@@ -55,6 +60,11 @@ pub struct CudaBackend {
     graphs: AtomicBool,
     /// Why recording was turned off after a refused capture, if it was.
     graph_refusal: Mutex<Option<String>>,
+    /// Serialises sampler runs ([`Backend::run_guard`](crate::backend::Backend::run_guard)).
+    run_lock: RunLock,
+    /// Lives exactly as long as the backend: caches that hold device memory for it (a model's
+    /// uploaded weights) keep a `Weak` and drop their entry once this is gone.
+    alive: Arc<()>,
 }
 
 impl CudaBackend {
@@ -93,9 +103,11 @@ impl CudaBackend {
             // SAFETY: the device handle comes from the live context.
             let pool = unsafe { cudarc::driver::result::device::get_mem_pool(ctx.cu_device()) }
                 .during("open (memory pool)")?;
-            // Keep freed blocks in the stream-ordered pool instead of returning them to the driver
-            // at every synchronisation, so that a run's buffers are not re-mapped by the next run.
-            let mut keep = u64::MAX;
+            // Keep up to POOL_KEEP bytes of freed blocks in the stream-ordered pool instead of
+            // returning them to the driver at every synchronisation, so that a run's buffers are
+            // not re-mapped by the next run. The pool is the device's (shared by the process), so
+            // the amount is bounded, and the backend trims it when dropped.
+            let mut keep = POOL_KEEP;
             // SAFETY: the pool is the device's current pool; RELEASE_THRESHOLD takes a u64.
             unsafe {
                 cudarc::driver::result::mem_pool::set_attribute(
@@ -117,7 +129,14 @@ impl CudaBackend {
             pool,
             graphs: AtomicBool::new(std::env::var("PICARDIFF_CUDA_GRAPHS").as_deref() != Ok("0")),
             graph_refusal: Mutex::new(None),
+            run_lock: RunLock::default(),
+            alive: Arc::new(()),
         })
+    }
+
+    /// A token that dies with this backend (see the `alive` field).
+    pub(crate) fn liveness(&self) -> Weak<()> {
+        Arc::downgrade(&self.alive)
     }
 
     /// Turns the recording of Picard iterations into CUDA graphs on or off (default: on, unless
@@ -241,6 +260,19 @@ impl CudaBackend {
                 op,
                 "buffer was not allocated by this CUDA backend (use its alloc/upload)",
             ))
+        }
+    }
+}
+
+impl Drop for CudaBackend {
+    /// Waits for the stream and hands the pool's unused memory back to the driver (best effort).
+    fn drop(&mut self) {
+        let _ = self.stream.synchronize();
+        if let Some(pool) = self.pool.map(|p| p as CUmemoryPool) {
+            if self.ctx.bind_to_thread().is_ok() {
+                // SAFETY: the pool is the device's current pool and outlives this call.
+                let _ = unsafe { cudarc::driver::result::mem_pool::trim_to(pool, 0) };
+            }
         }
     }
 }

@@ -458,10 +458,13 @@ impl ScoreModel<CpuBackend> for MlpModel {
                 let (times, table) = self.time_table(times)?;
                 let t = Arc::new(HostTimeTable { times, table });
                 let mut cache = lock();
-                if cache.len() >= MAX_HOST_TABLES {
-                    cache.remove(0);
+                // Another thread may have tabulated the same times meanwhile: keep one entry.
+                if !cache.iter().any(|(k, _)| *k == key) {
+                    if cache.len() >= MAX_HOST_TABLES {
+                        cache.remove(0);
+                    }
+                    cache.push((key, t.clone()));
                 }
-                cache.push((key, t.clone()));
                 t
             }
         };

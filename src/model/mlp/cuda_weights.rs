@@ -2,7 +2,7 @@
 //! every workspace made there: a run used to upload them in `workspace` and `prepare_times`, which
 //! cost more than the sampling itself for small runs (H = 4096: ~480 MB per run).
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use cudarc::driver::CudaSlice;
 
@@ -54,21 +54,26 @@ pub(super) struct DevTimeTable {
     pub(super) n: usize,
 }
 
-/// A time table's key: backend stream, `MlpModel::id` (weights and conditioning), the times' bits.
-type TableKey = (usize, u64, Vec<u32>);
+/// Cached weights: their backend's liveness token, the dtype, the weights.
+type WeightEntry = (Weak<()>, WeightDtype, Arc<DevWeights>);
+
+/// A cached time table: its backend's liveness token, `MlpModel::id` (weights and conditioning),
+/// the times' bits, the table.
+type TableEntry = (Weak<()>, u64, Vec<u32>, Arc<DevTimeTable>);
 
 /// Time tables kept per model: the last few grids (a run re-tabulating the same grid costs the host
 /// ~100k f64 sin/cos/exp for 1000 times at E = 64, plus uploads and two GEMMs).
 const MAX_TABLES: usize = 4;
 
-/// A model's device weights per (backend stream, dtype), and its last [`MAX_TABLES`] time tables.
-/// The uploaded buffers keep their stream (and so the key's address) alive, so a key is never
-/// reused by another backend; the memory is freed with the model. A clone of the model starts with
-/// an empty cache.
+/// A model's device weights per (backend, dtype), and its last [`MAX_TABLES`] time tables. Entries
+/// are keyed by the backend's liveness token ([`CudaBackend::liveness`]): a token's address is
+/// never reused while an entry holds it, and the entries of a dropped backend are removed (their
+/// device memory freed) at the model's next lookup; the rest is freed with the model. A clone of
+/// the model starts with an empty cache.
 #[derive(Debug, Default)]
 pub(crate) struct DeviceWeightCache {
-    weights: Mutex<Vec<(usize, WeightDtype, Arc<DevWeights>)>>,
-    tables: Mutex<Vec<(TableKey, Arc<DevTimeTable>)>>,
+    weights: Mutex<Vec<WeightEntry>>,
+    tables: Mutex<Vec<TableEntry>>,
 }
 
 impl DeviceWeightCache {
@@ -81,20 +86,21 @@ impl DeviceWeightCache {
         times: &[f32],
         make: impl FnOnce() -> Result<DevTimeTable>,
     ) -> Result<Arc<DevTimeTable>> {
-        let key: TableKey = (
-            Arc::as_ptr(be.stream()) as usize,
-            id,
-            times.iter().map(|t| t.to_bits()).collect(),
-        );
+        let token = be.liveness();
+        let bits: Vec<u32> = times.iter().map(|t| t.to_bits()).collect();
         let mut tables = self.tables.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, t)) = tables.iter().find(|(k, _)| *k == key) {
-            return Ok(t.clone());
+        tables.retain(|e| e.0.strong_count() > 0);
+        let hit = tables
+            .iter()
+            .find(|e| Weak::ptr_eq(&e.0, &token) && e.1 == id && e.2 == bits);
+        if let Some(e) = hit {
+            return Ok(e.3.clone());
         }
         let table = Arc::new(make()?);
         if tables.len() >= MAX_TABLES {
             tables.remove(0);
         }
-        tables.push((key, table.clone()));
+        tables.push((token, id, bits, table.clone()));
         Ok(table)
     }
 }
@@ -112,14 +118,18 @@ impl MlpModel {
         be: &CudaBackend,
         dtype: WeightDtype,
     ) -> Result<Arc<DevWeights>> {
-        let key = Arc::as_ptr(be.stream()) as usize;
+        let token = be.liveness();
         let mut cache = self
             .device_cache
             .weights
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if let Some((_, _, w)) = cache.iter().find(|(k, d, _)| *k == key && *d == dtype) {
-            return Ok(w.clone());
+        cache.retain(|e| e.0.strong_count() > 0);
+        if let Some(e) = cache
+            .iter()
+            .find(|e| Weak::ptr_eq(&e.0, &token) && e.1 == dtype)
+        {
+            return Ok(e.2.clone());
         }
         let w = &self.weights;
         let layers = w
@@ -145,7 +155,7 @@ impl MlpModel {
             time_fc1: up_linear(be, &w.time_fc1, WeightDtype::F32)?,
             time_fc2: up_linear(be, &w.time_fc2, WeightDtype::F32)?,
         });
-        cache.push((key, dtype, dev.clone()));
+        cache.push((token, dtype, dev.clone()));
         Ok(dev)
     }
 }
