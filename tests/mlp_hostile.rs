@@ -404,6 +404,22 @@ fn oversized_files_are_refused_before_reading() {
         }
         other => panic!("expected a file error, got {other:?}"),
     }
+    // A named pipe without a writer: refused before opening (opening it would block forever).
+    #[cfg(unix)]
+    {
+        let fifo = dir.path().join("pipe.safetensors");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if made.is_ok_and(|s| s.success()) {
+            match MlpModel::from_file(&fifo) {
+                Err(Error::Model { msg, .. }) => {
+                    assert!(msg.contains("not a regular file"), "{msg}")
+                }
+                other => panic!("expected a file error, got {other:?}"),
+            }
+        } else {
+            eprintln!("NOTE: mkfifo unavailable, named-pipe case not run");
+        }
+    }
     match MlpModel::from_file(&dir.path().join("absent.safetensors")) {
         Err(Error::Io { .. }) => {}
         other => panic!("expected an I/O error, got {other:?}"),

@@ -63,8 +63,13 @@ pub fn read_f32(path: &Path, what: &str) -> CliResult<Array> {
 }
 
 /// The bytes of a regular file. A device or pipe has no length and may never end (`/dev/zero`
-/// would fill memory), so anything else is refused before reading.
+/// would fill memory), and opening a named pipe blocks until a writer comes, so anything else is
+/// refused before opening (and checked again on the open file).
 fn read_regular(path: &Path) -> Result<Vec<u8>, String> {
+    let kind = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    if !kind.is_file() {
+        return Err("not a regular file".into());
+    }
     let file = File::open(path).map_err(|e| format!("cannot read: {e}"))?;
     let meta = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
     if !meta.is_file() {

@@ -37,15 +37,25 @@ fn io_err(path: &Path, e: impl std::fmt::Display) -> Error {
 /// Reads `path` whole after checking that it is a regular file of at most `max_bytes` (and reads no
 /// more than its length said, even if it grows meanwhile).
 pub(super) fn read_limited(path: &Path, max_bytes: u64) -> Result<Vec<u8>> {
-    let file = std::fs::File::open(path).map_err(|e| io_err(path, e))?;
-    let meta = file.metadata().map_err(|e| io_err(path, e))?;
-    if !meta.is_file() {
+    // Checked before opening (opening a named pipe blocks until a writer comes) and again on the
+    // open file (the path may have changed in between).
+    let before = std::fs::metadata(path).map_err(|e| io_err(path, e))?;
+    let file = if before.is_file() {
+        Some(std::fs::File::open(path).map_err(|e| io_err(path, e))?)
+    } else {
+        None
+    };
+    let meta = file
+        .as_ref()
+        .map(|f| f.metadata().map_err(|e| io_err(path, e)))
+        .transpose()?;
+    let (Some(file), Some(meta)) = (file, meta.filter(|m| m.is_file())) else {
         // A device or pipe has no length to check (/dev/zero would fill memory).
         return Err(Error::model(
             "file",
             format!("{} is not a regular file", path.display()),
         ));
-    }
+    };
     let len = meta.len();
     if len > max_bytes {
         return Err(Error::model(
