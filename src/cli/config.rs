@@ -15,6 +15,12 @@ use serde_json::{json, Map, Value};
 use super::npy::{self, Array};
 use super::{warn, CliError, CliResult, RunArgs};
 
+/// `--window` when not given (at most the steps). On 1000-step grids it takes as many rounds as a
+/// window over all steps with a quarter of the model rows: DDPM τ = 0.1 on the H = 1024 MLP, 37 and
+/// 37 (`docs/perf/2026-11-26-h200-run8/`); on the 64-D mixture (`picardiff compare --window`) DDPM
+/// τ = 0.1 37 and 37, DDIM τ = 1e-3 26 and 27.
+const DEFAULT_WINDOW: usize = 256;
+
 /// Default early-stopping time η of the continuous schedules.
 pub const DEFAULT_T_END: f64 = 1e-3;
 /// Default step scale κ of the paper grid.
@@ -432,7 +438,7 @@ pub fn sampler(a: &RunArgs, p: &Problem) -> CliResult<Sampler> {
                 (a.iters.is_some(), "--iters"),
                 (a.corrector, "--corrector"),
             ]);
-            let window = a.window.unwrap_or(steps).min(steps);
+            let window = a.window.unwrap_or(DEFAULT_WINDOW).min(steps);
             WindowPlan::sliding(steps, window, tol, form, a.max_iters)?;
             info.insert("tol".into(), json!(tol));
             info.insert("window".into(), json!(window));

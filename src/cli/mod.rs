@@ -137,7 +137,7 @@ pub struct RunArgs {
     /// Sampler: sequential, picard (sliding window) or blocks (PIADM) [default: picard].
     #[arg(long, value_name = "NAME", help_heading = "Sampler")]
     pub sampler: Option<String>,
-    /// Picard window length p [default: all steps].
+    /// Picard window length p [default: 256, at most the steps].
     #[arg(long, value_name = "P", help_heading = "Sampler")]
     pub window: Option<usize>,
     /// Tolerance τ of the convergence test (picard, blocks) [default: 0.1 for stochastic rules,
