@@ -49,7 +49,7 @@ pub struct CudaWindow {
     pub(super) ends: CudaSlice<i32>,
     pub(super) num_blocks: usize,
     known_start: Cell<usize>,
-    graph: Option<(Vec<SlotRange>, CudaGraph)>,
+    graph: Option<([Option<SlotRange>; 2], CudaGraph)>,
 }
 
 impl std::fmt::Debug for CudaWindow {
@@ -402,7 +402,7 @@ impl Backend for CudaBackend {
             body(w)?;
             return Ok(IterationRun::Eager);
         }
-        let key: Vec<SlotRange> = slots.iter().flatten().copied().collect();
+        let key = *slots; // a Copy array: the iteration allocates nothing
         if let Some((k, graph)) = &w.graph {
             if *k == key {
                 graph.launch().during("iteration (graph launch)")?;
