@@ -8,10 +8,11 @@
 //! f32) and `eval` looks each row's time up by exact f32 equality; a time missing from the table is
 //! computed on the fly by the same function, so both paths give identical bits.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use rayon::prelude::*;
 
+use super::cache::RecentCache;
 use super::{Activation, Linear, MlpModel, Norm};
 use crate::backend::cpu::CpuBackend;
 use crate::error::{Error, Result};
@@ -44,23 +45,10 @@ pub(super) struct HostTimeTable {
     table: Vec<f32>,
 }
 
-/// Host time tables kept per model (the last few grids): tabulating 1000 times costs ~0.3 s at
-/// H = 1024 on a 2-core machine, about as much as the 1000 sequential steps that follow.
-const MAX_HOST_TABLES: usize = 4;
-
-/// A model's last [`MAX_HOST_TABLES`] host time tables, keyed by model state (`MlpModel::id`) and
-/// the times' bits. A clone of the model starts with an empty cache.
-#[derive(Debug, Default)]
-pub(super) struct HostTableCache(Mutex<Vec<(HostTableKey, Arc<HostTimeTable>)>>);
-
-/// A host table's key: `MlpModel::id` (weights and conditioning) and the times' bits.
-type HostTableKey = (u64, Vec<u32>);
-
-impl Clone for HostTableCache {
-    fn clone(&self) -> Self {
-        Self::default()
-    }
-}
+/// A model's host time tables, keyed by model state (`MlpModel::id`) and the times' bits: the last
+/// four grids (tabulating 1000 times costs ~0.3 s at H = 1024 on a 2-core machine, about as much as
+/// the 1000 sequential steps that follow).
+pub(super) type HostTableCache = RecentCache<(u64, Vec<u32>), HostTimeTable, 4>;
 
 impl MlpWorkspace {
     /// Number of tabulated times.
@@ -445,29 +433,14 @@ impl ScoreModel<CpuBackend> for MlpModel {
                 .map(|t| t.to_bits())
                 .collect::<Vec<u32>>(),
         );
-        // The lock is not held while tabulating (rayon inside; a sampler may itself run in a rayon
-        // task that would then wait on a lock its own thread holds).
-        let lock = || self.host_tables.0.lock().unwrap_or_else(|p| p.into_inner());
-        let found = lock()
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, t)| t.clone());
-        let tt = match found {
-            Some(t) => t,
-            None => {
+        let tt = self.host_tables.get_or_make(
+            key,
+            |_| true,
+            || {
                 let (times, table) = self.time_table(times)?;
-                let t = Arc::new(HostTimeTable { times, table });
-                let mut cache = lock();
-                // Another thread may have tabulated the same times meanwhile: keep one entry.
-                if !cache.iter().any(|(k, _)| *k == key) {
-                    if cache.len() >= MAX_HOST_TABLES {
-                        cache.remove(0);
-                    }
-                    cache.push((key, t.clone()));
-                }
-                t
-            }
-        };
+                Ok(HostTimeTable { times, table })
+            },
+        )?;
         ws.time_table = Some(tt);
         ws.table_id = self.id;
         Ok(())

@@ -2,10 +2,11 @@
 //! every workspace made there: a run used to upload them in `workspace` and `prepare_times`, which
 //! cost more than the sampling itself for small runs (H = 4096: ~480 MB per run).
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 
 use cudarc::driver::CudaSlice;
 
+use super::cache::RecentCache;
 use super::{Linear, MlpModel, Norm, WeightDtype};
 use crate::backend::cuda::mlp::DevWeight;
 use crate::backend::cuda::{CudaBackend, DeviceResultExt};
@@ -54,31 +55,40 @@ pub(super) struct DevTimeTable {
     pub(super) n: usize,
 }
 
-/// Cached weights: their backend's liveness token, the dtype, the weights.
-type WeightEntry = (Weak<()>, WeightDtype, Arc<DevWeights>);
+/// A backend's liveness token ([`CudaBackend::liveness`]) as a cache key: equal when it is the same
+/// backend's; its address is never reused while a key holds it; dead once the backend is dropped.
+#[derive(Debug)]
+pub(super) struct BackendKey(Weak<()>);
 
-/// A cached time table: its backend's liveness token, `MlpModel::id` (weights and conditioning),
-/// the times' bits, the table.
-type TableEntry = (Weak<()>, u64, Vec<u32>, Arc<DevTimeTable>);
+impl PartialEq for BackendKey {
+    fn eq(&self, other: &Self) -> bool {
+        Weak::ptr_eq(&self.0, &other.0)
+    }
+}
 
-/// Time tables kept per model: the last few grids (a run re-tabulating the same grid costs the host
-/// ~100k f64 sin/cos/exp for 1000 times at E = 64, plus uploads and two GEMMs).
-const MAX_TABLES: usize = 4;
+impl BackendKey {
+    fn of(be: &CudaBackend) -> Self {
+        BackendKey(be.liveness())
+    }
 
-/// A model's device weights per (backend, dtype), and its last [`MAX_TABLES`] time tables. Entries
-/// are keyed by the backend's liveness token ([`CudaBackend::liveness`]): a token's address is
-/// never reused while an entry holds it, and the entries of a dropped backend are removed (their
-/// device memory freed) at the model's next lookup; the rest is freed with the model. A clone of
-/// the model starts with an empty cache.
-#[derive(Debug, Default)]
+    fn alive(&self) -> bool {
+        self.0.strong_count() > 0
+    }
+}
+
+/// A model's device weights per (backend, dtype) and its device time tables per (backend, model
+/// state, times' bits: the last four grids; re-tabulating costs the host ~100k f64 sin/cos/exp for
+/// 1000 times at E = 64, plus uploads and two GEMMs). The entries of a dropped backend are removed
+/// (their device memory freed) at the model's next lookup; the rest are freed with the model.
+#[derive(Debug, Default, Clone)]
 pub(crate) struct DeviceWeightCache {
-    weights: Mutex<Vec<WeightEntry>>,
-    tables: Mutex<Vec<TableEntry>>,
+    weights: RecentCache<(BackendKey, WeightDtype), DevWeights, 8>,
+    tables: RecentCache<(BackendKey, u64, Vec<u32>), DevTimeTable, 4>,
 }
 
 impl DeviceWeightCache {
     /// The cached table for `times` (sorted distinct, as f32) of model state `id` on `be`, or a new
-    /// one from `make`, cached (the oldest of [`MAX_TABLES`] dropped).
+    /// one from `make`.
     pub(super) fn time_table(
         &self,
         be: &CudaBackend,
@@ -86,28 +96,12 @@ impl DeviceWeightCache {
         times: &[f32],
         make: impl FnOnce() -> Result<DevTimeTable>,
     ) -> Result<Arc<DevTimeTable>> {
-        let token = be.liveness();
-        let bits: Vec<u32> = times.iter().map(|t| t.to_bits()).collect();
-        let mut tables = self.tables.lock().unwrap_or_else(|p| p.into_inner());
-        tables.retain(|e| e.0.strong_count() > 0);
-        let hit = tables
-            .iter()
-            .find(|e| Weak::ptr_eq(&e.0, &token) && e.1 == id && e.2 == bits);
-        if let Some(e) = hit {
-            return Ok(e.3.clone());
-        }
-        let table = Arc::new(make()?);
-        if tables.len() >= MAX_TABLES {
-            tables.remove(0);
-        }
-        tables.push((token, id, bits, table.clone()));
-        Ok(table)
-    }
-}
-
-impl Clone for DeviceWeightCache {
-    fn clone(&self) -> Self {
-        Self::default()
+        let key = (
+            BackendKey::of(be),
+            id,
+            times.iter().map(|t| t.to_bits()).collect(),
+        );
+        self.tables.get_or_make(key, |k| k.0.alive(), make)
     }
 }
 
@@ -118,19 +112,16 @@ impl MlpModel {
         be: &CudaBackend,
         dtype: WeightDtype,
     ) -> Result<Arc<DevWeights>> {
-        let token = be.liveness();
-        let mut cache = self
-            .device_cache
-            .weights
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        cache.retain(|e| e.0.strong_count() > 0);
-        if let Some(e) = cache
-            .iter()
-            .find(|e| Weak::ptr_eq(&e.0, &token) && e.1 == dtype)
-        {
-            return Ok(e.2.clone());
-        }
+        let key = (BackendKey::of(be), dtype);
+        self.device_cache.weights.get_or_make(
+            key,
+            |k| k.0.alive(),
+            || self.upload_weights(be, dtype),
+        )
+    }
+
+    /// Uploads every weight to `be`: the main path in `dtype`, the time MLP in f32.
+    fn upload_weights(&self, be: &CudaBackend, dtype: WeightDtype) -> Result<DevWeights> {
         let w = &self.weights;
         let layers = w
             .layers
@@ -147,16 +138,14 @@ impl MlpModel {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let dev = Arc::new(DevWeights {
+        Ok(DevWeights {
             input: up_linear(be, &w.input, dtype)?,
             layers,
             norm_out: w.norm_out.as_ref().map(|n| up_norm(be, n)).transpose()?,
             output: up_linear(be, &w.output, dtype)?,
             time_fc1: up_linear(be, &w.time_fc1, WeightDtype::F32)?,
             time_fc2: up_linear(be, &w.time_fc2, WeightDtype::F32)?,
-        });
-        cache.push((token, dtype, dev.clone()));
-        Ok(dev)
+        })
     }
 }
 

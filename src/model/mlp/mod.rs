@@ -85,6 +85,7 @@
 //! GEMM-input dtype on the GPU (accumulation in f32 always); on the CPU computation stays f32
 //! whatever `--dtype` says. [`MlpModel::time_table`] is the `τ(t)` table a device backend uploads.
 
+mod cache;
 mod cpu;
 #[cfg(feature = "cuda")]
 mod cuda;
