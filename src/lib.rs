@@ -26,6 +26,7 @@
 pub mod backend;
 pub mod error;
 pub mod ffi;
+pub mod files;
 pub mod metrics;
 pub mod model;
 pub mod rng;

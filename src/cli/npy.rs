@@ -2,10 +2,11 @@
 //! sample output (`--out`).
 
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use npyz::{DType, Order, TypeChar, WriterBuilder};
+use picardiff::files::{self, ReadError};
 
 use super::{CliError, CliResult};
 
@@ -62,28 +63,12 @@ pub fn read_f32(path: &Path, what: &str) -> CliResult<Array> {
     Ok(Array { shape, data })
 }
 
-/// The bytes of a regular file. A device or pipe has no length and may never end (`/dev/zero`
-/// would fill memory), and opening a named pipe blocks until a writer comes, so anything else is
-/// refused before opening (and checked again on the open file).
+/// The bytes of a regular file (no size limit: an array may be large; devices and pipes refused).
 fn read_regular(path: &Path) -> Result<Vec<u8>, String> {
-    let kind = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
-    if !kind.is_file() {
-        return Err("not a regular file".into());
-    }
-    let file = File::open(path).map_err(|e| format!("cannot read: {e}"))?;
-    let meta = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
-    if !meta.is_file() {
-        return Err("not a regular file".into());
-    }
-    let len = meta.len();
-    let mut bytes = Vec::new();
-    bytes
-        .try_reserve_exact(usize::try_from(len).unwrap_or(usize::MAX))
-        .map_err(|_| format!("cannot read: {len} bytes do not fit in memory"))?;
-    file.take(len)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read: {e}"))?;
-    Ok(bytes)
+    files::read_regular(path, u64::MAX).map_err(|e| match e {
+        ReadError::NotRegular => "not a regular file".to_string(),
+        e => format!("cannot read: {e}"),
+    })
 }
 
 /// Reorders a Fortran-order (column-major) array to C order.

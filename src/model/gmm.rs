@@ -13,6 +13,7 @@ use serde::Deserialize;
 use super::ScoreModel;
 use crate::backend::cpu::CpuBackend;
 use crate::error::{Error, Result};
+use crate::files::{self, ReadError};
 use crate::schedule::{ModelOutput, Schedule};
 
 /// A Gaussian mixture with isotropic components, as read from JSON
@@ -121,18 +122,14 @@ impl Mixture {
             path: path.display().to_string(),
             msg,
         };
-        let meta = std::fs::metadata(path).map_err(|e| io(e.to_string()))?;
-        if !meta.is_file() {
-            return Err(io("not a regular file".into()));
-        }
-        if meta.len() > Self::MAX_FILE_BYTES {
-            return Err(io(format!(
-                "{} bytes is larger than the {} byte limit for a mixture JSON",
-                meta.len(),
+        let bytes = files::read_regular(path, Self::MAX_FILE_BYTES).map_err(|e| match e {
+            ReadError::TooLarge(len) => io(format!(
+                "{len} bytes is larger than the {} byte limit for a mixture JSON",
                 Self::MAX_FILE_BYTES
-            )));
-        }
-        let text = std::fs::read_to_string(path).map_err(|e| io(e.to_string()))?;
+            )),
+            e => io(e.to_string()),
+        })?;
+        let text = String::from_utf8(bytes).map_err(|e| io(e.to_string()))?;
         Self::from_json(&text).map_err(|e| match e {
             Error::Model { field, msg } => Error::Model {
                 field,

@@ -15,6 +15,7 @@ use super::{
     MLP_FORMAT_VERSION, MLP_METADATA_KEY,
 };
 use crate::error::{Error, Result};
+use crate::files::{self, ReadError};
 use crate::model::Mixture;
 use crate::schedule::{ModelOutput, Schedule};
 
@@ -34,55 +35,31 @@ fn io_err(path: &Path, e: impl std::fmt::Display) -> Error {
     }
 }
 
+/// A refused or failed read of model file `path` as an [`Error`].
+fn file_err(path: &Path, max_bytes: u64, e: ReadError) -> Error {
+    let p = path.display();
+    match e {
+        // A device or pipe has no length to check (/dev/zero would fill memory).
+        ReadError::NotRegular => Error::model("file", format!("{p} is not a regular file")),
+        ReadError::TooLarge(len) => Error::model(
+            "file",
+            format!("{p} is {len} bytes, more than the {max_bytes}-byte limit for model files"),
+        ),
+        ReadError::Changed => Error::model("file", format!("{p} changed size while being read")),
+        ReadError::Io(e) => io_err(path, e),
+    }
+}
+
 /// Reads `path` whole after checking that it is a regular file of at most `max_bytes` (and reads no
 /// more than its length said, even if it grows meanwhile).
 pub(super) fn read_limited(path: &Path, max_bytes: u64) -> Result<Vec<u8>> {
-    // Checked before opening (opening a named pipe blocks until a writer comes) and again on the
-    // open file (the path may have changed in between).
-    let before = std::fs::metadata(path).map_err(|e| io_err(path, e))?;
-    let file = if before.is_file() {
-        Some(std::fs::File::open(path).map_err(|e| io_err(path, e))?)
-    } else {
-        None
-    };
-    let meta = file
-        .as_ref()
-        .map(|f| f.metadata().map_err(|e| io_err(path, e)))
-        .transpose()?;
-    let (Some(file), Some(meta)) = (file, meta.filter(|m| m.is_file())) else {
-        // A device or pipe has no length to check (/dev/zero would fill memory).
-        return Err(Error::model(
-            "file",
-            format!("{} is not a regular file", path.display()),
-        ));
-    };
-    let len = meta.len();
-    if len > max_bytes {
-        return Err(Error::model(
-            "file",
-            format!(
-                "{} is {len} bytes, more than the {max_bytes}-byte limit for model files",
-                path.display()
-            ),
-        ));
-    }
-    let mut bytes = Vec::with_capacity(len as usize);
-    file.take(len + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| io_err(path, e))?;
-    if bytes.len() as u64 != len {
-        return Err(Error::model(
-            "file",
-            format!("{} changed size while being read", path.display()),
-        ));
-    }
-    Ok(bytes)
+    files::read_regular(path, max_bytes).map_err(|e| file_err(path, max_bytes, e))
 }
 
 /// True when the file's first bytes look like safetensors (8-byte header length, then `{`).
 fn sniff_safetensors(path: &Path) -> Result<bool> {
     let mut head = [0u8; 9];
-    let mut file = std::fs::File::open(path).map_err(|e| io_err(path, e))?;
+    let mut file = files::open_regular(path).map_err(|e| file_err(path, MAX_FILE_BYTES, e))?;
     let mut n = 0;
     while n < head.len() {
         match file.read(&mut head[n..]).map_err(|e| io_err(path, e))? {
