@@ -5,8 +5,8 @@
 //! kernel is then measured beside it (`ddim_scan_serial_kernel`). `cuda_picard_small`: one sweep of
 //! the latency-bound small problem (1000-step DDPM, full window p = 1000, batch 1, D = 64) with each
 //! kernel, in time per sweep.
-//! Where the serial kernel runs (≥ 2^24 elements here) it is also measured compiled for at least 5
-//! and 6 resident blocks per SM (`*_minblocks5`, `*_minblocks6`: registers capped at 51 / 42).
+//! Where the serial kernel runs (≥ 2^24 elements here) it is also measured with its previous loop
+//! (`*_previous_loop`, `SweepPath::SerialPrevious`: the loop of GPU runs 2–8, same results).
 //! Timing: `iter_custom`, enqueue `iters` launches, synchronise the stream, then read the clock.
 //! Without a CUDA device it prints a skip and returns.
 
@@ -83,30 +83,20 @@ fn sweep(c: &mut Criterion, be: &CudaBackend) {
             ),
             (
                 StepRule::Ddim { eta: 0.0 },
-                "ddim_scan_minblocks5",
-                SweepPath::SerialMinBlocks(5),
+                "ddim_scan_previous_loop",
+                SweepPath::SerialPrevious,
             ),
             (
                 StepRule::Ddim { eta: 1.0 },
-                "ddpm_philox_scan_minblocks5",
-                SweepPath::SerialMinBlocks(5),
-            ),
-            (
-                StepRule::Ddim { eta: 0.0 },
-                "ddim_scan_minblocks6",
-                SweepPath::SerialMinBlocks(6),
-            ),
-            (
-                StepRule::Ddim { eta: 1.0 },
-                "ddpm_philox_scan_minblocks6",
-                SweepPath::SerialMinBlocks(6),
+                "ddpm_philox_scan_previous_loop",
+                SweepPath::SerialPrevious,
             ),
         ] {
             if path == SweepPath::Serial && !small {
                 continue; // auto already is the serial kernel
             }
-            if matches!(path, SweepPath::SerialMinBlocks(_)) && small {
-                continue; // occupancy matters where the serial kernel is bandwidth-bound
+            if path == SweepPath::SerialPrevious && small {
+                continue; // the baseline of the serial kernel, where auto picks it
             }
             set_sweep_path(path);
             let table = StepTable::new(&g, rule, ModelOutput::Epsilon).unwrap();

@@ -76,8 +76,11 @@ struct StepCoef {
     float a, b, c, p, q;
 };
 
+// Row j of the packed table (picardiff_kernels.h): two 16-byte loads, the same address in every thread.
 __device__ __forceinline__ StepCoef load_coef(const PicardTables& t, int j) {
-    return StepCoef{__ldg(t.a + j), __ldg(t.b + j), __ldg(t.c + j), __ldg(t.p + j), __ldg(t.q + j)};
+    const float4* row = reinterpret_cast<const float4*>(t.coef) + 2 * (long long)j;
+    const float4 u = __ldg(row), v = __ldg(row + 1);
+    return StepCoef{u.x, u.y, u.z, u.w, v.x};
 }
 
 // a*y + b*(p*x + q*o) + c*z with the CPU's roundings (cpu.rs `affine`).

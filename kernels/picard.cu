@@ -76,12 +76,100 @@ __device__ __forceinline__ void store4_cs(float* p, int n, const float v[4]) {
 // Reduction: per (m, sample) the squared differences are summed per thread (elements in order), per
 // warp (shuffle-down tree), and lane 0 stores one partial per (point, sample, warp): no block barrier,
 // so warps never wait for each other. Fixed order, no atomics.
-// Occupancy: MINB is the minimum of resident blocks per SM asked of the compiler (1: no register cap;
-// 5 or 6 cap registers at 51 / 42 to raise occupancy, for measurement). Loads issued 2 or 4 points
-// ahead instead of 1 were measured slower (more registers, lower occupancy; docs/perf, run 5).
+// Instruction budget (the Philox path is issue-bound on an H200, docs/perf run 6): per point a
+// thread does its Philox + Box-Muller, 4 element updates, one warp tree and, besides, only
+//  - two 16-byte loads of the packed coefficient row (the same address in every thread),
+//  - one ring-offset advance (64-bit add, compare, select); the addresses of O[m+1], X[m+2] and the
+//    store of X[m+1] are base + offset (the store reuses the address loaded one point earlier),
+//  - one pointer bump for the partial;
+// elements past dim (n < 4) run the same arithmetic on zeros (their noise zeroed), so there is no
+// per-element branch: 0 - 0 squared adds +0 to the sum and nothing is stored for them.
 // NOISE = false (a rule whose c_m are all 0) compiles the Philox path out: fewer registers.
-template <bool VEC, bool DRIFT, bool NOISE, int MINB>
-__global__ void __launch_bounds__(SWEEP_MAX_THREADS, MINB) picard_sweep_f32(PicardParams P, int bps, int units) {
+// Measured and not kept (docs/perf runs 5, 6): loads issued 2 or 4 points ahead (more registers,
+// lower occupancy) and register caps for 5 or 6 blocks per SM (the Philox path spills).
+template <bool VEC, bool DRIFT, bool NOISE>
+__global__ void __launch_bounds__(SWEEP_MAX_THREADS) picard_sweep_f32(PicardParams P, int bps, int units) {
+    const int s = P.win->start, e = P.win->end;
+    if (s >= P.steps || P.win->bad_point != 0) return; // uniform over the grid
+    const int b = blockIdx.x / bps, blk = blockIdx.x % bps;
+    const long long g = (long long)blk * blockDim.x + threadIdx.x;
+    const long long left = P.dim - 4 * g;
+    const int n = left <= 0 ? 0 : (left >= 4 ? 4 : (int)left);
+    const long long slot = (long long)P.batch * P.dim;
+    const long long ring_len = (long long)(P.window + 1) * slot;
+    const long long row = (long long)b * P.dim + 4 * g;
+    const int lane = threadIdx.x % WARP;
+    const int unit = blk * (blockDim.x / WARP) + threadIdx.x / WARP; // warp-uniform
+    const bool store_partial = lane == 0 && unit < units;
+    float* part = P.partial + (long long)b * units + unit;
+    const long long kstride = (long long)P.batch * units;
+    float* const xrow = P.x + row;
+    const float* const orow = P.out + row;
+    // Element offset of the slot after the one at offset `off`.
+    auto next_slot = [slot, ring_len](long long off) {
+        off += slot;
+        return off == ring_len ? 0ll : off;
+    };
+
+    float y[4], xo[4];
+    long long cur = (long long)(s % (P.window + 1)) * slot; // slot of point m
+    long long nxt = next_slot(cur);                          // slot of point m + 1
+    load4<VEC>(xrow + cur, n, y);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) xo[i] = y[i];
+
+    // Software pipelining: the model output O[m] and old iterate X[m+1] of the next point are loaded
+    // one iteration ahead (X[m+2] is a different slot from the X[m+1] written now, since
+    // end - start <= window < ring), so their latency overlaps the noise and arithmetic of this point.
+    float o_next[4], xn_next[4];
+    if (s < e) {
+        load4_cs<VEC>(orow + cur, n, o_next);
+        load4_cs<VEC>(xrow + nxt, n, xn_next);
+    }
+    for (int m = s; m < e; ++m) {
+        float o[4], xn[4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) o[i] = o_next[i], xn[i] = xn_next[i];
+        const long long after = next_slot(nxt); // slot of point m + 2
+        if (m + 1 < e) {
+            load4_cs<VEC>(orow + nxt, n, o_next);
+            load4_cs<VEC>(xrow + after, n, xn_next);
+        }
+        const StepCoef k = load_coef(P.tab, m);
+        float z[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        if (NOISE && k.c != 0.0f && n > 0) {
+            step_noise(P.noise, P.batch, P.dim, m, b, g, n, z);
+            if (!VEC) {
+#pragma unroll
+                for (int i = 1; i < 4; ++i) z[i] = i < n ? z[i] : 0.0f;
+            }
+        }
+        float sq = 0.0f;
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const float yn = DRIFT ? drift(k, y[i], xo[i], o[i], z[i]) : affine(k, y[i], xo[i], o[i], z[i]);
+            const float d = __fsub_rn(yn, xn[i]);
+            sq = __fadd_rn(sq, __fmul_rn(d, d));
+            xo[i] = xn[i];
+            y[i] = yn;
+        }
+        store4_cs<VEC>(xrow + nxt, n, y);
+        sq = warp_sum(sq);
+        if (store_partial) *part = sq;
+        part += kstride;
+        nxt = after;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// picard_sweep_prev_f32 (PICARDIFF_SWEEP_SERIAL_PREV; a measurement baseline, to be deleted once a GPU
+// run has compared it with picard_sweep_f32)
+//
+// The serial sweep as it ran in the GPU runs 2-8: the same memory layout, mapping, arithmetic and
+// results bit for bit as picard_sweep_f32, but with the slot addresses recomputed (64-bit multiplies)
+// for every load and store and a branch per element for n < 4.
+template <bool VEC, bool DRIFT, bool NOISE>
+__global__ void __launch_bounds__(SWEEP_MAX_THREADS) picard_sweep_prev_f32(PicardParams P, int bps, int units) {
     const int s = P.win->start, e = P.win->end;
     if (s >= P.steps || P.win->bad_point != 0) return; // uniform over the grid
     const int b = blockIdx.x / bps, blk = blockIdx.x % bps;
@@ -390,20 +478,27 @@ __global__ void __launch_bounds__(COPY_THREADS) picard_new_slots_f32(PicardParam
 // reach a bitwise fixed point like the CPU's, while the scan's chunk boundaries move with the window
 // start and keep the last bits changing (measured on an H200: 115 rounds instead of 53 for a
 // 200-point window at tau = 0, samples equal within 6e-7).
-template <bool NOISE, int MINB>
+template <bool NOISE, bool PREV>
 void launch_serial_n(const PicardParams& p, bool vec, bool drift, unsigned blocks, int threads, int bps, int units,
                      cudaStream_t stream) {
-    if (vec && drift) picard_sweep_f32<true, true, NOISE, MINB><<<blocks, threads, 0, stream>>>(p, bps, units);
-    else if (vec) picard_sweep_f32<true, false, NOISE, MINB><<<blocks, threads, 0, stream>>>(p, bps, units);
-    else if (drift) picard_sweep_f32<false, true, NOISE, MINB><<<blocks, threads, 0, stream>>>(p, bps, units);
-    else picard_sweep_f32<false, false, NOISE, MINB><<<blocks, threads, 0, stream>>>(p, bps, units);
+    if (PREV) {
+        if (vec && drift) picard_sweep_prev_f32<true, true, NOISE><<<blocks, threads, 0, stream>>>(p, bps, units);
+        else if (vec) picard_sweep_prev_f32<true, false, NOISE><<<blocks, threads, 0, stream>>>(p, bps, units);
+        else if (drift) picard_sweep_prev_f32<false, true, NOISE><<<blocks, threads, 0, stream>>>(p, bps, units);
+        else picard_sweep_prev_f32<false, false, NOISE><<<blocks, threads, 0, stream>>>(p, bps, units);
+    } else {
+        if (vec && drift) picard_sweep_f32<true, true, NOISE><<<blocks, threads, 0, stream>>>(p, bps, units);
+        else if (vec) picard_sweep_f32<true, false, NOISE><<<blocks, threads, 0, stream>>>(p, bps, units);
+        else if (drift) picard_sweep_f32<false, true, NOISE><<<blocks, threads, 0, stream>>>(p, bps, units);
+        else picard_sweep_f32<false, false, NOISE><<<blocks, threads, 0, stream>>>(p, bps, units);
+    }
 }
 
-template <int MINB>
+template <bool PREV>
 void launch_serial(const PicardParams& p, bool vec, bool drift, unsigned blocks, int threads, int bps, int units,
                    cudaStream_t stream) {
-    if (p.noisy) launch_serial_n<true, MINB>(p, vec, drift, blocks, threads, bps, units, stream);
-    else launch_serial_n<false, MINB>(p, vec, drift, blocks, threads, bps, units, stream);
+    if (p.noisy) launch_serial_n<true, PREV>(p, vec, drift, blocks, threads, bps, units, stream);
+    else launch_serial_n<false, PREV>(p, vec, drift, blocks, threads, bps, units, stream);
 }
 
 int sweep_auto(const PicardParams& p) {
@@ -446,9 +541,8 @@ extern "C" cudaError_t launch_picard_sweep_f32(PicardParams p, cudaStream_t stre
         else picard_sweep_scan_f32<false, false><<<(unsigned)(units * p.batch), st, 0, stream>>>(p, (int)units);
         return launch_status();
     }
-    if (path == PICARDIFF_SWEEP_SERIAL) launch_serial<1>(p, vec, drift, (unsigned)blocks, threads, ibps, (int)units, stream);
-    else if (path == PICARDIFF_SWEEP_SERIAL_MINB5) launch_serial<5>(p, vec, drift, (unsigned)blocks, threads, ibps, (int)units, stream);
-    else if (path == PICARDIFF_SWEEP_SERIAL_MINB6) launch_serial<6>(p, vec, drift, (unsigned)blocks, threads, ibps, (int)units, stream);
+    if (path == PICARDIFF_SWEEP_SERIAL) launch_serial<false>(p, vec, drift, (unsigned)blocks, threads, ibps, (int)units, stream);
+    else if (path == PICARDIFF_SWEEP_SERIAL_PREV) launch_serial<true>(p, vec, drift, (unsigned)blocks, threads, ibps, (int)units, stream);
     else return cudaErrorInvalidValue;
     return launch_status();
 }

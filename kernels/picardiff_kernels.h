@@ -38,10 +38,9 @@ extern "C" {
 #define PICARDIFF_SWEEP_AUTO 0
 #define PICARDIFF_SWEEP_SERIAL 1
 #define PICARDIFF_SWEEP_SCAN 2
-/* The serial kernel compiled for at least 5 or 6 resident blocks per SM (registers capped), for
-   measurement. */
-#define PICARDIFF_SWEEP_SERIAL_MINB5 3
-#define PICARDIFF_SWEEP_SERIAL_MINB6 4
+/* The serial kernel's previous loop (GPU runs 2-8), the same results bit for bit: a measurement
+   baseline for SERIAL, to be removed after a GPU run compares them. */
+#define PICARDIFF_SWEEP_SERIAL_PREV 3
 
 /* Activations of the MLP epilogue (launch_bias_act_f32). */
 #define PICARDIFF_ACT_NONE 0
@@ -68,13 +67,10 @@ typedef struct PicardWindow {
     int bad_point;
 } PicardWindow;
 
-/* The step table in device memory, `steps` f32 each. */
+/* The step table in device memory. `coef`: steps x 8 f32, row j = (a, b, c, p, q, 0, 0, 0) of step j
+ * (32-byte rows, so a kernel reads a step's coefficients with two 16-byte loads); `t`, `var`: steps f32. */
 typedef struct PicardTables {
-    const float* a;
-    const float* b;
-    const float* c;
-    const float* p;
-    const float* q;
+    const float* coef;
     const float* t;
     const float* var;
 } PicardTables;

@@ -22,14 +22,14 @@ unsafe impl DeviceRepr for ffi::PicardWindow {}
 /// Iterations between host reads of the window state.
 pub const SYNC_INTERVAL: usize = 8;
 
+/// Floats per step in the packed coefficient table (two 16-byte loads in the kernels).
+pub(super) const COEF_ROW: usize = 8;
+
 /// A step table in device memory (f32, like the CPU's), plus the model times on the host.
 #[derive(Debug)]
 pub struct CudaTables {
-    pub(super) a: CudaSlice<f32>,
-    pub(super) b: CudaSlice<f32>,
-    pub(super) c: CudaSlice<f32>,
-    pub(super) p: CudaSlice<f32>,
-    pub(super) q: CudaSlice<f32>,
+    /// `steps × COEF_ROW`: row j = (a, b, c, p, q, 0, 0, 0) of step j (`PicardTables::coef`).
+    pub(super) coef: CudaSlice<f32>,
     pub(super) t: CudaSlice<f32>,
     pub(super) var: CudaSlice<f32>,
     pub(super) t_host: Vec<f32>,
@@ -216,12 +216,12 @@ impl Backend for CudaBackend {
             let host: Vec<f32> = v.iter().map(|&x| x as f32).collect();
             self.upload(&host)
         };
+        let mut coef = vec![0.0f32; steps * COEF_ROW];
+        for (j, row) in coef.chunks_exact_mut(COEF_ROW).enumerate() {
+            row[..5].copy_from_slice(&[t.a[j], t.b[j], t.c[j], t.p[j], t.q[j]].map(|x| x as f32));
+        }
         Ok(CudaTables {
-            a: f(&t.a)?,
-            b: f(&t.b)?,
-            c: f(&t.c)?,
-            p: f(&t.p)?,
-            q: f(&t.q)?,
+            coef: self.upload(&coef)?,
             t: f(&t.t)?,
             var: f(&t.var)?,
             t_host: t.t.iter().map(|&x| x as f32).collect(),

@@ -5,7 +5,7 @@
 
 use cudarc::driver::CudaSlice;
 
-use super::backend::{CudaTables, CudaWindow};
+use super::backend::{CudaTables, CudaWindow, COEF_ROW};
 use super::{check, ffi, CudaBackend};
 use crate::backend::{Noise, PicardForm, Shape, WindowMode, WindowPlan};
 use crate::error::{Error, Result};
@@ -23,9 +23,10 @@ pub enum SweepPath {
     Serial,
     /// Window-parallel chunked scan: equal to the CPU up to rounding (~1e-6 relative).
     Scan,
-    /// The serial kernel compiled for at least 5 or 6 resident blocks per SM (registers capped at
-    /// 51 / 42), for measuring occupancy against spills. Same results bit for bit.
-    SerialMinBlocks(u8),
+    /// The serial kernel's loop as it ran in GPU runs 2–8 (slot addresses recomputed per access, a
+    /// branch per element): a measurement baseline for [`SweepPath::Serial`], same results bit for
+    /// bit; to be removed once a GPU run has compared the two.
+    SerialPrevious,
 }
 
 thread_local! {
@@ -63,15 +64,11 @@ impl CudaBackend {
     }
 
     fn tables_raw(&self, t: &CudaTables, need: usize, op: &str) -> Result<ffi::PicardTables> {
-        let p = |b: &CudaSlice<f32>| self.ptr(b, need, op, "step table").map(|p| p as *const f32);
+        let p = |b: &CudaSlice<f32>, n| self.ptr(b, n, op, "step table").map(|p| p as *const f32);
         Ok(ffi::PicardTables {
-            a: p(&t.a)?,
-            b: p(&t.b)?,
-            c: p(&t.c)?,
-            p: p(&t.p)?,
-            q: p(&t.q)?,
-            t: p(&t.t)?,
-            var: p(&t.var)?,
+            coef: p(&t.coef, need * COEF_ROW)?,
+            t: p(&t.t, need)?,
+            var: p(&t.var, need)?,
         })
     }
 
@@ -155,14 +152,7 @@ impl CudaBackend {
                 SweepPath::Auto => ffi::PICARDIFF_SWEEP_AUTO,
                 SweepPath::Serial => ffi::PICARDIFF_SWEEP_SERIAL,
                 SweepPath::Scan => ffi::PICARDIFF_SWEEP_SCAN,
-                SweepPath::SerialMinBlocks(5) => ffi::PICARDIFF_SWEEP_SERIAL_MINB5,
-                SweepPath::SerialMinBlocks(6) => ffi::PICARDIFF_SWEEP_SERIAL_MINB6,
-                SweepPath::SerialMinBlocks(b) => {
-                    return Err(Error::config(
-                        "sweep path",
-                        format!("serial kernel with {b} blocks per SM: expected 5 or 6"),
-                    ))
-                }
+                SweepPath::SerialPrevious => ffi::PICARDIFF_SWEEP_SERIAL_PREV,
             } as i32,
             noisy: i32::from(tables.noisy),
         })
