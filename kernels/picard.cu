@@ -71,7 +71,9 @@ __device__ __forceinline__ void store4_cs(float* p, int n, const float v[4]) {
 // Philox group g). Each thread runs the whole window m = start .. end-1 with the running state y and
 // the old iterate x_old in registers, exactly as the CPU loop does per element:
 //   y = x_old = X[s];  for m: yn = f(y, x_old, O[m], z_m); d = yn - X[m+1]; x_old = X[m+1]; X[m+1] = yn.
-// The loads of point m + 1 are issued before the arithmetic of point m (software pipelining).
+// The loads of point m + 1 (O, X and its coefficient row) are issued before the arithmetic of point m
+// (software pipelining): every warp of an SM reaches point m at about the same time, so a coefficient
+// row loaded on demand would expose one L2 round trip per point (the loop of GPU runs 2-8 did).
 // X and O are loaded and X stored with streaming hints (__ldcs / __stcs).
 // Reduction: per (m, sample) the squared differences are summed per thread (elements in order), per
 // warp (shuffle-down tree), and lane 0 stores one partial per (point, sample, warp): no block barrier,
@@ -122,20 +124,23 @@ __global__ void __launch_bounds__(SWEEP_MAX_THREADS) picard_sweep_f32(PicardPara
     // one iteration ahead (X[m+2] is a different slot from the X[m+1] written now, since
     // end - start <= window < ring), so their latency overlaps the noise and arithmetic of this point.
     float o_next[4], xn_next[4];
+    StepCoef k_next{};
     if (s < e) {
         load4_cs<VEC>(orow + cur, n, o_next);
         load4_cs<VEC>(xrow + nxt, n, xn_next);
+        k_next = load_coef(P.tab, s);
     }
     for (int m = s; m < e; ++m) {
         float o[4], xn[4];
 #pragma unroll
         for (int i = 0; i < 4; ++i) o[i] = o_next[i], xn[i] = xn_next[i];
+        const StepCoef k = k_next;
         const long long after = next_slot(nxt); // slot of point m + 2
         if (m + 1 < e) {
             load4_cs<VEC>(orow + nxt, n, o_next);
             load4_cs<VEC>(xrow + after, n, xn_next);
+            k_next = load_coef(P.tab, m + 1);
         }
-        const StepCoef k = load_coef(P.tab, m);
         float z[4] = {0.0f, 0.0f, 0.0f, 0.0f};
         if (NOISE && k.c != 0.0f && n > 0) {
             step_noise(P.noise, P.batch, P.dim, m, b, g, n, z);
