@@ -56,18 +56,14 @@ fn noise_lanes(
     out: &mut [f32],
 ) {
     match noise {
-        Noise::Philox { seed, sample0 } => {
-            for (i, quad) in out.chunks_mut(4).enumerate() {
-                let z = rng::normal4(
-                    *seed,
-                    ((g / 4) + i) as u32,
-                    step as u32,
-                    sample0 + sample as u32,
-                    rng::TAG_STEP,
-                );
-                quad.copy_from_slice(&z[..quad.len()]);
-            }
-        }
+        Noise::Philox { seed, sample0 } => rng::fill_normal_from(
+            *seed,
+            (g / 4) as u32,
+            step as u32,
+            sample0 + sample as u32,
+            rng::TAG_STEP,
+            out,
+        ),
         Noise::Table(t) => {
             let base = (step * shape.batch + sample) * shape.dim + g;
             out.copy_from_slice(&t[base..base + out.len()]);
