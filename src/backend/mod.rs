@@ -105,9 +105,16 @@ pub struct RunLock {
     free: std::sync::Condvar,
 }
 
-/// Held for one sampler run ([`Backend::run_guard`]); releases the [`RunLock`] when dropped.
+/// Held for one sampler run ([`Backend::run_guard`]); releases the [`RunLock`] when dropped, on the
+/// thread that took it (not `Send`: the lock is owned by a thread):
+///
+/// ```compile_fail
+/// fn send<T: Send>(_: T) {}
+/// let lock = picardiff::backend::RunLock::default();
+/// send(lock.lock());
+/// ```
 #[derive(Debug)]
-pub struct RunGuard<'a>(&'a RunLock);
+pub struct RunGuard<'a>(&'a RunLock, std::marker::PhantomData<*const ()>);
 
 impl RunLock {
     /// Waits until no other thread holds the lock, then holds it (again, on this thread).
@@ -123,7 +130,7 @@ impl RunLock {
                     continue;
                 }
             }
-            return RunGuard(self);
+            return RunGuard(self, std::marker::PhantomData);
         }
     }
 }

@@ -98,6 +98,8 @@ unsafe fn run_cuda(
         init: None,
         noise: None,
     };
+    // One lock over the run and the copy out: no other thread's work lands between them.
+    let _exclusive = be.exclusive();
     let result = dispatch(s, model, &inputs)?;
     debug_assert_eq!(result.samples.len(), need);
     // SAFETY: `out` is device memory of this backend's device and context (checked above) holding

@@ -83,11 +83,27 @@ struct Capture<'a> {
 }
 
 impl Capture<'_> {
-    /// Ends the capture and instantiates the graph.
-    fn finish(mut self) -> std::result::Result<Option<CudaGraph>, DriverError> {
-        self.open = false;
+    /// Ends the capture and instantiates the graph. An error a `Drop` stored on the context is the
+    /// run's error (`Err`); the capture is then discarded by `Drop`, since cudarc's `end_capture`
+    /// would return that error before ending the capture. A refused capture is `Ok(Err(_))`.
+    fn finish(mut self) -> Result<std::result::Result<Option<CudaGraph>, DriverError>> {
+        self.stream.context().check_err().during("iteration")?;
         let flags = sys::CUgraphInstantiate_flags::CUDA_GRAPH_INSTANTIATE_FLAG_AUTO_FREE_ON_LAUNCH;
-        self.stream.end_capture(flags)
+        let graph = self.stream.end_capture(flags);
+        // SAFETY: the stream is live; the query only reads its capture status.
+        let status =
+            unsafe { cudarc::driver::result::stream::is_capturing(self.stream.cu_stream()) };
+        self.open = matches!(
+            status,
+            Ok(sys::CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_ACTIVE)
+                | Ok(sys::CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_INVALIDATED)
+        );
+        match graph {
+            // Still capturing after an error: cudarc returned an error stored meanwhile (from
+            // binding the context) before ending the capture. Drop discards the capture.
+            Err(e) if self.open => Err(e).during("iteration"),
+            graph => Ok(graph),
+        }
     }
 }
 
@@ -109,29 +125,36 @@ impl Drop for Capture<'_> {
 }
 
 impl CudaBackend {
-    /// Records `body` on the stream into an instantiated graph; `Err` says why there is none.
+    /// Records `body` on the stream into an instantiated graph. `Ok(Err(why))`: the driver or
+    /// cuBLAS refused the capture (the caller runs the body eagerly); `Err`: an error of the run
+    /// itself (one stored on the context before or during the capture), never taken for a refusal.
     fn capture(
         &self,
         w: &mut CudaWindow,
         body: &mut dyn FnMut(&mut CudaWindow) -> Result<()>,
-    ) -> std::result::Result<CudaGraph, String> {
-        self.bind("iteration (capture)")
-            .map_err(|e| e.to_string())?;
-        self.stream
+    ) -> Result<std::result::Result<CudaGraph, String>> {
+        self.ctx.check_err().during("iteration")?;
+        self.bind("iteration (capture)")?;
+        if let Err(e) = self
+            .stream
             .begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
-            .map_err(|e| format!("begin capture: {e:?}"))?;
+        {
+            return Ok(Err(format!("begin capture: {e:?}")));
+        }
         let capture = Capture {
             stream: &self.stream,
             open: true,
         };
         let recorded = body(w);
-        let graph = capture.finish();
-        recorded.map_err(|e| format!("during capture: {e}"))?;
-        match graph {
+        let graph = capture.finish()?;
+        if let Err(e) = recorded {
+            return Ok(Err(format!("during capture: {e}")));
+        }
+        Ok(match graph {
             Ok(Some(graph)) => Ok(graph),
             Ok(None) => Err("the capture produced no graph".into()),
             Err(e) => Err(format!("end capture: {e:?}")),
-        }
+        })
     }
 }
 
@@ -145,6 +168,7 @@ impl Backend for CudaBackend {
     }
 
     fn alloc(&self, len: usize) -> Result<CudaSlice<f32>> {
+        let _exclusive = self.exclusive();
         let r = if len == 0 {
             self.stream.null()
         } else {
@@ -154,6 +178,7 @@ impl Backend for CudaBackend {
     }
 
     fn upload(&self, data: &[f32]) -> Result<CudaSlice<f32>> {
+        let _exclusive = self.exclusive();
         if data.is_empty() {
             return self.alloc(0);
         }
@@ -161,6 +186,7 @@ impl Backend for CudaBackend {
     }
 
     fn download(&self, buf: &CudaSlice<f32>, offset: usize, out: &mut [f32]) -> Result<()> {
+        let _exclusive = self.exclusive();
         range_check("download", buf.len(), offset, out.len())?;
         self.owns(buf.stream(), "download")?;
         if !out.is_empty() {
@@ -178,6 +204,7 @@ impl Backend for CudaBackend {
         dst_off: usize,
         len: usize,
     ) -> Result<()> {
+        let _exclusive = self.exclusive();
         range_check("copy (source)", src.len(), src_off, len)?;
         range_check("copy (destination)", dst.len(), dst_off, len)?;
         self.owns(src.stream(), "copy")?;
@@ -191,6 +218,7 @@ impl Backend for CudaBackend {
     }
 
     fn fill(&self, buf: &mut CudaSlice<f32>, offset: usize, len: usize, value: f32) -> Result<()> {
+        let _exclusive = self.exclusive();
         range_check("fill", buf.len(), offset, len)?;
         self.launch_fill(buf, offset, len, value)
     }
@@ -210,6 +238,7 @@ impl Backend for CudaBackend {
     }
 
     fn upload_tables(&self, t: &StepTable) -> Result<CudaTables> {
+        let _exclusive = self.exclusive();
         let steps = t.a.len();
         c_int(steps, "steps")?;
         let f = |v: &[f64]| -> Result<CudaSlice<f32>> {
@@ -244,6 +273,7 @@ impl Backend for CudaBackend {
         step: u32,
         tag: u32,
     ) -> Result<()> {
+        let _exclusive = self.exclusive();
         range_check("normal_fill", buf.len(), offset, shape.slot_len())?;
         self.launch_normal_fill(buf, offset, shape, seed, sample0, step, tag)
     }
@@ -259,6 +289,7 @@ impl Backend for CudaBackend {
         out_off: usize,
         noise: Noise<'_, Self>,
     ) -> Result<()> {
+        let _exclusive = self.exclusive();
         self.launch_step(tables, j, shape, x, x_off, out, out_off, noise)?;
         // The kernel records the first non-finite step on the device; read it once, after the last
         // step, rather than synchronising every step.
@@ -285,6 +316,7 @@ impl Backend for CudaBackend {
         times: &mut CudaSlice<f32>,
         shape: Shape,
     ) -> Result<CudaWindow> {
+        let _exclusive = self.exclusive();
         if tables.steps != plan.steps || plan.steps == 0 {
             return Err(Error::shape(
                 "window_new",
@@ -343,6 +375,7 @@ impl Backend for CudaBackend {
     }
 
     fn window_read(&self, w: &CudaWindow) -> Result<WindowState> {
+        let _exclusive = self.exclusive();
         self.owns(w.state.stream(), "window_read")?;
         let mut host = [ffi::PicardWindow::default()];
         self.stream
@@ -381,16 +414,17 @@ impl Backend for CudaBackend {
     /// The backend's [`RunLock`](crate::backend::RunLock): a run holds it throughout, so that no other thread's work lands
     /// in a graph this run is recording on the shared stream.
     fn run_guard(&self) -> Option<RunGuard<'_>> {
-        Some(self.run_lock.lock())
+        Some(self.exclusive())
     }
 
     /// Records `body` into a CUDA graph (stream capture, thread-local mode) the first time it sees
     /// `slots` and launches the graph; later calls with the same slots launch it again. Recording
     /// is skipped (the body runs eagerly) when `recordable` is false or graphs are off
-    /// ([`CudaBackend::set_graphs`]). When a capture fails, the body runs eagerly: if it fails
-    /// again, that is the run's error (graphs stay on); if it succeeds, the driver or cuBLAS
-    /// refused the capture, and graphs are turned off for this backend with the reason kept
-    /// ([`CudaBackend::graph_refusal`]), so a run never fails for want of a graph.
+    /// ([`CudaBackend::set_graphs`]). When a capture or a new graph's first launch fails, the body
+    /// runs eagerly: if it fails again, that is the run's error (graphs stay on); if it succeeds,
+    /// the driver or cuBLAS refused the graph, and graphs are turned off for this backend with the
+    /// reason kept ([`CudaBackend::graph_refusal`]), so a run never fails for want of a graph. An
+    /// asynchronous error stored on the context is the run's error, not a refusal.
     unsafe fn iteration(
         &self,
         w: &mut CudaWindow,
@@ -398,6 +432,7 @@ impl Backend for CudaBackend {
         recordable: bool,
         body: &mut dyn FnMut(&mut CudaWindow) -> Result<()>,
     ) -> Result<IterationRun> {
+        let _exclusive = self.exclusive();
         if !recordable || !self.graphs_enabled() {
             body(w)?;
             return Ok(IterationRun::Eager);
@@ -410,18 +445,21 @@ impl Backend for CudaBackend {
             }
         }
         w.graph = None;
-        match self.capture(w, body) {
-            Ok(graph) => {
-                graph.launch().during("iteration (graph launch)")?;
-                w.graph = Some((key, graph));
-                Ok(IterationRun::Recorded)
-            }
-            Err(why) => {
-                body(w)?;
-                self.disable_graphs(&why);
-                Ok(IterationRun::Eager)
-            }
-        }
+        // A graph whose first launch fails enqueued nothing: like a refused capture, the body
+        // then runs eagerly and decides whether graphs were the problem.
+        let refusal = match self.capture(w, body)? {
+            Ok(graph) => match graph.launch() {
+                Ok(()) => {
+                    w.graph = Some((key, graph));
+                    return Ok(IterationRun::Recorded);
+                }
+                Err(e) => format!("first graph launch: {e:?}"),
+            },
+            Err(why) => why,
+        };
+        body(w)?;
+        self.disable_graphs(&refusal);
+        Ok(IterationRun::Eager)
     }
 
     fn picard_sweep(
@@ -435,6 +473,7 @@ impl Backend for CudaBackend {
         noise: Noise<'_, Self>,
         err: &mut CudaSlice<f32>,
     ) -> Result<()> {
+        let _exclusive = self.exclusive();
         self.launch_picard_sweep(plan, tables, window, shape, x, out, noise, err)
     }
 
@@ -448,6 +487,7 @@ impl Backend for CudaBackend {
         times: &mut CudaSlice<f32>,
         err: &CudaSlice<f32>,
     ) -> Result<()> {
+        let _exclusive = self.exclusive();
         self.launch_picard_advance(plan, tables, window, shape, x, times, err)
     }
 }

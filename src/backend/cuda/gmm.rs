@@ -51,6 +51,7 @@ impl ScoreModel<CudaBackend> for GmmModel {
     }
 
     fn workspace(&self, be: &CudaBackend, max_rows: usize) -> Result<GmmWorkspace> {
+        let _exclusive = be.exclusive();
         let (k, d) = (self.mixture.components(), self.mixture.dim);
         c_int(k, "components")?;
         c_int(d, "dim")?;
@@ -104,6 +105,7 @@ impl ScoreModel<CudaBackend> for GmmModel {
         out: &mut CudaSlice<f32>,
     ) -> Result<()> {
         const OP: &str = "gmm eval";
+        let _exclusive = be.exclusive();
         let (d, k) = (self.mixture.dim, self.mixture.components());
         let end = row0
             .checked_add(rows)

@@ -28,6 +28,7 @@ mod ffi;
 mod gmm;
 mod launch;
 pub(crate) mod mlp;
+mod pool;
 
 use std::ffi::CStr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,16 +39,12 @@ use cudarc::cublas::CudaBlas;
 use cudarc::driver::sys::{CUmemPool_attribute, CUmemoryPool};
 use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DriverError};
 
-use crate::backend::RunLock;
+use crate::backend::{RunGuard, RunLock};
 use crate::error::{Error, Result};
 
 pub use backend::{CudaTables, CudaWindow};
 pub use gmm::GmmWorkspace;
 pub use launch::{set_sweep_path, SweepPath};
-
-/// Freed memory the device's stream-ordered pool keeps for reuse (a run's ring buffers and MLP
-/// scratch, typically a few to a few tens of MiB).
-const POOL_KEEP: u64 = 64 << 20;
 
 /// The CUDA backend on one device. See the module docs.
 #[derive(Debug)]
@@ -103,29 +100,18 @@ impl CudaBackend {
         // stream order already serialises all accesses; cudarc's cross-stream events are not needed.
         unsafe { ctx.disable_event_tracking() };
         let stream = ctx.new_stream().during("open (stream)")?;
-        let pool = if ctx.has_async_alloc() {
-            // SAFETY: the device handle comes from the live context.
-            let pool = unsafe { cudarc::driver::result::device::get_mem_pool(ctx.cu_device()) }
-                .during("open (memory pool)")?;
-            // Keep up to POOL_KEEP bytes of freed blocks in the stream-ordered pool instead of
-            // returning them to the driver at every synchronisation, so that a run's buffers are
-            // not re-mapped by the next run. The pool is the device's (shared by the process), so
-            // the amount is bounded, and the backend trims it when dropped.
-            let mut keep = POOL_KEEP;
-            // SAFETY: the pool is the device's current pool; RELEASE_THRESHOLD takes a u64.
-            unsafe {
-                cudarc::driver::result::mem_pool::set_attribute(
-                    pool,
-                    CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
-                    (&mut keep as *mut u64).cast(),
-                )
-            }
-            .during("open (memory pool)")?;
-            Some(pool as usize)
-        } else {
-            None
-        };
         let blas = CudaBlas::new(stream.clone()).during("open (cuBLAS handle)")?;
+        // SAFETY: the device handle comes from the live context.
+        let pool = ctx
+            .has_async_alloc()
+            .then(|| unsafe { cudarc::driver::result::device::get_mem_pool(ctx.cu_device()) }.ok())
+            .flatten();
+        if let Some(pool) = pool {
+            // SAFETY: the device's current pool, the context current on this thread (new_stream);
+            // nothing after this can fail, so the backend built below releases it when dropped.
+            unsafe { pool::acquire(pool) };
+        }
+        let pool = pool.map(|p| p as usize);
         Ok(CudaBackend {
             ctx,
             stream,
@@ -136,6 +122,13 @@ impl CudaBackend {
             run_lock: RunLock::default(),
             alive: Arc::new(()),
         })
+    }
+
+    /// Holds the backend's run lock (re-entrant on this thread): every method that puts work on
+    /// the stream takes it, so that no other thread's work lands in a graph a run is recording
+    /// (work enqueued on a capturing stream is captured whichever thread enqueues it).
+    pub(crate) fn exclusive(&self) -> RunGuard<'_> {
+        self.run_lock.lock()
     }
 
     /// A token that dies with this backend (see the `alive` field).
@@ -269,13 +262,15 @@ impl CudaBackend {
 }
 
 impl Drop for CudaBackend {
-    /// Waits for the stream and hands the pool's unused memory back to the driver (best effort).
+    /// Waits for the stream and unregisters from the device's pool (`pool`: the last backend of the
+    /// process restores the pool's release threshold; memory above it goes back to the driver at
+    /// the next synchronisation).
     fn drop(&mut self) {
         let _ = self.stream.synchronize();
         if let Some(pool) = self.pool.map(|p| p as CUmemoryPool) {
             if self.ctx.bind_to_thread().is_ok() {
-                // SAFETY: the pool is the device's current pool and outlives this call.
-                let _ = unsafe { cudarc::driver::result::mem_pool::trim_to(pool, 0) };
+                // SAFETY: the device's pool, registered by `new`, outlives this call.
+                unsafe { pool::release(pool) };
             }
         }
     }

@@ -436,6 +436,7 @@ impl ScoreModel<CpuBackend> for MlpModel {
         let tt = self.host_tables.get_or_make(
             key,
             |_| true,
+            |_, _| true,
             || {
                 let (times, table) = self.time_table(times)?;
                 Ok(HostTimeTable { times, table })

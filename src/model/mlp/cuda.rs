@@ -217,6 +217,7 @@ impl ScoreModel<CudaBackend> for MlpModel {
     }
 
     fn workspace(&self, be: &CudaBackend, max_rows: usize) -> Result<MlpCudaWorkspace> {
+        let _exclusive = be.exclusive();
         self.cond_check()?;
         let c = &self.config;
         let dtype = self.compute_dtype;
@@ -260,6 +261,7 @@ impl ScoreModel<CudaBackend> for MlpModel {
         // wall time (measured on an H200, docs/perf/2026-11-26-h200-run2). f32 GEMMs here: within
         // ~1e-6 relative of the host table. Cached per (backend, model state, times): a run on the
         // same grid reuses it.
+        let _exclusive = be.exclusive();
         self.cond_check()?;
         let ts = Self::distinct_times(times);
         let dev = ws.weights.clone();
@@ -285,6 +287,7 @@ impl ScoreModel<CudaBackend> for MlpModel {
         out: &mut CudaSlice<f32>,
     ) -> Result<()> {
         const OP: &str = "mlp eval";
+        let _exclusive = be.exclusive();
         let c = &self.config;
         let (d, h) = (c.dim, c.hidden);
         let end = row0

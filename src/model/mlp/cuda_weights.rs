@@ -78,8 +78,9 @@ impl BackendKey {
 
 /// A model's device weights per (backend, dtype) and its device time tables per (backend, model
 /// state, times' bits: the last four grids; re-tabulating costs the host ~100k f64 sin/cos/exp for
-/// 1000 times at E = 64, plus uploads and two GEMMs). The entries of a dropped backend are removed
-/// (their device memory freed) at the model's next lookup; the rest are freed with the model.
+/// 1000 times at E = 64, plus uploads and two GEMMs), at most 8 and 4 per backend. The entries of a
+/// dropped backend are removed (their device memory freed) at the model's next lookup; the rest are
+/// freed with the model. Lookups run inside the backend's run lock (`workspace`, `prepare_times`).
 #[derive(Debug, Default, Clone)]
 pub(crate) struct DeviceWeightCache {
     weights: RecentCache<(BackendKey, WeightDtype), DevWeights, 8>,
@@ -101,7 +102,8 @@ impl DeviceWeightCache {
             id,
             times.iter().map(|t| t.to_bits()).collect(),
         );
-        self.tables.get_or_make(key, |k| k.0.alive(), make)
+        self.tables
+            .get_or_make(key, |k| k.0.alive(), |a, b| a.0 == b.0, make)
     }
 }
 
@@ -116,6 +118,7 @@ impl MlpModel {
         self.device_cache.weights.get_or_make(
             key,
             |k| k.0.alive(),
+            |a, b| a.0 == b.0,
             || self.upload_weights(be, dtype),
         )
     }
