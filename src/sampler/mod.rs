@@ -290,7 +290,8 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
                 // SAFETY: one window per run, and this closure is the only body passed for it: it
                 // enqueues the same work on the same buffers (x, out, times, err, ws and the tables,
                 // all made before the loop and dropped after the window) for the same slots, and
-                // keeps no host-side state between calls.
+                // keeps no host-side state between calls that a replay would miss (the MLP swaps
+                // two scratch buffers inside an evaluation, each written before it is read).
                 let ran = unsafe {
                     backend.iteration(&mut window, &slots, recordable, &mut |w| {
                         for range in slots.iter().flatten() {
