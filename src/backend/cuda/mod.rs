@@ -13,10 +13,13 @@
 //!   evaluates the points from the start seen at the last check to the end (the whole ring while
 //!   they do not fit in it), so shapes change only at checks, and an iteration is recorded once per
 //!   shape into a CUDA graph and replayed ([`Backend::iteration`](crate::backend::Backend::iteration)).
-//!   A capture records everything enqueued on the stream, so sampler runs on one backend take its
-//!   run lock: threads sharing a backend sample one after the other (the stream orders their GPU
-//!   work anyway); for concurrent runs give each thread its own backend (its own stream). Other
-//!   work enqueued directly on a shared backend by another thread during a run is not allowed.
+//!   A capture records everything enqueued on the stream, whichever thread enqueues it, so every
+//!   backend method and CUDA model call that enqueues work takes the backend's re-entrant run lock,
+//!   and a sampler run holds it throughout: threads sharing a backend sample one after the other
+//!   (the stream orders their GPU work anyway); for concurrent runs give each thread its own
+//!   backend (its own stream). One thing the lock cannot cover: dropping a backend's buffer frees
+//!   it on the stream (cudarc's `Drop`), so do not drop a shared backend's buffers on one thread
+//!   while another samples on it.
 //! - `GmmModel` runs on it through two cuBLAS GEMMs and two kernels ([`GmmWorkspace`]).
 //!
 //! Only this module touches the FFI: one safe wrapper per launcher in `launch.rs`, each validating
