@@ -1,8 +1,8 @@
 //! The MLP score network on the CUDA backend (src/model/mlp/cuda.rs): the forward against the stored
 //! PyTorch outputs (tests/data/mlp_forward_*.json, opened relative to the package root: run from the
 //! repository root), f32 within 1e-5 and bf16/f16 within 2e-2 of the output scale, row offsets, the
-//! missing-time flag, workspace checks, and `picardiff::sampler::run` with the trained moons model on
-//! CUDA against the CPU. Without a device each test prints "skipped: no CUDA device (...)" and
+//! missing-time flag, workspace checks, `picardiff::sampler::run` with the trained moons model on
+//! CUDA against the CPU, and CUDA-graph replay against eager runs for all three layer layouts. Without a device each test prints "skipped: no CUDA device (...)" and
 //! passes; with `REQUIRE_GPU=1` it fails.
 #![cfg(feature = "cuda")]
 
@@ -279,20 +279,36 @@ fn mlp_graph_replay_equals_eager() {
             max_iters: None,
             form: PicardForm::Scan,
         };
-        let rule = StepRule::from_name("ddpm", None).unwrap();
-        be.set_graphs(false);
-        let eager = run(&be, &m, &grid, rule, &kind, &inputs).unwrap();
-        be.set_graphs(true);
-        let graphs = run(&be, &m, &grid, rule, &kind, &inputs).unwrap();
-        report(format!(
-            "gpu mlp graphs {dtype:?}: rounds {} / {}, recorded {}, replayed {}",
-            eager.stats.rounds, graphs.stats.rounds, graphs.stats.recorded, graphs.stats.replayed
-        ));
-        assert_eq!(be.graph_refusal(), None);
-        assert!(graphs.stats.recorded >= 1 && graphs.stats.replayed >= 1);
-        assert_eq!(eager.stats.rounds, graphs.stats.rounds);
-        assert_bits_eq(&eager.samples, &graphs.samples, &format!("{dtype:?}"));
+        graphs_equal_eager(&be, &m, &grid, &kind, &inputs, &format!("moons {dtype:?}"));
     }
+}
+
+/// A DDPM run with CUDA graphs off, then on: the same rounds and samples bit for bit, no capture
+/// refused, at least one graph recorded and one replayed.
+fn graphs_equal_eager(
+    be: &CudaBackend,
+    m: &MlpModel,
+    grid: &Grid,
+    kind: &SamplerKind,
+    inputs: &RunInputs,
+    what: &str,
+) {
+    let rule = StepRule::from_name("ddpm", None).unwrap();
+    be.set_graphs(false);
+    let eager = run(be, m, grid, rule, kind, inputs).unwrap();
+    be.set_graphs(true);
+    let graphs = run(be, m, grid, rule, kind, inputs).unwrap();
+    report(format!(
+        "gpu mlp graphs {what}: rounds {} / {}, recorded {}, replayed {}",
+        eager.stats.rounds, graphs.stats.rounds, graphs.stats.recorded, graphs.stats.replayed
+    ));
+    assert_eq!(be.graph_refusal(), None, "{what}");
+    assert!(
+        graphs.stats.recorded >= 1 && graphs.stats.replayed >= 1,
+        "{what}"
+    );
+    assert_eq!(eager.stats.rounds, graphs.stats.rounds, "{what}");
+    assert_bits_eq(&eager.samples, &graphs.samples, what);
 }
 
 /// The weights are uploaded once per (model, backend) and shared by later runs: runs on a second
@@ -331,7 +347,7 @@ fn cached_device_weights_give_the_same_samples_on_every_backend() {
 /// with LayerNorm, GELU, a condition and v-prediction (variant a, discrete time), and residual blocks
 /// without LayerNorm predicting the sample (variant b, continuous vp-linear time, f16 file). A
 /// 60-point window on 100 steps slides around its 61-slot ring, and once the known start passes 39
-/// the covering model slots wrap (two ranges), so a run records more than one graph shape.
+/// the covering model slots wrap (two ranges): the report line says how many shapes were recorded.
 #[test]
 fn layer_variants_replay_with_a_wrapping_window() {
     let Some(be) = device("layer_variants_replay_with_a_wrapping_window") else {
@@ -356,21 +372,6 @@ fn layer_variants_replay_with_a_wrapping_window() {
             max_iters: None,
             form: PicardForm::Scan,
         };
-        let rule = StepRule::from_name("ddpm", None).unwrap();
-        be.set_graphs(false);
-        let eager = run(&be, &m, &grid, rule, &kind, &inputs).unwrap();
-        be.set_graphs(true);
-        let graphs = run(&be, &m, &grid, rule, &kind, &inputs).unwrap();
-        report(format!(
-            "gpu mlp {name} p=60: rounds {} / {}, recorded {}, replayed {}",
-            eager.stats.rounds, graphs.stats.rounds, graphs.stats.recorded, graphs.stats.replayed
-        ));
-        assert_eq!(be.graph_refusal(), None, "{name}");
-        assert!(
-            graphs.stats.recorded >= 1 && graphs.stats.replayed >= 1,
-            "{name}"
-        );
-        assert_eq!(eager.stats.rounds, graphs.stats.rounds, "{name}");
-        assert_bits_eq(&eager.samples, &graphs.samples, name);
+        graphs_equal_eager(&be, &m, &grid, &kind, &inputs, &format!("{name} p=60"));
     }
 }
