@@ -148,6 +148,8 @@ impl CudaBackend {
         let recorded = body(w);
         let graph = capture.finish()?;
         if let Err(e) = recorded {
+            // An error stored meanwhile is the run's, not the capture's.
+            self.ctx.check_err().during("iteration")?;
             return Ok(Err(format!("during capture: {e}")));
         }
         Ok(match graph {
@@ -453,7 +455,10 @@ impl Backend for CudaBackend {
                     w.graph = Some((key, graph));
                     return Ok(IterationRun::Recorded);
                 }
-                Err(e) => format!("first graph launch: {e:?}"),
+                Err(e) => {
+                    self.ctx.check_err().during("iteration")?;
+                    format!("first graph launch: {e:?}")
+                }
             },
             Err(why) => why,
         };

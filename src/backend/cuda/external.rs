@@ -182,6 +182,7 @@ pub unsafe fn upload_to_device_ptr(be: &CudaBackend, src: &[f32], dst: u64) -> R
     if src.is_empty() {
         return Ok(());
     }
+    let _exclusive = be.exclusive();
     be.context()
         .bind_to_thread()
         .during("copy to device pointer (bind context)")?;
@@ -204,6 +205,7 @@ pub unsafe fn copy_to_device_ptr(
     len: usize,
     dst: u64,
 ) -> Result<()> {
+    let _exclusive = be.exclusive();
     if !Arc::ptr_eq(src.stream(), be.stream()) && **src.stream() != **be.stream() {
         return Err(Error::device(
             "copy to device pointer",

@@ -328,6 +328,7 @@ impl CudaBackend {
         cols: usize,
         act: Option<Activation>,
     ) -> Result<()> {
+        let _exclusive = self.exclusive();
         const OP: &str = "bias_act";
         let n = rows
             .checked_mul(cols)

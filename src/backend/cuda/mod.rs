@@ -71,6 +71,20 @@ pub struct CudaBackend {
     alive: Arc<()>,
 }
 
+/// The locked cuBLAS handle of a [`CudaBackend`] ([`CudaBackend::blas`]); dereferences to it.
+pub struct BlasGuard<'a> {
+    // Fields drop in order: the handle's mutex before the run lock.
+    blas: MutexGuard<'a, CudaBlas>,
+    _run: RunGuard<'a>,
+}
+
+impl std::ops::Deref for BlasGuard<'_> {
+    type Target = CudaBlas;
+    fn deref(&self) -> &CudaBlas {
+        &self.blas
+    }
+}
+
 impl CudaBackend {
     /// Opens device `ordinal`. Returns [`Error::Device`] (never panics) when the NVIDIA driver
     /// library (libcuda) or libcublas cannot be loaded, when there is no such device, or when the
@@ -199,21 +213,28 @@ impl CudaBackend {
         &self.ctx
     }
 
-    /// The stream all work of this backend is ordered on.
+    /// The stream all work of this backend is ordered on. Work a caller enqueues on it directly
+    /// bypasses the run lock: do it only on a thread that is not sharing the backend with a run.
     pub fn stream(&self) -> &Arc<CudaStream> {
         &self.stream
     }
 
     /// The cuBLAS handle (bound to [`CudaBackend::stream`]), locked for the caller: a handle must
-    /// not be used by two host threads at once.
-    pub fn blas(&self) -> MutexGuard<'_, CudaBlas> {
-        self.blas
+    /// not be used by two host threads at once. The guard also holds the backend's run lock, taken
+    /// first (the order every path in the crate uses), so a GEMM never lands in another thread's
+    /// capture and holding the handle cannot deadlock against a run.
+    pub fn blas(&self) -> BlasGuard<'_> {
+        let run = self.exclusive();
+        let blas = self
+            .blas
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        BlasGuard { blas, _run: run }
     }
 
     /// Waits for all work enqueued so far and reports any asynchronous error.
     pub fn synchronize(&self) -> Result<()> {
+        let _exclusive = self.exclusive();
         self.stream.synchronize().during("synchronize")?;
         self.ctx.check_err().during("synchronize")
     }

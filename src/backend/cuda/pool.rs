@@ -54,7 +54,8 @@ pub(super) unsafe fn acquire(pool: CUmemoryPool) {
     users.push((pool as usize, 1, before));
 }
 
-/// Unregisters a backend from `pool`: the last one restores the threshold from before the first.
+/// Unregisters a backend from `pool`: the last one restores the threshold from before the first,
+/// unless the application has changed it since.
 ///
 /// # Safety
 /// As [`acquire`], for a pool `acquire` registered.
@@ -66,7 +67,8 @@ pub(super) unsafe fn release(pool: CUmemoryPool) {
     users[i].1 -= 1;
     if users[i].1 == 0 {
         let (_, _, before) = users.swap_remove(i);
-        if before < POOL_KEEP {
+        // Only undo our own setting: a threshold the application changed meanwhile stays.
+        if before < POOL_KEEP && threshold(pool) == Some(POOL_KEEP) {
             set_threshold(pool, before);
         }
     }

@@ -87,6 +87,7 @@ impl MlpCudaWorkspace {
     /// Whether any evaluation since the last `prepare_times` met a time missing from the table (its
     /// rows were NaN). Synchronises with the stream.
     pub fn missing_times(&self, be: &CudaBackend) -> Result<bool> {
+        let _exclusive = be.exclusive();
         let mut flag = [0i32];
         be.stream()
             .memcpy_dtoh(&self.status, &mut flag)
