@@ -71,6 +71,21 @@ __device__ __forceinline__ double block_reduce(double v, double* smem) {
     return smem[nwarps];
 }
 
+// The (sample b, Philox group g) pair of a flat index idx = b * groups + g over batch x dim values,
+// and how many of the group's four elements exist: n = min(4, dim - 4g).
+struct SampleGroup {
+    int b;
+    long long g;
+    int n;
+};
+
+__device__ __forceinline__ SampleGroup sample_group(long long idx, long long groups, long long dim) {
+    const int b = (int)(idx / groups);
+    const long long g = idx - (long long)b * groups;
+    const long long left = dim - 4 * g;
+    return SampleGroup{b, g, left >= 4 ? 4 : (int)left};
+}
+
 // One scalar step's coefficients.
 struct StepCoef {
     float a, b, c, p, q;

@@ -24,10 +24,7 @@ __global__ void __launch_bounds__(THREADS) picard_step_f32(PicardStepParams P) {
     const StepCoef k = load_coef(P.tab, P.j);
     const long long stride = (long long)gridDim.x * blockDim.x;
     for (long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += stride) {
-        const int b = (int)(idx / groups);
-        const long long g = idx - (long long)b * groups;
-        const long long left = P.dim - 4 * g;
-        const int n = left >= 4 ? 4 : (int)left;
+        const auto [b, g, n] = sample_group(idx, groups, P.dim);
         float* xp = P.x + (long long)b * P.dim + 4 * g;
         float xv[4], o[4], z[4] = {0.0f, 0.0f, 0.0f, 0.0f};
         load4<VEC>(xp, n, xv);
@@ -54,10 +51,7 @@ __global__ void __launch_bounds__(THREADS) normal_fill_f32(float* buf, int batch
     const long long groups = (dim + 3) / 4, total = groups * batch;
     const long long stride = (long long)gridDim.x * blockDim.x;
     for (long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += stride) {
-        const int b = (int)(idx / groups);
-        const long long g = idx - (long long)b * groups;
-        const long long left = dim - 4 * g;
-        const int n = left >= 4 ? 4 : (int)left;
+        const auto [b, g, n] = sample_group(idx, groups, dim);
         float z[4];
         philox_normal4(seed, (unsigned)g, step, sample0 + (unsigned)b, tag, z);
         float* p = buf + (long long)b * dim + 4 * g;

@@ -121,6 +121,20 @@ typedef struct PicardStepParams {
     int j;
 } PicardStepParams;
 
+/* One Picard sweep of the Langevin corrector (CpuBackend::langevin_sweep, backend::LangevinSweep):
+ * x ring of steps + 1 slots and out of steps slots, slot = batch x dim f32 sample-major. */
+typedef struct LangevinParams {
+    float* x;
+    const float* out;
+    long long dim;
+    int batch;
+    int steps;               /* M */
+    float h, decay, force, kick, p, q;
+    unsigned long long seed; /* Philox, tag PICARDIFF_TAG_CORRECTOR */
+    unsigned int sample0;
+    unsigned int step0;
+} LangevinParams;
+
 /* The schedule of the mixture score: alphas_cumprod table (discrete) or a formula. */
 typedef struct GmmSchedule {
     int kind;                       /* PICARDIFF_SCHED_* */
@@ -163,6 +177,9 @@ cudaError_t launch_normal_fill_f32(float* buf, int batch, long long dim, unsigne
                                    unsigned int sample0, unsigned int step, unsigned int tag,
                                    cudaStream_t stream);
 cudaError_t launch_fill_f32(float* buf, long long len, float value, cudaStream_t stream);
+
+/* langevin.cu */
+cudaError_t launch_langevin_sweep_f32(LangevinParams p, cudaStream_t stream);
 
 /* gmm.cu */
 cudaError_t launch_gmm_coef_f32(GmmParams p, cudaStream_t stream);

@@ -472,16 +472,8 @@ impl Backend for CpuBackend {
             let (sample, d0) = (u / per_row, (u % per_row) * CHUNK);
             let d1 = (d0 + CHUNK).min(dim);
             let noise = |step: u32, g: usize, z: &mut [f32]| {
-                for (i, quad) in z.chunks_mut(4).enumerate() {
-                    let v = rng::normal4(
-                        lp.seed,
-                        (g / 4 + i) as u32,
-                        step,
-                        lp.sample0 + sample as u32,
-                        rng::TAG_CORRECTOR,
-                    );
-                    quad.copy_from_slice(&v[..quad.len()]);
-                }
+                let sample = lp.sample0 + sample as u32;
+                rng::fill_normal_from(lp.seed, (g / 4) as u32, step, sample, rng::TAG_CORRECTOR, z);
             };
             let mut g = d0;
             while g < d1 {

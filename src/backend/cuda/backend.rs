@@ -9,8 +9,8 @@ use cudarc::driver::{sys, CudaGraph, CudaSlice, CudaStream, DeviceRepr, DriverEr
 use super::launch::c_int;
 use super::{ffi, CudaBackend, DeviceResultExt};
 use crate::backend::{
-    covering_slots, Backend, IterationRun, Noise, RunGuard, Shape, SlotRange, WindowMode,
-    WindowPlan, WindowState,
+    covering_slots, Backend, IterationRun, LangevinSweep, Noise, RunGuard, Shape, SlotRange,
+    WindowMode, WindowPlan, WindowState,
 };
 use crate::error::{Error, Result};
 use crate::schedule::StepTable;
@@ -494,5 +494,17 @@ impl Backend for CudaBackend {
     ) -> Result<()> {
         let _exclusive = self.exclusive();
         self.launch_picard_advance(plan, tables, window, shape, x, times, err)
+    }
+
+    /// The corrector's sweep (kernels/langevin.cu): the CPU's results bit for bit.
+    fn langevin_sweep(
+        &self,
+        params: &LangevinSweep,
+        shape: Shape,
+        x: &mut CudaSlice<f32>,
+        out: &CudaSlice<f32>,
+    ) -> Result<()> {
+        let _exclusive = self.exclusive();
+        self.launch_langevin_sweep(params, shape, x, out)
     }
 }

@@ -7,7 +7,7 @@ use cudarc::driver::CudaSlice;
 
 use super::backend::{CudaTables, CudaWindow, COEF_ROW};
 use super::{check, ffi, CudaBackend};
-use crate::backend::{Noise, PicardForm, Shape, WindowMode, WindowPlan};
+use crate::backend::{LangevinSweep, Noise, PicardForm, Shape, WindowMode, WindowPlan};
 use crate::error::{Error, Result};
 use crate::model::Activation;
 
@@ -256,6 +256,46 @@ impl CudaBackend {
         // a noise table (j + 1) × batch × dim, the status one i32 (all checked); the kernel touches
         // only those (the status is device memory the host never borrows, only copies).
         let code = unsafe { ffi::launch_picard_step_f32(params, self.cu_stream()) };
+        check(code, OP)
+    }
+
+    /// One Picard sweep of the Langevin corrector over `x` (M + 1 slots) from `out` (M slots).
+    pub(super) fn launch_langevin_sweep(
+        &self,
+        lp: &LangevinSweep,
+        shape: Shape,
+        x: &mut CudaSlice<f32>,
+        out: &CudaSlice<f32>,
+    ) -> Result<()> {
+        const OP: &str = "langevin_sweep";
+        let slot = shape.slot_len();
+        if slot == 0 || lp.steps == 0 {
+            return Ok(());
+        }
+        let need = |n: usize| {
+            n.checked_mul(slot)
+                .ok_or_else(|| Error::shape(OP, format!("{n} corrector slots overflow")))
+        };
+        let params = ffi::LangevinParams {
+            x: self.ptr_mut(x, need(lp.steps + 1)?, OP, "corrector states")? as *mut f32,
+            out: self.ptr(out, need(lp.steps)?, OP, "corrector model outputs")? as *const f32,
+            dim: c_long(shape.dim, "dim")?,
+            batch: c_int(shape.batch, "batch")?,
+            steps: c_int(lp.steps, "corrector-steps")?,
+            h: lp.h,
+            decay: lp.decay,
+            force: lp.force,
+            kick: lp.kick,
+            p: lp.p,
+            q: lp.q,
+            seed: lp.seed,
+            sample0: lp.sample0,
+            step0: lp.step0,
+        };
+        self.bind(OP)?;
+        // SAFETY: x holds (M + 1) × batch × dim and out M × batch × dim values (checked); the kernel
+        // touches only those.
+        let code = unsafe { ffi::launch_langevin_sweep_f32(params, self.cu_stream()) };
         check(code, OP)
     }
 

@@ -4,7 +4,7 @@ mod ffi {
     include!(concat!(env!("EMU_LIB_DIR"), "/picardiff_kernels.rs"));
 }
 
-use picardiff::backend::{Backend, Noise, PicardForm, Shape, WindowPlan, WindowState};
+use picardiff::backend::{Backend, LangevinSweep, Noise, PicardForm, Shape, WindowPlan, WindowState};
 use picardiff::prelude::*;
 
 fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
@@ -68,6 +68,54 @@ fn check_normals() {
         assert!(cpu.iter().zip(&emu).all(|(x, y)| x.to_bits() == y.to_bits()), "normals {b}x{d}");
     }
     println!("normal_fill: bit-identical");
+}
+
+/// The Langevin corrector's sweep against CpuBackend::langevin_sweep, bit for bit, over several
+/// sweeps from changing model outputs (ring of M + 1 slots, M outputs).
+fn check_langevin() {
+    for &(b, d, m) in &[(1usize, 1usize, 1usize), (3, 3, 4), (2, 1000, 16), (1, 4097, 3), (2, 8, 2)] {
+        let shape = Shape { batch: b, dim: d };
+        let slot = b * d;
+        let lp = LangevinSweep {
+            steps: m,
+            h: 0.0625,
+            decay: 0.88,
+            force: -0.7,
+            kick: 0.47,
+            p: 1.3,
+            q: -0.4,
+            seed: 0x5eed,
+            sample0: 3,
+            step0: 17,
+        };
+        let x0 = rand_vec((m + 1) * slot, 7 + d as u64);
+        let mut cx = x0.clone();
+        let mut ex = x0;
+        for sweep in 0..3u64 {
+            let out = rand_vec(m * slot, 1000 + sweep);
+            CpuBackend.langevin_sweep(&lp, shape, &mut cx, &out).unwrap();
+            let p = ffi::LangevinParams {
+                x: ex.as_mut_ptr(),
+                out: out.as_ptr(),
+                dim: d as i64,
+                batch: b as i32,
+                steps: m as i32,
+                h: lp.h,
+                decay: lp.decay,
+                force: lp.force,
+                kick: lp.kick,
+                p: lp.p,
+                q: lp.q,
+                seed: lp.seed,
+                sample0: lp.sample0,
+                step0: lp.step0,
+            };
+            assert_eq!(unsafe { ffi::launch_langevin_sweep_f32(p, null()) }, 0);
+            let same = cx.iter().zip(&ex).all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(same, "langevin {b}x{d} M={m} sweep {sweep}");
+        }
+    }
+    println!("langevin: bit-identical");
 }
 
 fn check_step() {
@@ -433,6 +481,7 @@ fn main() {
     let quick = std::env::args().nth(1).as_deref() == Some("quick");
     check_normals();
     check_step();
+    check_langevin();
     let mut cases = vec![];
     let shapes: &[(usize, usize, usize, usize)] = if quick {
         &[(50, 7, 3, 3), (30, 7, 1, 4097), (20, 20, 1, 512)]
