@@ -13,6 +13,12 @@ PY=${PYTHON:-python3}
 MODELS=${MODELS:-/tmp/picardiff-bench-models}
 MLP_SIZES=${MLP_SIZES:-256 1024 4096}
 
+# The sweep benches ran before this script: their bandwidth against the copy, as a table.
+if grep -q "^cuda_picard_sweep/" "$OUT/gpu-report.txt" 2>/dev/null; then
+  echo "== sweep bandwidth vs copy (tools/sweep_table.py -> \$OUT/sweep-table.md)"
+  $PY tools/sweep_table.py "$OUT/gpu-report.txt" | tee "$OUT/sweep-table.md" || echo "FAILED: sweep table"
+fi
+
 if [[ ${MIXTURE:-1} == 1 ]]; then
 echo "== picardiff bench: mixtures on cuda"
 timeout 150 "$BIN" bench --device cuda --dims 2,64,1024,16384 --batches 1,16 --steps 100,1000 --repeat 3 \
