@@ -22,7 +22,7 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, BatchSize, BenchmarkId, Criterion};
-use picardiff::backend::cpu::CpuTables;
+use picardiff::backend::cpu::{CpuTables, CpuWindow};
 use picardiff::backend::{Backend, Noise, PicardForm, Shape, WindowPlan, WindowState};
 use picardiff::prelude::*;
 use picardiff::rng::TAG_INIT;
@@ -50,6 +50,8 @@ struct Setup {
     out: Vec<f32>,
     times: Vec<f32>,
     err: Vec<f32>,
+    /// The window (its state reset to `w0` for every timed iteration; its noise ring kept).
+    w: CpuWindow,
     w0: WindowState,
     /// The sequential sampler's state (one slot) and model times (t at [`SEQ_STEP`]).
     seq_x0: Vec<f32>,
@@ -86,7 +88,8 @@ impl Setup {
         let mut ws = model.workspace(&cpu, ring * batch).unwrap();
         model.prepare_times(&cpu, &mut ws, &table.t).unwrap();
         let err = cpu.alloc(cpu.err_len(&plan, shape)).unwrap();
-        let w0 = cpu.window_new(&plan, &tables, &mut times, shape).unwrap();
+        let w = cpu.window_new(&plan, &tables, &mut times, shape).unwrap();
+        let w0 = w.state;
         let mut s = Setup {
             cpu,
             model,
@@ -98,6 +101,7 @@ impl Setup {
             out,
             times,
             err,
+            w,
             w0,
             seq_x0,
             seq_times,
@@ -111,10 +115,10 @@ impl Setup {
     /// One Picard iteration from the first window (the window is reset every time, so that every
     /// timed iteration does the same work: the model over all 1000 points, sweep, advance).
     fn iteration<const CHECK: bool>(&mut self) {
-        let mut w = self.w0;
+        self.w.state = self.w0;
         for range in self
             .cpu
-            .model_slots(&w, &self.plan)
+            .model_slots(&self.w, &self.plan)
             .unwrap()
             .into_iter()
             .flatten()
@@ -135,7 +139,7 @@ impl Setup {
             .picard_sweep(
                 &self.plan,
                 &self.tables,
-                &w,
+                &self.w,
                 self.shape,
                 &mut self.x,
                 &self.out,
@@ -143,6 +147,7 @@ impl Setup {
                 &mut self.err,
             )
             .unwrap();
+        let mut w = self.w.state;
         self.advance::<CHECK>(&mut w);
     }
 

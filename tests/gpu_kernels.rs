@@ -280,7 +280,7 @@ fn compare_picard(
         .window_new(plan, &ct, &mut ctimes, shape)
         .unwrap();
     let mut gw = be.window_new(plan, &gt, &mut gtimes, shape).unwrap();
-    assert_eq!(be.window_read(&gw).unwrap(), cw);
+    assert_eq!(be.window_read(&gw).unwrap(), cw.state);
     let mut cerr = vec![0f32; CpuBackend.err_len(plan, shape)];
     let mut gerr = be.alloc(be.err_len(plan, shape)).unwrap();
     let bps = be.err_len(plan, shape) / (plan.window * shape.batch);
@@ -324,7 +324,7 @@ fn compare_picard(
             .unwrap();
         assert_eq!(
             be.window_read(&gw).unwrap(),
-            cw,
+            cw.state,
             "{what}: state after iteration {iter}"
         );
         assert_bits_eq(&cx, &down(be, &gx), &format!("{what}: new slots {iter}"));
@@ -335,7 +335,7 @@ fn compare_picard(
                 .unwrap();
             be.picard_advance(plan, &gt, &mut gw, shape, &mut gx, &mut gtimes, &gerr)
                 .unwrap();
-            assert_eq!(be.window_read(&gw).unwrap(), cw);
+            assert_eq!(be.window_read(&gw).unwrap(), cw.state);
             assert_bits_eq(&cx, &down(be, &gx), &format!("{what}: after done"));
             return iter + 1;
         }

@@ -6,6 +6,7 @@
 
 use rayon::prelude::*;
 
+pub use super::cpu_window::CpuWindow;
 use super::{
     ring_ranges, Backend, LangevinSweep, Noise, PicardForm, Shape, SlotRange, WindowPlan,
     WindowState,
@@ -233,7 +234,7 @@ impl CpuBackend {
 impl Backend for CpuBackend {
     type Buf = Vec<f32>;
     type Tables = CpuTables;
-    type Window = WindowState;
+    type Window = CpuWindow;
 
     fn name(&self) -> &'static str {
         "cpu"
@@ -290,6 +291,11 @@ impl Backend for CpuBackend {
         Self::units(shape) * plan.window
     }
 
+    /// One slot per ring slot ([`CpuWindow`]).
+    fn noise_ring_len(&self, plan: &WindowPlan, shape: Shape) -> usize {
+        plan.ring() * shape.slot_len()
+    }
+
     fn upload_tables(&self, t: &StepTable) -> Result<CpuTables> {
         let f = |v: &[f64]| v.iter().map(|&x| x as f32).collect();
         Ok(CpuTables {
@@ -340,20 +346,20 @@ impl Backend for CpuBackend {
         tab: &CpuTables,
         times: &mut Vec<f32>,
         shape: Shape,
-    ) -> Result<WindowState> {
+    ) -> Result<CpuWindow> {
         let st = plan.initial_state();
         for m in 0..=st.end.min(plan.steps - 1) {
             let slot = m % plan.ring();
             times[slot * shape.batch..(slot + 1) * shape.batch].fill(tab.t[m]);
         }
-        Ok(st)
+        Ok(CpuWindow::new(st, plan.ring()))
     }
 
-    fn window_read(&self, w: &WindowState) -> Result<WindowState> {
-        Ok(*w)
+    fn window_read(&self, w: &CpuWindow) -> Result<WindowState> {
+        Ok(w.state)
     }
 
-    fn model_slots(&self, w: &WindowState, plan: &WindowPlan) -> Result<[Option<SlotRange>; 2]> {
+    fn model_slots(&self, w: &CpuWindow, plan: &WindowPlan) -> Result<[Option<SlotRange>; 2]> {
         if w.done(plan) {
             return Ok([None, None]);
         }
@@ -364,7 +370,7 @@ impl Backend for CpuBackend {
         &self,
         plan: &WindowPlan,
         tab: &CpuTables,
-        w: &WindowState,
+        w: &CpuWindow,
         shape: Shape,
         x: &mut Vec<f32>,
         out: &Vec<f32>,
@@ -389,6 +395,18 @@ impl Backend for CpuBackend {
         let per_row = dim.div_ceil(CHUNK);
         let xp = SharedMut(x.as_mut_ptr());
         let drift = plan.form == PicardForm::Drift;
+        // Philox noise goes through the window's ring: made once per point, read afterwards.
+        let ring = match noise {
+            Noise::Philox { seed, sample0 } => {
+                let noisy = (s..e).any(|m| tab.c[m] != 0.0);
+                noisy
+                    .then(|| w.noise.begin((seed, sample0), slot))
+                    .transpose()?
+                    .map(SharedMut)
+            }
+            Noise::Table(_) => None,
+        };
+        let marks = w.noise.marks();
         err.par_chunks_mut(p)
             .take(Self::units(shape))
             .enumerate()
@@ -412,7 +430,19 @@ impl Backend for CpuBackend {
                     for m in s..e {
                         let k = (tab.a[m], tab.b[m], tab.c[m], tab.p[m], tab.q[m]);
                         if k.2 != 0.0 {
-                            noise_lanes(&noise, shape, m, sample, g, &mut z[..wl]);
+                            match ring {
+                                // SAFETY: as `xs`: this unit's elements of slot m % r of the ring
+                                // (r · slot values), which no other unit touches.
+                                Some(zr) => unsafe {
+                                    let zs =
+                                        std::slice::from_raw_parts_mut(zr.ptr().add(base(m)), wl);
+                                    if !marks.holds(m) {
+                                        noise_lanes(&noise, shape, m, sample, g, zs);
+                                    }
+                                    z[..wl].copy_from_slice(zs);
+                                },
+                                None => noise_lanes(&noise, shape, m, sample, g, &mut z[..wl]),
+                            }
                         }
                         let o = &out[base(m)..base(m) + wl];
                         let next = xs(m + 1);
@@ -436,6 +466,11 @@ impl Backend for CpuBackend {
                     g += wl;
                 }
             });
+        if ring.is_some() {
+            (s..e)
+                .filter(|&m| tab.c[m] != 0.0)
+                .for_each(|m| w.noise.made(m));
+        }
         Ok(())
     }
 
@@ -443,7 +478,7 @@ impl Backend for CpuBackend {
         &self,
         plan: &WindowPlan,
         tab: &CpuTables,
-        w: &mut WindowState,
+        w: &mut CpuWindow,
         shape: Shape,
         x: &mut Vec<f32>,
         times: &mut Vec<f32>,

@@ -10,6 +10,7 @@
 //! outputs use the same ring layout; the per-row model times are a ring of `R × batch` f32.
 
 pub mod cpu;
+mod cpu_window;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 mod window;
@@ -217,6 +218,12 @@ pub trait Backend {
     fn fill(&self, buf: &mut Self::Buf, offset: usize, len: usize, value: f32) -> Result<()>;
     /// Length of the error buffer `picard_sweep` needs for `plan` and `shape`.
     fn err_len(&self, plan: &WindowPlan, shape: Shape) -> usize;
+    /// Values a window keeps of the step noise when the rule draws Philox noise (the CPU's noise
+    /// ring: each point's noise made once; 0 where the sweep makes it every time).
+    fn noise_ring_len(&self, plan: &WindowPlan, shape: Shape) -> usize {
+        let _ = (plan, shape);
+        0
+    }
     /// Free memory in bytes, if the backend can tell (the sampler refuses runs that need more).
     fn free_memory(&self) -> Option<usize> {
         None

@@ -223,6 +223,7 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
             *form,
         )?),
     };
+    let philox_steps = inputs.noise.is_none() && table.c.iter().any(|&c| c != 0.0);
     check_memory(
         backend,
         plan.as_ref(),
@@ -230,6 +231,7 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
         shape,
         n,
         inputs.noise.is_some(),
+        philox_steps,
     )?;
     let tables = backend.upload_tables(&table)?;
     let noise_buf = inputs.noise.map(|z| backend.upload(z)).transpose()?;
@@ -371,7 +373,8 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
 }
 
 /// Fails before allocating when the run's buffers (the iterate and output rings, times, errors, a
-/// caller noise table, the corrector's ring) exceed the backend's free memory; the message gives both.
+/// caller noise table or a window's noise ring, the corrector's ring) exceed the backend's free memory; the
+/// message gives both.
 fn check_memory<B: Backend>(
     backend: &B,
     plan: Option<&WindowPlan>,
@@ -379,6 +382,7 @@ fn check_memory<B: Backend>(
     shape: Shape,
     steps: usize,
     noise_table: bool,
+    philox_steps: bool,
 ) -> Result<()> {
     let Some(free) = backend.free_memory() else {
         return Ok(());
@@ -388,6 +392,9 @@ fn check_memory<B: Backend>(
     let mut floats = 2 * ring * slot + ring * shape.batch as u128;
     if let Some(p) = plan {
         floats += backend.err_len(p, shape) as u128;
+        if philox_steps {
+            floats += backend.noise_ring_len(p, shape) as u128;
+        }
     }
     if noise_table {
         floats += steps as u128 * slot;

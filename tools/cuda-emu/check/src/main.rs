@@ -326,7 +326,7 @@ fn check_picard(plan: &WindowPlan, rule: &str, shape: Shape, noise_table: bool, 
             Ok(()) => {}
         }
         assert_eq!(ew.bad_point, 0);
-        assert_eq!(to_state(&ew), cw, "state after iter {iters}");
+        assert_eq!(to_state(&ew), cw.state, "state after iter {iters}");
         assert!(cx.iter().zip(&ex).all(|(a, b)| a.to_bits() == b.to_bits()), "new slots differ");
         assert_eq!(ctimes, etimes, "times differ");
         if cw.done(plan) {
