@@ -28,7 +28,7 @@ use picardiff::prelude::*;
 
 #[path = "cuda_common/mod.rs"]
 mod cuda_common;
-use cuda_common::sync_timed;
+use cuda_common::{bench_mlp_files, device_or_skip, sync_timed};
 
 /// Iterations per window before it is restarted.
 const CHUNK: u64 = 24;
@@ -221,25 +221,19 @@ fn median_per_call(reps: usize, iters: u64, mut f: impl FnMut(u64) -> Duration) 
 }
 
 fn main() {
-    let be = match CudaBackend::new(0) {
-        Ok(be) => be,
-        Err(e) => {
-            println!("cuda_iteration: skipped: no CUDA device ({e})");
-            return;
-        }
-    };
-    let files = std::env::var("PICARDIFF_BENCH_MLP").unwrap_or_default();
-    if files.is_empty() {
-        println!("cuda_iteration: skipped: set PICARDIFF_BENCH_MLP to MLP .safetensors files");
+    let Some(be) = device_or_skip("cuda_iteration") else {
         return;
-    }
+    };
+    let Some(files) = bench_mlp_files("cuda_iteration") else {
+        return;
+    };
     let mut c = Criterion::default().configure_from_args();
     let mut group = c.benchmark_group("cuda_picard_iteration");
     group.sample_size(10);
     group.warm_up_time(Duration::from_millis(300));
     group.measurement_time(Duration::from_secs(2));
     let mut summary = Vec::new();
-    for path in files.split(',') {
+    for path in &files {
         let model = match MlpModel::from_file(path.as_ref()) {
             Ok(m) => m,
             Err(e) => {

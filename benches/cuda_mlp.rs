@@ -5,33 +5,30 @@
 //! cuBLAS use from the model's size. Skips without a CUDA device or without files.
 //! Timing: `iter_custom`, enqueue `iters` evaluations, synchronise the stream, read the clock.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use picardiff::backend::cuda::CudaBackend;
 use picardiff::backend::Backend;
 use picardiff::model::MlpModel;
 use picardiff::prelude::*;
 
+#[path = "cuda_common/mod.rs"]
+mod cuda_common;
+use cuda_common::{bench_mlp_files, device_or_skip, sync_timed};
+
 fn main() {
-    let be = match CudaBackend::new(0) {
-        Ok(be) => be,
-        Err(e) => {
-            println!("cuda_mlp: skipped: no CUDA device ({e})");
-            return;
-        }
-    };
-    let files = std::env::var("PICARDIFF_BENCH_MLP").unwrap_or_default();
-    if files.is_empty() {
-        println!("cuda_mlp: skipped: set PICARDIFF_BENCH_MLP to MLP .safetensors files");
+    let Some(be) = device_or_skip("cuda_mlp") else {
         return;
-    }
+    };
+    let Some(files) = bench_mlp_files("cuda_mlp") else {
+        return;
+    };
     let mut c = Criterion::default().configure_from_args();
     let mut group = c.benchmark_group("cuda_mlp_forward");
     group.sample_size(10);
     group.warm_up_time(Duration::from_millis(300));
     group.measurement_time(Duration::from_secs(2));
-    for path in files.split(',') {
+    for path in &files {
         let model = match MlpModel::from_file(path.as_ref()) {
             Ok(m) => m,
             Err(e) => {
@@ -54,13 +51,9 @@ fn main() {
             group.throughput(Throughput::Elements(per_row * rows as u64));
             group.bench_function(BenchmarkId::new(format!("h{h}_flop"), rows), |b| {
                 b.iter_custom(|iters| {
-                    be.synchronize().unwrap();
-                    let start = Instant::now();
-                    for _ in 0..iters {
+                    sync_timed(&be, iters, || {
                         model.eval(&be, &mut ws, &x, &t, 0, rows, &mut out).unwrap();
-                    }
-                    be.synchronize().unwrap();
-                    start.elapsed()
+                    })
                 })
             });
         }

@@ -19,7 +19,7 @@ use picardiff::prelude::*;
 
 #[path = "cuda_common/mod.rs"]
 mod cuda_common;
-use cuda_common::sync_timed;
+use cuda_common::{device_or_skip, sync_timed};
 
 /// Window points of the sweep benchmark.
 const WINDOW: usize = 64;
@@ -246,12 +246,8 @@ fn mixture_score(c: &mut Criterion, be: &CudaBackend) {
 }
 
 fn main() {
-    let be = match CudaBackend::new(0) {
-        Ok(be) => be,
-        Err(e) => {
-            println!("cuda_picard: skipped: no CUDA device ({e})");
-            return;
-        }
+    let Some(be) = device_or_skip("cuda_picard") else {
+        return;
     };
     if let Ok(name) = be.device_name() {
         println!("cuda_picard on {name}");

@@ -291,7 +291,7 @@ impl Backend for CpuBackend {
         Self::units(shape) * plan.window
     }
 
-    /// One slot per ring slot ([`CpuWindow`]).
+    /// One slot per ring slot ([`CpuWindow`]), for a rule with noise.
     fn noise_ring_len(&self, plan: &WindowPlan, shape: Shape) -> usize {
         plan.ring() * shape.slot_len()
     }
@@ -352,7 +352,8 @@ impl Backend for CpuBackend {
             let slot = m % plan.ring();
             times[slot * shape.batch..(slot + 1) * shape.batch].fill(tab.t[m]);
         }
-        Ok(CpuWindow::new(st, plan.ring()))
+        let noisy = tab.c.iter().any(|&c| c != 0.0);
+        CpuWindow::new(st, plan.ring(), if noisy { shape.slot_len() } else { 0 })
     }
 
     fn window_read(&self, w: &CpuWindow) -> Result<WindowState> {
@@ -397,13 +398,7 @@ impl Backend for CpuBackend {
         let drift = plan.form == PicardForm::Drift;
         // Philox noise goes through the window's ring: made once per point, read afterwards.
         let ring = match noise {
-            Noise::Philox { seed, sample0 } => {
-                let noisy = (s..e).any(|m| tab.c[m] != 0.0);
-                noisy
-                    .then(|| w.noise.begin((seed, sample0), slot))
-                    .transpose()?
-                    .map(SharedMut)
-            }
+            Noise::Philox { seed, sample0 } => w.noise.begin((seed, sample0)).map(SharedMut),
             Noise::Table(_) => None,
         };
         let marks = w.noise.marks();

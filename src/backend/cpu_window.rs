@@ -25,15 +25,26 @@ pub struct CpuWindow {
 }
 
 impl CpuWindow {
-    pub(super) fn new(state: WindowState, ring: usize) -> Self {
-        CpuWindow {
+    /// A window in `state` whose ring has `ring` slots of `slot` values (`slot` 0: a rule without
+    /// noise, no ring). The ring is allocated here, before the Picard loop, never inside it.
+    pub(super) fn new(state: WindowState, ring: usize, slot: usize) -> Result<Self> {
+        let len = ring * slot;
+        let mut values = Vec::new();
+        values.try_reserve_exact(len).map_err(|_| {
+            Error::device(
+                "window",
+                format!("cannot allocate the {len}-value noise ring on the host"),
+            )
+        })?;
+        values.resize(len, 0.0);
+        Ok(CpuWindow {
             state,
             noise: NoiseRing {
                 stream: Cell::new(None),
                 point: (0..ring).map(|_| AtomicUsize::new(EMPTY)).collect(),
-                values: UnsafeCell::new(Vec::new()),
+                values: UnsafeCell::new(values),
             },
-        }
+        })
     }
 }
 
@@ -62,10 +73,9 @@ pub(super) struct NoiseRing {
 }
 
 impl NoiseRing {
-    /// Readies the ring for a sweep with noise stream `stream` and `slot` values per point: on a
-    /// new stream every slot is emptied; the values are allocated on first use (a deterministic
-    /// rule never needs them). Returns the values' base pointer.
-    pub(super) fn begin(&self, stream: (u64, u32), slot: usize) -> Result<*mut f32> {
+    /// Readies the ring for a sweep with noise stream `stream` (on a new stream every slot is
+    /// emptied) and returns the values' base pointer, or `None` when the window has no ring.
+    pub(super) fn begin(&self, stream: (u64, u32)) -> Option<*mut f32> {
         if self.stream.get() != Some(stream) {
             self.point
                 .iter()
@@ -75,17 +85,7 @@ impl NoiseRing {
         // SAFETY: no reference into the values is alive between sweeps (the sweep's units use the
         // returned pointer only inside the sweep, and `&self` cannot be shared across threads).
         let values = unsafe { &mut *self.values.get() };
-        let len = self.point.len() * slot;
-        if values.len() < len {
-            values.try_reserve_exact(len - values.len()).map_err(|_| {
-                Error::device(
-                    "picard_sweep",
-                    format!("cannot allocate the {len}-value noise ring on the host"),
-                )
-            })?;
-            values.resize(len, 0.0);
-        }
-        Ok(values.as_mut_ptr())
+        (!values.is_empty()).then_some(values.as_mut_ptr())
     }
 
     /// Which points the ring holds: a view the sweep's parallel units may share.

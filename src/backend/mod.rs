@@ -218,8 +218,8 @@ pub trait Backend {
     fn fill(&self, buf: &mut Self::Buf, offset: usize, len: usize, value: f32) -> Result<()>;
     /// Length of the error buffer `picard_sweep` needs for `plan` and `shape`.
     fn err_len(&self, plan: &WindowPlan, shape: Shape) -> usize;
-    /// Values a window keeps of the step noise when the rule draws Philox noise (the CPU's noise
-    /// ring: each point's noise made once; 0 where the sweep makes it every time).
+    /// Values a window keeps of the step noise when the rule has noise (the CPU's noise ring:
+    /// each point's Philox noise made once; 0 where the sweep makes it every time).
     fn noise_ring_len(&self, plan: &WindowPlan, shape: Shape) -> usize {
         let _ = (plan, shape);
         0

@@ -223,7 +223,7 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
             *form,
         )?),
     };
-    let philox_steps = inputs.noise.is_none() && table.c.iter().any(|&c| c != 0.0);
+    let noisy_rule = table.c.iter().any(|&c| c != 0.0);
     check_memory(
         backend,
         plan.as_ref(),
@@ -231,7 +231,7 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
         shape,
         n,
         inputs.noise.is_some(),
-        philox_steps,
+        noisy_rule,
     )?;
     let tables = backend.upload_tables(&table)?;
     let noise_buf = inputs.noise.map(|z| backend.upload(z)).transpose()?;
@@ -382,7 +382,7 @@ fn check_memory<B: Backend>(
     shape: Shape,
     steps: usize,
     noise_table: bool,
-    philox_steps: bool,
+    noisy_rule: bool,
 ) -> Result<()> {
     let Some(free) = backend.free_memory() else {
         return Ok(());
@@ -392,7 +392,7 @@ fn check_memory<B: Backend>(
     let mut floats = 2 * ring * slot + ring * shape.batch as u128;
     if let Some(p) = plan {
         floats += backend.err_len(p, shape) as u128;
-        if philox_steps {
+        if noisy_rule {
             floats += backend.noise_ring_len(p, shape) as u128;
         }
     }
