@@ -160,6 +160,7 @@ fn rust_picard(
         sample0: 0,
         init,
         noise,
+        ..Default::default()
     };
     run(&CpuBackend, &gmm(), &grid, rule, &kind, &inputs).unwrap()
 }

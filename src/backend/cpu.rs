@@ -36,6 +36,37 @@ pub struct CpuTables {
     q: Vec<f32>,
     t: Vec<f32>,
     var: Vec<f32>,
+    /// The clipped-x̂0 correction (`u`, `v`, `f` per point and the range), when the run clips.
+    clip: Option<CpuClip>,
+}
+
+/// [`crate::schedule::ClipTable`] in f32.
+#[derive(Debug, Clone)]
+struct CpuClip {
+    u: Vec<f32>,
+    v: Vec<f32>,
+    f: Vec<f32>,
+    range: f32,
+}
+
+impl CpuTables {
+    /// The clip coefficients `(u, v, f, r)` of point `j`, if the run clips.
+    #[inline]
+    fn clip_at(&self, j: usize) -> Option<(f32, f32, f32, f32)> {
+        self.clip
+            .as_ref()
+            .map(|c| (c.u[j], c.v[j], c.f[j], c.range))
+    }
+}
+
+/// The clipped-x̂0 correction of one model output (`docs/algorithms.md` §7), written once so that
+/// the sequential step and the sweep round identically: `o + f·(clamp(x̂0, −r, r) − x̂0)` with
+/// `x̂0 = u·x + v·o`. Nothing clipped: `o` exactly.
+#[inline(always)]
+fn clip_fix(c: (f32, f32, f32, f32), x: f32, o: f32) -> f32 {
+    let (u, v, f, r) = c;
+    let x0 = u * x + v * o;
+    o + f * (x0.clamp(-r, r) - x0)
 }
 
 /// One affine step, written once so that the sequential sampler and the scan round identically:
@@ -125,6 +156,7 @@ impl CpuBackend {
     ) -> Result<()> {
         Self::check_noise(&noise, j + 1, shape)?;
         let k = (tab.a[j], tab.b[j], tab.c[j], tab.p[j], tab.q[j]);
+        let clip = tab.clip_at(j);
         let (xs, os) = (
             &mut x[x_off..x_off + shape.slot_len()],
             &out[out_off..out_off + shape.slot_len()],
@@ -145,8 +177,18 @@ impl CpuBackend {
                             if k.2 != 0.0 {
                                 noise_lanes(&noise, shape, j, sample, u * CHUNK + l * LANES, zl);
                             }
-                            for i in 0..xl.len() {
-                                xl[i] = affine(k, xl[i], xl[i], ol[i], zl[i]);
+                            match clip {
+                                None => {
+                                    for i in 0..xl.len() {
+                                        xl[i] = affine(k, xl[i], xl[i], ol[i], zl[i]);
+                                    }
+                                }
+                                Some(c) => {
+                                    for i in 0..xl.len() {
+                                        let o = clip_fix(c, xl[i], ol[i]);
+                                        xl[i] = affine(k, xl[i], xl[i], o, zl[i]);
+                                    }
+                                }
                             }
                         }
                         // A second pass over the chunk (in L1) that vectorises: is any value ∞ or
@@ -306,6 +348,12 @@ impl Backend for CpuBackend {
             q: f(&t.q),
             t: f(&t.t),
             var: f(&t.var),
+            clip: t.clip.as_ref().map(|c| CpuClip {
+                u: f(&c.u),
+                v: f(&c.v),
+                f: f(&c.f),
+                range: c.range as f32,
+            }),
         })
     }
 
@@ -424,6 +472,7 @@ impl Backend for CpuBackend {
                     xold[..wl].copy_from_slice(xs(s));
                     for m in s..e {
                         let k = (tab.a[m], tab.b[m], tab.c[m], tab.p[m], tab.q[m]);
+                        let clip = tab.clip_at(m);
                         if k.2 != 0.0 {
                             match ring {
                                 // SAFETY: as `xs`: this unit's elements of slot m % r of the ring
@@ -442,6 +491,16 @@ impl Backend for CpuBackend {
                         let o = &out[base(m)..base(m) + wl];
                         let next = xs(m + 1);
                         let mut sq = 0f32;
+                        let mut oc = [0f32; LANES];
+                        let o = match clip {
+                            None => o,
+                            Some(c) => {
+                                for i in 0..wl {
+                                    oc[i] = clip_fix(c, xold[i], o[i]);
+                                }
+                                &oc[..wl]
+                            }
+                        };
                         for i in 0..wl {
                             let yn = if drift {
                                 y[i] + ((k.0 - 1.0) * xold[i]

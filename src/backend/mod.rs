@@ -10,9 +10,11 @@
 //! outputs use the same ring layout; the per-row model times are a ring of `R × batch` f32.
 
 pub mod cpu;
+mod cpu_ops;
 mod cpu_window;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+pub mod ops;
 mod window;
 
 pub use window::{covering_slots, WindowMode, WindowPlan, WindowState};

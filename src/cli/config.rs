@@ -99,6 +99,7 @@ impl Problem {
             sample0: 0,
             init: self.init.as_deref(),
             noise: self.noise.as_deref(),
+            ..Default::default()
         }
     }
 }

@@ -97,6 +97,7 @@ unsafe fn run_cuda(
         sample0: s.plan.sample0,
         init: None,
         noise: None,
+        ..Default::default()
     };
     // One lock over the run and the copy out: no other thread's work lands between them.
     let _exclusive = be.exclusive();

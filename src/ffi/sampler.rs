@@ -218,6 +218,7 @@ unsafe fn run_checked(
         sample0: s.plan.sample0,
         init,
         noise,
+        ..Default::default()
     };
     let result = dispatch(s, model, &inputs)?;
     debug_assert_eq!(result.samples.len(), need);

@@ -2,12 +2,15 @@
 
 mod gmm;
 mod mlp;
+mod tensors;
+pub mod unet;
 
 pub use gmm::{GmmModel, Mixture};
 pub use mlp::{
     load_model, Activation, Layer, Linear, MlpConfig, MlpModel, MlpWeights, MlpWorkspace,
     ModelFile, Norm, WeightDtype, MAX_FILE_BYTES, MLP_FORMAT_VERSION, MLP_METADATA_KEY,
 };
+pub use unet::{DiffusionPolicy, UnetConfig};
 
 use crate::backend::Backend;
 use crate::error::Result;
@@ -23,6 +26,26 @@ pub trait ScoreModel<B: Backend>: Sync {
     fn dim(&self) -> usize;
     /// What the model predicts (converted to ε̂ by the step tables).
     fn output(&self) -> ModelOutput;
+    /// Width of the per-sample conditioning the model takes (0: none).
+    fn cond_dim(&self) -> usize {
+        0
+    }
+    /// Sets the per-sample conditioning of this run: `batch` rows of [`ScoreModel::cond_dim`]
+    /// values, row b for sample b (evaluation row r belongs to sample `r % batch`). Called once
+    /// per run, after [`ScoreModel::workspace`]. The default refuses: the model takes none.
+    fn set_condition(
+        &self,
+        backend: &B,
+        ws: &mut Self::Workspace,
+        cond: &[f32],
+        batch: usize,
+    ) -> Result<()> {
+        let _ = (backend, ws, cond, batch);
+        Err(crate::error::Error::config(
+            "cond",
+            "this model takes no per-sample conditioning",
+        ))
+    }
     /// Scratch for evaluating up to `max_rows` rows at once.
     fn workspace(&self, backend: &B, max_rows: usize) -> Result<Self::Workspace>;
     /// Called once per run, before any [`ScoreModel::eval`], with every model time the run will use

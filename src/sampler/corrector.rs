@@ -78,9 +78,13 @@ impl<B: Backend, W> CorrectorRun<B, W> {
         cfg: Corrector,
         shape: Shape,
         grid: &Grid,
+        cond: Option<&[f32]>,
     ) -> Result<Self> {
         cfg.validate()?;
         let mut ws = model.workspace(backend, cfg.steps * shape.batch)?;
+        if let Some(cond) = cond {
+            model.set_condition(backend, &mut ws, cond, shape.batch)?;
+        }
         let times: Vec<f64> = grid
             .points
             .iter()

@@ -13,7 +13,7 @@ use crate::backend::{Backend, IterationRun, Noise, PicardForm, Shape, WindowPlan
 use crate::error::{Error, Result};
 use crate::model::ScoreModel;
 use crate::rng;
-use crate::schedule::{Grid, StepRule, StepTable};
+use crate::schedule::{ClipSample, Grid, StepRule, StepTable};
 
 /// Which sampler to run and its knobs.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,6 +70,11 @@ pub struct RunInputs<'a> {
     pub init: Option<&'a [f32]>,
     /// Caller-supplied step noise, `[steps][batch][dim]`; default: Philox (tag `TAG_STEP`).
     pub noise: Option<&'a [f32]>,
+    /// Per-sample conditioning, `[batch][model.cond_dim()]` (required by a model that takes it).
+    pub cond: Option<&'a [f32]>,
+    /// Clip the predicted x̂0 at every step as diffusers' schedulers do with `clip_sample`
+    /// (`docs/algorithms.md` §7); None: no clipping.
+    pub clip: Option<ClipSample>,
 }
 
 /// What a run reports.
@@ -164,7 +169,10 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
     inputs: &RunInputs<'_>,
 ) -> Result<RunOutput> {
     let _exclusive = backend.run_guard();
-    let table = StepTable::new(grid, rule, model.output())?;
+    let mut table = StepTable::new(grid, rule, model.output())?;
+    if let Some(clip) = inputs.clip {
+        table = table.with_clip(grid, model.output(), clip)?;
+    }
     let shape = Shape {
         batch: inputs.batch,
         dim: model.dim(),
@@ -173,6 +181,34 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
         return Err(Error::config("batch", "must be at least 1"));
     }
     let n = table.steps();
+    match (inputs.cond, model.cond_dim()) {
+        (None, 0) => {}
+        (None, c) => {
+            return Err(Error::config(
+                "cond",
+                format!("the model needs its conditioning: {c} values per sample"),
+            ))
+        }
+        (Some(_), 0) => {
+            return Err(Error::config(
+                "cond",
+                "this model takes no per-sample conditioning",
+            ))
+        }
+        (Some(cond), c) => {
+            if cond.len() != shape.batch * c {
+                return Err(Error::shape(
+                    "cond",
+                    format!(
+                        "must be [{}, {c}] ({} values), got {}",
+                        shape.batch,
+                        shape.batch * c,
+                        cond.len()
+                    ),
+                ));
+            }
+        }
+    }
     if let Some(init) = inputs.init {
         if init.len() != shape.slot_len() {
             return Err(Error::shape(
@@ -260,6 +296,9 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
     let mut out = backend.alloc(ring * shape.slot_len())?;
     let mut times = backend.alloc(ring * shape.batch)?;
     let mut ws = model.workspace(backend, ring * shape.batch)?;
+    if let Some(cond) = inputs.cond {
+        model.set_condition(backend, &mut ws, cond, shape.batch)?;
+    }
     model.prepare_times(backend, &mut ws, &table.t)?;
     let mut stats = RunStats::default();
     let final_slot = match &plan {
@@ -282,7 +321,14 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
             let mut corrector = match kind {
                 SamplerKind::Blocks {
                     corrector: Some(c), ..
-                } => Some(CorrectorRun::new(backend, model, *c, shape, grid)?),
+                } => Some(CorrectorRun::new(
+                    backend,
+                    model,
+                    *c,
+                    shape,
+                    grid,
+                    inputs.cond,
+                )?),
                 _ => None,
             };
             let recordable = model.recordable() && corrector.is_none();

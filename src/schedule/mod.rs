@@ -1,13 +1,13 @@
 //! Noise schedules (α_t, σ_t of a variance-preserving process), time grids and step rules.
 //!
 //! Everything here runs once on the host in f64 and produces the per-step coefficient tables that the
-//! samplers and backends consume. The maths is in `docs/algorithms.md` §1–2 of the shared docs.
+//! samplers and backends consume. The maths is in `docs/algorithms.md` §1–2.
 
 mod grid;
 mod rule;
 
 pub use grid::{discrete_timesteps, Grid, GridPoint, Spacing};
-pub use rule::{ModelOutput, StepRule, StepTable};
+pub use rule::{ClipKeep, ClipSample, ClipTable, ModelOutput, StepRule, StepTable};
 
 use crate::error::{Error, Result};
 
@@ -36,6 +36,22 @@ pub enum Schedule {
     },
 }
 
+/// diffusers' default `beta_start` of the linear schedules.
+pub const DEFAULT_BETA_START: f64 = 1e-4;
+/// diffusers' default `beta_end` of the linear schedules.
+pub const DEFAULT_BETA_END: f64 = 0.02;
+
+/// The β sequences of the discrete schedules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Betas {
+    /// `linspace(β_start, β_end, N)`.
+    Linear,
+    /// `linspace(sqrt β_start, sqrt β_end, N)²`.
+    ScaledLinear,
+    /// Nichol & Dhariwal's cosine (diffusers' `squaredcos_cap_v2`).
+    Cosine,
+}
+
 /// Names accepted by [`Schedule::from_name`].
 pub const SCHEDULE_NAMES: &[&str] = &["ddpm-linear", "scaled-linear", "cosine", "ou", "vp-linear"];
 
@@ -44,46 +60,17 @@ impl Schedule {
     /// with `n_train` steps and β from 1e-4 to 0.02 (diffusers' DDPM defaults), `vp-linear` with
     /// β_min = 0.1, β_max = 20 (Song et al.).
     pub fn from_name(name: &str, n_train: usize) -> Result<Self> {
-        let discrete = |betas: Vec<f64>| {
-            let mut prod = 1.0;
-            let alphas_cumprod = betas
-                .iter()
-                .map(|b| {
-                    prod *= 1.0 - b;
-                    prod
+        let betas = match name {
+            "ddpm-linear" => Betas::Linear,
+            "scaled-linear" => Betas::ScaledLinear,
+            "cosine" => Betas::Cosine,
+            "ou" => return Ok(Schedule::Ou),
+            "vp-linear" => {
+                return Ok(Schedule::VpLinear {
+                    beta_min: 0.1,
+                    beta_max: 20.0,
                 })
-                .collect();
-            Schedule::Discrete {
-                name: name.to_string(),
-                alphas_cumprod,
             }
-        };
-        if matches!(name, "ddpm-linear" | "scaled-linear" | "cosine") && n_train < 2 {
-            return Err(Error::config(
-                "train-steps",
-                format!("must be at least 2, got {n_train}"),
-            ));
-        }
-        let (b0, b1) = (1e-4_f64, 0.02_f64);
-        let lin = |lo: f64, hi: f64| -> Vec<f64> {
-            (0..n_train)
-                .map(|i| lo + (hi - lo) * i as f64 / (n_train - 1) as f64)
-                .collect()
-        };
-        Ok(match name {
-            "ddpm-linear" => discrete(lin(b0, b1)),
-            "scaled-linear" => discrete(
-                lin(b0.sqrt(), b1.sqrt())
-                    .into_iter()
-                    .map(|b| b * b)
-                    .collect(),
-            ),
-            "cosine" => discrete(cosine_betas(n_train)),
-            "ou" => Schedule::Ou,
-            "vp-linear" => Schedule::VpLinear {
-                beta_min: 0.1,
-                beta_max: 20.0,
-            },
             other => {
                 return Err(Error::config(
                     "schedule",
@@ -93,6 +80,73 @@ impl Schedule {
                     ),
                 ))
             }
+        };
+        Self::discrete(name, betas, n_train, DEFAULT_BETA_START, DEFAULT_BETA_END)
+    }
+
+    /// A discrete schedule named as diffusers names its `beta_schedule` (`linear`,
+    /// `scaled_linear`, `squaredcos_cap_v2`), with `beta_start`/`beta_end` (unused by the cosine
+    /// schedule), as a LeRobot or diffusers config gives it.
+    pub fn diffusers(
+        beta_schedule: &str,
+        n_train: usize,
+        beta_start: f64,
+        beta_end: f64,
+    ) -> Result<Self> {
+        let (name, betas) = match beta_schedule {
+            "linear" => ("ddpm-linear", Betas::Linear),
+            "scaled_linear" => ("scaled-linear", Betas::ScaledLinear),
+            "squaredcos_cap_v2" => ("cosine", Betas::Cosine),
+            other => {
+                return Err(Error::config(
+                    "beta_schedule",
+                    format!(
+                        "unsupported beta_schedule `{other}` (expected linear, scaled_linear or squaredcos_cap_v2)"
+                    ),
+                ))
+            }
+        };
+        let ok = |b: f64| b > 0.0 && b < 1.0;
+        if betas != Betas::Cosine && !(ok(beta_start) && ok(beta_end) && beta_start <= beta_end) {
+            return Err(Error::config(
+                "beta_start",
+                format!("beta_start {beta_start} and beta_end {beta_end} must satisfy 0 < start <= end < 1"),
+            ));
+        }
+        Self::discrete(name, betas, n_train, beta_start, beta_end)
+    }
+
+    fn discrete(name: &str, betas: Betas, n_train: usize, b0: f64, b1: f64) -> Result<Self> {
+        if n_train < 2 {
+            return Err(Error::config(
+                "train-steps",
+                format!("must be at least 2, got {n_train}"),
+            ));
+        }
+        let lin = |lo: f64, hi: f64| -> Vec<f64> {
+            (0..n_train)
+                .map(|i| lo + (hi - lo) * i as f64 / (n_train - 1) as f64)
+                .collect()
+        };
+        let betas = match betas {
+            Betas::Linear => lin(b0, b1),
+            Betas::ScaledLinear => lin(b0.sqrt(), b1.sqrt())
+                .into_iter()
+                .map(|b| b * b)
+                .collect(),
+            Betas::Cosine => cosine_betas(n_train),
+        };
+        let mut prod = 1.0;
+        let alphas_cumprod = betas
+            .iter()
+            .map(|b| {
+                prod *= 1.0 - b;
+                prod
+            })
+            .collect();
+        Ok(Schedule::Discrete {
+            name: name.to_string(),
+            alphas_cumprod,
         })
     }
 

@@ -95,6 +95,16 @@ impl ModelOutput {
         }
     }
 
+    /// `(u, v)` with x̂0 = u·x + v·out at a point with (α, σ) (σ = α = 0 never happens inside a grid).
+    pub fn to_sample(&self, alpha: f64, sigma: f64) -> (f64, f64) {
+        match self {
+            ModelOutput::Epsilon => (1.0 / alpha, -sigma / alpha),
+            ModelOutput::Score => (1.0 / alpha, sigma * sigma / alpha),
+            ModelOutput::Sample => (0.0, 1.0),
+            ModelOutput::V => (alpha, -sigma),
+        }
+    }
+
     /// `(p, q)` with ε̂ = p·x + q·out at a point with (α, σ).
     pub fn to_epsilon(&self, alpha: f64, sigma: f64) -> (f64, f64) {
         match self {
@@ -121,6 +131,8 @@ pub struct StepTable {
     pub q: Vec<f64>,
     /// The model time of point j (j = 0..N−1).
     pub t: Vec<f64>,
+    /// The clipped-x̂0 correction of the model output (`docs/algorithms.md` §7), when the run clips.
+    pub clip: Option<ClipTable>,
     /// The error normaliser `v_j` of point j = 1..=N, stored at index j − 1: the DDPM posterior
     /// variance of the step that consumes point j (the last step's for j = N), floored at the
     /// table's smallest positive value where it is 0 (ParaDiGMS' normaliser, also used for ODE rules).
@@ -141,6 +153,7 @@ impl StepTable {
             p: Vec::with_capacity(n),
             q: Vec::with_capacity(n),
             t: Vec::with_capacity(n),
+            clip: None,
             var: Vec::with_capacity(n),
         };
         let mut posterior = Vec::with_capacity(n);
@@ -199,4 +212,93 @@ impl StepTable {
     pub fn steps(&self) -> usize {
         self.a.len()
     }
+
+    /// Adds the clipped-x̂0 correction of `clip` for a model predicting `output` over `grid` (the
+    /// grid this table was made from): per point j, `x̂0 = u_j·x + v_j·out` and the corrected output
+    /// `out' = out + f_j·(clamp(x̂0, −r, r) − x̂0)`, with `f_j` chosen so that the affine step with
+    /// `out'` is the scheduler's clipped step (`docs/algorithms.md` §7).
+    pub fn with_clip(mut self, grid: &Grid, output: ModelOutput, clip: ClipSample) -> Result<Self> {
+        if !(clip.range > 0.0 && clip.range.is_finite()) {
+            return Err(Error::config(
+                "clip_sample_range",
+                format!("must be finite and > 0, got {}", clip.range),
+            ));
+        }
+        let n = self.steps();
+        let mut tab = ClipTable {
+            range: clip.range,
+            u: Vec::with_capacity(n),
+            v: Vec::with_capacity(n),
+            f: Vec::with_capacity(n),
+        };
+        for j in 0..n {
+            let (from, to) = (grid.points[j], grid.points[j + 1]);
+            let (u, v) = output.to_sample(from.alpha, from.sigma);
+            let q = self.q[j];
+            let f = match clip.keep {
+                ClipKeep::State => -from.alpha / (from.sigma * q),
+                ClipKeep::Epsilon => to.alpha / (self.b[j] * q),
+            };
+            if ![u, v, f].iter().all(|x| x.is_finite()) {
+                return Err(Error::config(
+                    "clip_sample",
+                    format!(
+                        "the clipped-x0 step is undefined at step {j} (t = {})",
+                        from.t
+                    ),
+                ));
+            }
+            tab.u.push(u);
+            tab.v.push(v);
+            tab.f.push(f);
+        }
+        self.clip = Some(tab);
+        Ok(self)
+    }
+}
+
+/// Which quantity a scheduler holds fixed when it clips the predicted clean sample x̂0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClipKeep {
+    /// diffusers' `DDPMScheduler`: the posterior mean `c0·clip(x̂0) + ct·x` keeps the state x
+    /// (equivalently, ε̂ is re-derived from the clipped x̂0).
+    State,
+    /// diffusers' `DDIMScheduler` (`use_clipped_model_output = False`): `α_s·clip(x̂0) + k·ε̂` keeps
+    /// the model's own ε̂.
+    Epsilon,
+}
+
+/// Clipping of the predicted clean sample at every step (diffusers' `clip_sample`, LeRobot's
+/// Diffusion Policy default).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClipSample {
+    /// x̂0 is clamped to `[−range, range]` (diffusers' `clip_sample_range`).
+    pub range: f64,
+    /// What the step keeps fixed (which diffusers scheduler is followed).
+    pub keep: ClipKeep,
+}
+
+impl ClipSample {
+    /// The clipping of diffusers' scheduler for `rule`: `ddim` with η = 1 is DDPM and keeps the
+    /// state ([`ClipKeep::State`]); every other rule keeps ε̂ as `DDIMScheduler` does.
+    pub fn for_rule(rule: StepRule, range: f64) -> Self {
+        let keep = match rule {
+            StepRule::Ddim { eta } if eta == 1.0 => ClipKeep::State,
+            _ => ClipKeep::Epsilon,
+        };
+        ClipSample { range, keep }
+    }
+}
+
+/// Per-point columns of the clipped-x̂0 correction ([`StepTable::with_clip`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClipTable {
+    /// The clamp range r.
+    pub range: f64,
+    /// `x̂0 = u·x + v·out`.
+    pub u: Vec<f64>,
+    /// See `u`.
+    pub v: Vec<f64>,
+    /// `out' = out + f·(clamp(x̂0) − x̂0)`.
+    pub f: Vec<f64>,
 }

@@ -243,6 +243,12 @@ impl Backend for CudaBackend {
         let _exclusive = self.exclusive();
         let steps = t.a.len();
         c_int(steps, "steps")?;
+        if t.clip.is_some() {
+            return Err(Error::config(
+                "clip_sample",
+                "the clipped-x0 step (clip_sample) runs on the CPU backend only for now; use --device cpu",
+            ));
+        }
         let f = |v: &[f64]| -> Result<CudaSlice<f32>> {
             let host: Vec<f32> = v.iter().map(|&x| x as f32).collect();
             self.upload(&host)

@@ -2,11 +2,9 @@
 //! failure is an `Error::Model` naming the tensor or the configuration field, and nothing is
 //! allocated from a size the file claims before that size has been checked against the file.
 
-use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::Path;
 
-use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
 use serde::Deserialize;
 
@@ -16,6 +14,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::files::{self, ReadError};
+use crate::model::tensors::{st_err, TensorReader};
 use crate::model::Mixture;
 use crate::schedule::{ModelOutput, Schedule};
 
@@ -223,68 +222,17 @@ fn declared_params(c: &MlpConfig) -> u128 {
     lin(e, h) + lin(h, h) + cond + lin(d, h) + c.layers as u128 * per_layer + norm_out + lin(h, d)
 }
 
-/// Reads tensors by name, recording which were used and the Linear weights' dtype.
+/// Reads tensors by name (the shared [`TensorReader`]), recording the Linear weights' dtype.
 struct Reader<'a> {
-    st: SafeTensors<'a>,
-    used: BTreeSet<String>,
+    inner: TensorReader<'a>,
     gemm_dtype: Option<(WeightDtype, String)>,
 }
 
 impl Reader<'_> {
-    /// The tensor `name` as f32, checked for shape, dtype and finiteness.
+    /// The tensor `name` as f32, checked for shape, dtype and finiteness; every 2-D `.weight`
+    /// (a Linear) must share one dtype.
     fn tensor(&mut self, name: &str, shape: &[usize], why: &str) -> Result<Vec<f32>> {
-        let view: TensorView<'_> = self.st.tensor(name).map_err(|_| {
-            Error::model(
-                name,
-                format!("missing tensor (expected shape {shape:?}: {why})"),
-            )
-        })?;
-        if view.shape() != shape {
-            return Err(Error::model(
-                name,
-                format!("shape {:?}, expected {shape:?} ({why})", view.shape()),
-            ));
-        }
-        let dtype = match view.dtype() {
-            Dtype::F32 => WeightDtype::F32,
-            Dtype::BF16 => WeightDtype::Bf16,
-            Dtype::F16 => WeightDtype::F16,
-            other => {
-                return Err(Error::model(
-                    name,
-                    format!("dtype {other:?} is not supported (expected F32, BF16 or F16)"),
-                ))
-            }
-        };
-        let data = view.data();
-        let values: Vec<f32> = match dtype {
-            WeightDtype::F32 => data
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            WeightDtype::Bf16 => data
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32())
-                .collect(),
-            WeightDtype::F16 => data
-                .chunks_exact(2)
-                .map(|b| half::f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32())
-                .collect(),
-        };
-        if values.len() != shape.iter().product::<usize>() {
-            // The safetensors crate already checks this; never trust it silently.
-            return Err(Error::model(
-                name,
-                format!("{} bytes do not hold shape {shape:?}", data.len()),
-            ));
-        }
-        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-            return Err(Error::model(
-                name,
-                format!("element {i} is {} (weights must be finite)", values[i]),
-            ));
-        }
-        self.used.insert(name.to_string());
+        let (values, dtype) = self.inner.tensor(name, shape, why)?;
         if name.ends_with(".weight") && shape.len() == 2 {
             match &self.gemm_dtype {
                 None => self.gemm_dtype = Some((dtype, name.to_string())),
@@ -321,10 +269,6 @@ impl Reader<'_> {
     }
 }
 
-fn st_err(e: safetensors::SafeTensorError) -> Error {
-    Error::model("safetensors", format!("not a valid safetensors file: {e}"))
-}
-
 /// Parses a whole safetensors file: the configuration, then every tensor it calls for.
 pub(super) fn parse(bytes: &[u8]) -> Result<(MlpConfig, MlpWeights, WeightDtype)> {
     // The crate checks the header length against the buffer and MAX_HEADER_SIZE, that the offsets
@@ -354,10 +298,8 @@ pub(super) fn parse(bytes: &[u8]) -> Result<(MlpConfig, MlpWeights, WeightDtype)
             ),
         ));
     }
-    let st = SafeTensors::deserialize(bytes).map_err(st_err)?;
     let mut r = Reader {
-        st,
-        used: BTreeSet::new(),
+        inner: TensorReader::new(bytes)?,
         gemm_dtype: None,
     };
     let (d, h, e, k) = (c.dim, c.hidden, c.time_embed_dim, c.cond_dim);
@@ -402,9 +344,9 @@ pub(super) fn parse(bytes: &[u8]) -> Result<(MlpConfig, MlpWeights, WeightDtype)
         None
     };
     let output = r.linear("output", h, d, &format!("hidden = {h}, dim = {d}"))?;
-    let mut names = r.st.names();
+    let mut names = r.inner.st.names();
     names.sort_unstable();
-    if let Some(extra) = names.iter().find(|n| !r.used.contains(**n)) {
+    if let Some(extra) = names.iter().find(|n| !r.inner.used.contains(**n)) {
         return Err(Error::model(
             *extra,
             format!(

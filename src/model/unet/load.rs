@@ -1,0 +1,712 @@
+//! Reading a LeRobot Diffusion Policy directory (`config.json` + `model.safetensors`, as
+//! `DiffusionPolicy.save_pretrained` writes them) without conversion. The architecture and the
+//! scheduler come from the checkpoint's own config, never from LeRobot's defaults; every tensor the
+//! config calls for must be there with its shape, finite, and no unexpected U-Net tensor may be.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::weights::{ConvBlock, DownLevel, ResBlock, UnetWeights, UpLevel};
+use super::{DiffusionPolicy, UnetConfig};
+use crate::backend::ops::{Conv, ConvShape, ConvTranspose, GroupNorm, HostTensor, Linear};
+use crate::error::{Error, Result};
+use crate::files;
+use crate::model::tensors::TensorReader;
+use crate::schedule::{ClipSample, Grid, ModelOutput, Schedule, Spacing, StepRule};
+
+/// The largest `model.safetensors` read (4 GiB; LeRobot's image policy is ~1 GB in f32).
+pub const MAX_POLICY_BYTES: u64 = 4 << 30;
+/// The largest config.json read.
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+/// Largest width accepted for any channel count, horizon or embedding (products stay small).
+const MAX_WIDTH: usize = 1 << 16;
+/// The U-Net's tensors' key prefix in a policy's state dict.
+const PREFIX: &str = "diffusion.unet.";
+
+/// Which diffusers scheduler the policy samples with (`noise_scheduler_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchedulerType {
+    /// `DDPMScheduler` (variance `fixed_small`): the `ddpm` rule.
+    Ddpm,
+    /// `DDIMScheduler` (η = 0, `set_alpha_to_one`): the `ddim` rule.
+    Ddim,
+}
+
+/// A policy's scheduler settings (LeRobot's config fields of the same names).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DpScheduler {
+    /// `noise_scheduler_type`.
+    pub kind: SchedulerType,
+    /// `num_train_timesteps`.
+    pub train_steps: usize,
+    /// `num_inference_steps` (None: the training steps).
+    pub inference_steps: Option<usize>,
+    /// `beta_schedule` (diffusers' name).
+    pub beta_schedule: String,
+    /// `beta_start`.
+    pub beta_start: f64,
+    /// `beta_end`.
+    pub beta_end: f64,
+    /// `prediction_type`.
+    pub prediction: ModelOutput,
+    /// `clip_sample`: the clamp range of x̂0 (`clip_sample_range`), None when off.
+    pub clip: Option<f64>,
+}
+
+impl DpScheduler {
+    /// The noise schedule.
+    pub fn schedule(&self) -> Result<Schedule> {
+        Schedule::diffusers(
+            &self.beta_schedule,
+            self.train_steps,
+            self.beta_start,
+            self.beta_end,
+        )
+    }
+
+    /// Sampling steps: `num_inference_steps`, or every training step.
+    pub fn steps(&self) -> usize {
+        self.inference_steps.unwrap_or(self.train_steps)
+    }
+
+    /// The grid diffusers' scheduler walks (leading spacing, steps_offset 0, clean end α = 1).
+    pub fn grid(&self, schedule: &Schedule) -> Result<Grid> {
+        Grid::discrete(schedule, self.steps(), Spacing::Leading)
+    }
+
+    /// The step rule: DDPM is `ddim` with η = 1, DDIM has η = 0.
+    pub fn rule(&self) -> StepRule {
+        match self.kind {
+            SchedulerType::Ddpm => StepRule::Ddim { eta: 1.0 },
+            SchedulerType::Ddim => StepRule::Ddim { eta: 0.0 },
+        }
+    }
+
+    /// The clipping of x̂0 the scheduler applies, if any.
+    pub fn clip_sample(&self) -> Option<ClipSample> {
+        self.clip.map(|r| ClipSample::for_rule(self.rule(), r))
+    }
+}
+
+/// The observation inputs a checkpoint's config names, which make up its global conditioning.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Features {
+    /// `observation.state` width.
+    pub state: usize,
+    /// `observation.environment_state` width.
+    pub env_state: usize,
+    /// Image inputs (cameras).
+    pub cameras: usize,
+    /// Features per camera from the image encoder (2 × `spatial_softmax_num_keypoints`).
+    pub image_features: usize,
+    /// `n_obs_steps`.
+    pub n_obs_steps: usize,
+    /// True when the checkpoint carries the image encoder (`diffusion.rgb_encoder.*`).
+    pub has_rgb_encoder: bool,
+}
+
+impl Features {
+    /// The conditioning width the config implies.
+    pub fn width(&self) -> usize {
+        (self.state + self.env_state + self.cameras * self.image_features) * self.n_obs_steps
+    }
+
+    /// How a conditioning vector of width `g` is made up, for messages.
+    pub fn describe(&self, g: usize) -> String {
+        let mut parts = vec![format!("state {}", self.state)];
+        if self.env_state > 0 {
+            parts.push(format!("environment_state {}", self.env_state));
+        }
+        if self.cameras > 0 {
+            parts.push(format!(
+                "{} camera(s) × {} image features",
+                self.cameras, self.image_features
+            ));
+        }
+        format!(
+            "{g} = ({}) × n_obs_steps {}: the normalised observation features of each frame, concatenated",
+            parts.join(" + "),
+            self.n_obs_steps
+        )
+    }
+}
+
+fn cfg_err(field: &str, msg: impl Into<String>) -> Error {
+    Error::model(format!("config.json: {field}"), msg)
+}
+
+fn get<'a>(cfg: &'a Value, field: &str) -> Result<&'a Value> {
+    cfg.get(field)
+        .ok_or_else(|| cfg_err(field, "missing (the policy's config must state it)"))
+}
+
+fn uint(cfg: &Value, field: &str, min: usize) -> Result<usize> {
+    let v = get(cfg, field)?;
+    v.as_u64()
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|&n| (min..=MAX_WIDTH).contains(&n))
+        .ok_or_else(|| {
+            cfg_err(
+                field,
+                format!("{v} is not an integer in {min}..={MAX_WIDTH}"),
+            )
+        })
+}
+
+fn float(cfg: &Value, field: &str) -> Result<f64> {
+    let v = get(cfg, field)?;
+    v.as_f64()
+        .filter(|x| x.is_finite())
+        .ok_or_else(|| cfg_err(field, format!("{v} is not a finite number")))
+}
+
+fn boolean(cfg: &Value, field: &str) -> Result<bool> {
+    let v = get(cfg, field)?;
+    v.as_bool()
+        .ok_or_else(|| cfg_err(field, format!("{v} is not true or false")))
+}
+
+fn string<'a>(cfg: &'a Value, field: &str) -> Result<&'a str> {
+    let v = get(cfg, field)?;
+    v.as_str()
+        .ok_or_else(|| cfg_err(field, format!("{v} is not a string")))
+}
+
+/// The width of a 1-D feature (`{"type": ..., "shape": [w]}`).
+fn feature_width(name: &str, f: &Value) -> Result<usize> {
+    let shape = f.get("shape").and_then(Value::as_array);
+    match shape.map(|s| s.as_slice()) {
+        Some([w]) => w
+            .as_u64()
+            .and_then(|w| usize::try_from(w).ok())
+            .filter(|&w| (1..=MAX_WIDTH).contains(&w))
+            .ok_or_else(|| cfg_err(name, format!("shape {w} is not a width"))),
+        _ => Err(cfg_err(name, "shape must be [width]")),
+    }
+}
+
+/// The scheduler fields of a policy config.
+fn scheduler(cfg: &Value) -> Result<DpScheduler> {
+    let kind = match string(cfg, "noise_scheduler_type")? {
+        "DDPM" => SchedulerType::Ddpm,
+        "DDIM" => SchedulerType::Ddim,
+        o => {
+            return Err(cfg_err(
+                "noise_scheduler_type",
+                format!("`{o}` is not supported (expected DDPM or DDIM)"),
+            ))
+        }
+    };
+    let train_steps = uint(cfg, "num_train_timesteps", 2)?;
+    let inference_steps = match cfg.get("num_inference_steps") {
+        None | Some(Value::Null) => None,
+        Some(_) => Some(uint(cfg, "num_inference_steps", 1)?),
+    };
+    let prediction = match string(cfg, "prediction_type")? {
+        "epsilon" => ModelOutput::Epsilon,
+        "sample" => ModelOutput::Sample,
+        o => {
+            return Err(cfg_err(
+                "prediction_type",
+                format!("`{o}` is not supported (expected epsilon or sample)"),
+            ))
+        }
+    };
+    let clip = if boolean(cfg, "clip_sample")? {
+        let r = float(cfg, "clip_sample_range")?;
+        if r <= 0.0 {
+            return Err(cfg_err(
+                "clip_sample_range",
+                format!("must be > 0, got {r}"),
+            ));
+        }
+        Some(r)
+    } else {
+        None
+    };
+    let s = DpScheduler {
+        kind,
+        train_steps,
+        inference_steps,
+        beta_schedule: string(cfg, "beta_schedule")?.to_string(),
+        beta_start: float(cfg, "beta_start")?,
+        beta_end: float(cfg, "beta_end")?,
+        prediction,
+        clip,
+    };
+    s.schedule()?;
+    if s.steps() > s.train_steps {
+        return Err(cfg_err(
+            "num_inference_steps",
+            format!(
+                "{} exceeds num_train_timesteps {}",
+                s.steps(),
+                s.train_steps
+            ),
+        ));
+    }
+    Ok(s)
+}
+
+/// The observation features and the action width from `input_features`/`output_features`.
+fn features(cfg: &Value) -> Result<(Features, usize)> {
+    let empty = serde_json::Map::new();
+    let inputs = get(cfg, "input_features")?.as_object().unwrap_or(&empty);
+    let mut f = Features {
+        n_obs_steps: uint(cfg, "n_obs_steps", 1)?,
+        ..Features::default()
+    };
+    for (name, feat) in inputs {
+        match feat.get("type").and_then(Value::as_str) {
+            Some("STATE") => f.state += feature_width(name, feat)?,
+            Some("ENV") => f.env_state += feature_width(name, feat)?,
+            Some("VISUAL") => f.cameras += 1,
+            _ => {}
+        }
+    }
+    if f.cameras > 0 {
+        f.image_features = 2 * uint(cfg, "spatial_softmax_num_keypoints", 1)?;
+    }
+    let outputs = get(cfg, "output_features")?.as_object().unwrap_or(&empty);
+    let action = outputs
+        .iter()
+        .find(|(_, v)| v.get("type").and_then(Value::as_str) == Some("ACTION"))
+        .ok_or_else(|| cfg_err("output_features", "no ACTION feature"))?;
+    Ok((f, feature_width(action.0, action.1)?))
+}
+
+/// The architecture fields; the conditioning width is checked against the tensors later.
+fn architecture(cfg: &Value, action_dim: usize) -> Result<UnetConfig> {
+    let dims = get(cfg, "down_dims")?
+        .as_array()
+        .filter(|a| !a.is_empty() && a.len() <= 8)
+        .ok_or_else(|| cfg_err("down_dims", "must be a list of 1 to 8 channel counts"))?;
+    let down_dims = dims
+        .iter()
+        .map(|d| {
+            d.as_u64()
+                .and_then(|d| usize::try_from(d).ok())
+                .filter(|&d| (1..=MAX_WIDTH).contains(&d))
+                .ok_or_else(|| cfg_err("down_dims", format!("{d} is not a channel count")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let c = UnetConfig {
+        action_dim,
+        horizon: uint(cfg, "horizon", 1)?,
+        kernel_size: uint(cfg, "kernel_size", 1)?,
+        n_groups: uint(cfg, "n_groups", 1)?,
+        step_embed_dim: uint(cfg, "diffusion_step_embed_dim", 4)?,
+        film_scale: boolean(cfg, "use_film_scale_modulation")?,
+        global_cond_dim: 0,
+        down_dims,
+    };
+    if c.kernel_size % 2 == 0 {
+        return Err(cfg_err(
+            "kernel_size",
+            format!(
+                "{} is even: the U-Net's convolutions keep the length only for odd kernels",
+                c.kernel_size
+            ),
+        ));
+    }
+    if c.step_embed_dim % 2 != 0 {
+        return Err(cfg_err("diffusion_step_embed_dim", "must be even"));
+    }
+    let levels = c.down_dims.len();
+    if c.horizon % (1 << (levels - 1)) != 0 {
+        return Err(cfg_err(
+            "horizon",
+            format!(
+                "{} is not divisible by 2^(levels − 1) = {} ({levels} down_dims)",
+                c.horizon,
+                1 << (levels - 1)
+            ),
+        ));
+    }
+    if let Some(d) = c.down_dims.iter().find(|&&d| d % c.n_groups != 0) {
+        return Err(cfg_err(
+            "n_groups",
+            format!("{} does not divide the channel count {d}", c.n_groups),
+        ));
+    }
+    Ok(c)
+}
+
+/// Reads tensors under the U-Net prefix into canonical layouts.
+struct UnetReader<'a> {
+    r: TensorReader<'a>,
+}
+
+impl UnetReader<'_> {
+    fn raw(&mut self, key: &str, shape: &[usize], why: &str) -> Result<Vec<f32>> {
+        Ok(self.r.tensor(&format!("{PREFIX}{key}"), shape, why)?.0)
+    }
+
+    fn vector(&mut self, key: &str, n: usize, why: &str) -> Result<HostTensor> {
+        Ok(Arc::from(self.raw(key, &[n], why)?))
+    }
+
+    fn linear(
+        &mut self,
+        key: &str,
+        in_dim: usize,
+        out_dim: usize,
+        why: &str,
+    ) -> Result<Linear<HostTensor>> {
+        Ok(Linear {
+            in_dim,
+            out_dim,
+            weight: Arc::from(self.raw(&format!("{key}.weight"), &[out_dim, in_dim], why)?),
+            bias: self.vector(&format!("{key}.bias"), out_dim, why)?,
+        })
+    }
+
+    /// PyTorch `[cout][cin][k]` → `[k][cin][cout]`.
+    fn conv(&mut self, key: &str, shape: ConvShape, why: &str) -> Result<Conv<HostTensor>> {
+        let ConvShape { cin, cout, k, .. } = shape;
+        let w = self.raw(&format!("{key}.weight"), &[cout, cin, k], why)?;
+        let mut p = vec![0f32; w.len()];
+        for co in 0..cout {
+            for ci in 0..cin {
+                for kk in 0..k {
+                    p[(kk * cin + ci) * cout + co] = w[(co * cin + ci) * k + kk];
+                }
+            }
+        }
+        Ok(Conv {
+            shape,
+            weight: Arc::from(p),
+            bias: self.vector(&format!("{key}.bias"), cout, why)?,
+        })
+    }
+
+    /// PyTorch `[cin][cout][k]` → `[cin][k][cout]`.
+    fn conv_transpose(
+        &mut self,
+        key: &str,
+        shape: ConvShape,
+        why: &str,
+    ) -> Result<ConvTranspose<HostTensor>> {
+        let ConvShape { cin, cout, k, .. } = shape;
+        let w = self.raw(&format!("{key}.weight"), &[cin, cout, k], why)?;
+        let mut p = vec![0f32; w.len()];
+        for ci in 0..cin {
+            for co in 0..cout {
+                for kk in 0..k {
+                    p[(ci * k + kk) * cout + co] = w[(ci * cout + co) * k + kk];
+                }
+            }
+        }
+        Ok(ConvTranspose {
+            shape,
+            weight: Arc::from(p),
+            bias: self.vector(&format!("{key}.bias"), cout, why)?,
+        })
+    }
+
+    fn conv_block(
+        &mut self,
+        key: &str,
+        cin: usize,
+        cout: usize,
+        c: &UnetConfig,
+        why: &str,
+    ) -> Result<ConvBlock<HostTensor>> {
+        let k = c.kernel_size;
+        let shape = ConvShape {
+            cin,
+            cout,
+            k,
+            stride: 1,
+            pad: k / 2,
+        };
+        Ok(ConvBlock {
+            conv: self.conv(&format!("{key}.block.0"), shape, why)?,
+            norm: GroupNorm {
+                groups: c.n_groups,
+                ch: cout,
+                gamma: self.vector(&format!("{key}.block.1.weight"), cout, why)?,
+                beta: self.vector(&format!("{key}.block.1.bias"), cout, why)?,
+                eps: 1e-5,
+            },
+        })
+    }
+
+    fn res_block(
+        &mut self,
+        key: &str,
+        cin: usize,
+        cout: usize,
+        c: &UnetConfig,
+    ) -> Result<ResBlock<HostTensor>> {
+        let why = format!("residual block {cin} → {cout} channels");
+        let film_out = if c.film_scale { 2 * cout } else { cout };
+        let residual = (cin != cout)
+            .then(|| {
+                let shape = ConvShape {
+                    cin,
+                    cout,
+                    k: 1,
+                    stride: 1,
+                    pad: 0,
+                };
+                self.conv(&format!("{key}.residual_conv"), shape, &why)
+            })
+            .transpose()?;
+        Ok(ResBlock {
+            cin,
+            cout,
+            conv1: self.conv_block(&format!("{key}.conv1"), cin, cout, c, &why)?,
+            film: self.linear(
+                &format!("{key}.cond_encoder.1"),
+                c.cond_dim(),
+                film_out,
+                &format!("{why}, FiLM"),
+            )?,
+            conv2: self.conv_block(&format!("{key}.conv2"), cout, cout, c, &why)?,
+            residual,
+        })
+    }
+}
+
+/// Reads every U-Net tensor `c` calls for.
+fn read_weights(r: &mut UnetReader<'_>, c: &UnetConfig) -> Result<UnetWeights<HostTensor>> {
+    let e = c.step_embed_dim;
+    let d = &c.down_dims;
+    let why = format!("diffusion_step_embed_dim = {e}");
+    let time1 = r.linear("diffusion_step_encoder.1", e, 4 * e, &why)?;
+    let time2 = r.linear("diffusion_step_encoder.3", 4 * e, e, &why)?;
+    let mut down = Vec::new();
+    for (i, &ch) in d.iter().enumerate() {
+        let cin = if i == 0 { c.action_dim } else { d[i - 1] };
+        let blocks = [
+            r.res_block(&format!("down_modules.{i}.0"), cin, ch, c)?,
+            r.res_block(&format!("down_modules.{i}.1"), ch, ch, c)?,
+        ];
+        let down_conv = (i + 1 < d.len())
+            .then(|| {
+                let shape = ConvShape {
+                    cin: ch,
+                    cout: ch,
+                    k: 3,
+                    stride: 2,
+                    pad: 1,
+                };
+                r.conv(&format!("down_modules.{i}.2"), shape, "downsampling")
+            })
+            .transpose()?;
+        down.push(DownLevel {
+            blocks,
+            down: down_conv,
+        });
+    }
+    let last = d[d.len() - 1];
+    let mid = [
+        r.res_block("mid_modules.0", last, last, c)?,
+        r.res_block("mid_modules.1", last, last, c)?,
+    ];
+    let mut up = Vec::new();
+    for u in 0..d.len() - 1 {
+        let i = d.len() - 1 - u;
+        let (hi, lo) = (d[i], d[i - 1]);
+        let blocks = [
+            r.res_block(&format!("up_modules.{u}.0"), 2 * hi, lo, c)?,
+            r.res_block(&format!("up_modules.{u}.1"), lo, lo, c)?,
+        ];
+        let shape = ConvShape {
+            cin: lo,
+            cout: lo,
+            k: 4,
+            stride: 2,
+            pad: 1,
+        };
+        up.push(UpLevel {
+            blocks,
+            up: r.conv_transpose(&format!("up_modules.{u}.2"), shape, "upsampling")?,
+        });
+    }
+    let final_block = r.conv_block("final_conv.0", d[0], d[0], c, "final conv block")?;
+    let shape = ConvShape {
+        cin: d[0],
+        cout: c.action_dim,
+        k: 1,
+        stride: 1,
+        pad: 0,
+    };
+    let final_conv = r.conv("final_conv.1", shape, "final 1×1 convolution")?;
+    Ok(UnetWeights {
+        time1,
+        time2,
+        down,
+        mid,
+        up,
+        final_block,
+        final_conv,
+    })
+}
+
+fn io_err(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Io {
+        op: "reading policy".into(),
+        path: path.display().to_string(),
+        msg: e.to_string(),
+    }
+}
+
+fn read(path: &Path, max: u64) -> Result<Vec<u8>> {
+    files::read_regular(path, max).map_err(|e| match e {
+        files::ReadError::TooLarge(len) => Error::model(
+            "file",
+            format!(
+                "{} is {len} bytes, more than the {max}-byte limit",
+                path.display()
+            ),
+        ),
+        files::ReadError::NotRegular => {
+            Error::model("file", format!("{} is not a regular file", path.display()))
+        }
+        files::ReadError::Changed => Error::model(
+            "file",
+            format!("{} changed size while being read", path.display()),
+        ),
+        files::ReadError::Io(e) => io_err(path, e),
+    })
+}
+
+impl DiffusionPolicy {
+    /// True when `dir` looks like a LeRobot Diffusion Policy directory (a config.json whose
+    /// `type` is `diffusion`, or which has `down_dims` and `noise_scheduler_type`).
+    pub fn is_policy_dir(dir: &Path) -> bool {
+        let Ok(bytes) = read(&dir.join("config.json"), MAX_CONFIG_BYTES) else {
+            return false;
+        };
+        serde_json::from_slice::<Value>(&bytes).is_ok_and(|v| {
+            v.get("type").and_then(Value::as_str) == Some("diffusion")
+                || (v.get("down_dims").is_some() && v.get("noise_scheduler_type").is_some())
+        })
+    }
+
+    /// Loads `dir/config.json` and `dir/model.safetensors`.
+    pub fn from_dir(dir: &Path) -> Result<Self> {
+        let text = read(&dir.join("config.json"), MAX_CONFIG_BYTES)?;
+        let cfg: Value = serde_json::from_slice(&text)
+            .map_err(|e| cfg_err("file", format!("not valid JSON: {e}")))?;
+        match cfg.get("type").and_then(Value::as_str) {
+            None | Some("diffusion") => {}
+            Some(t) => {
+                return Err(cfg_err(
+                    "type",
+                    format!("`{t}` policies are not supported (expected diffusion)"),
+                ))
+            }
+        }
+        let bytes = read(&dir.join("model.safetensors"), MAX_POLICY_BYTES)?;
+        Self::from_parts(&cfg, &bytes)
+    }
+
+    /// Builds the policy from a parsed config and the bytes of its safetensors file.
+    pub fn from_parts(cfg: &Value, bytes: &[u8]) -> Result<Self> {
+        let scheduler = scheduler(cfg)?;
+        let (mut features, action_dim) = features(cfg)?;
+        let mut config = architecture(cfg, action_dim)?;
+        let mut r = UnetReader {
+            r: TensorReader::new(bytes)?,
+        };
+        // The conditioning width from the first FiLM layer's input, checked against the config.
+        let film_key = format!("{PREFIX}down_modules.0.0.cond_encoder.1.weight");
+        let view = r.r.st.tensor(&film_key).map_err(|_| {
+            Error::model(
+                &film_key,
+                "missing tensor: not a Diffusion Policy U-Net checkpoint",
+            )
+        })?;
+        let g = match view.shape() {
+            [_, w] if *w >= config.step_embed_dim => w - config.step_embed_dim,
+            s => {
+                return Err(Error::model(
+                    &film_key,
+                    format!(
+                        "shape {s:?} does not fit diffusion_step_embed_dim {}",
+                        config.step_embed_dim
+                    ),
+                ))
+            }
+        };
+        features.has_rgb_encoder =
+            r.r.st
+                .names()
+                .iter()
+                .any(|n| n.starts_with("diffusion.rgb_encoder."));
+        if g != features.width() {
+            return Err(Error::model(
+                &film_key,
+                format!(
+                    "the checkpoint conditions on {g} values but its config implies {}",
+                    features.describe(features.width())
+                ),
+            ));
+        }
+        config.global_cond_dim = g;
+        let weights = read_weights(&mut r, &config)?;
+        let mut other = Vec::new();
+        for name in r.r.st.names() {
+            if r.r.used.contains(name) {
+                continue;
+            }
+            if name.starts_with(PREFIX) {
+                return Err(Error::model(
+                    name,
+                    "unexpected U-Net tensor: the config's architecture does not use it",
+                ));
+            }
+            other.push(name.to_string());
+        }
+        other.sort();
+        Ok(DiffusionPolicy {
+            config,
+            scheduler,
+            features,
+            other_tensors: other,
+            weights,
+        })
+    }
+
+    /// One paragraph describing the policy (`picardiff info`).
+    pub fn summary(&self) -> String {
+        let c = &self.config;
+        let s = &self.scheduler;
+        let params: usize = self.weights_len();
+        let mut text = format!(
+            "LeRobot Diffusion Policy U-Net: action chunk {} × {} (horizon × action_dim), down_dims {:?}, kernel {}, \
+             {} groups, step embedding {}, FiLM {}, {:.2}M parameters\n\
+             scheduler: {:?}, {} train steps, {} sampling steps, beta_schedule {} ({}, {}), prediction {:?}, clip_sample {}\n\
+             conditioning (--cond): {}",
+            c.horizon, c.action_dim, c.down_dims, c.kernel_size, c.n_groups, c.step_embed_dim,
+            if c.film_scale { "scale + bias" } else { "bias only" },
+            params as f64 / 1e6,
+            s.kind, s.train_steps, s.steps(), s.beta_schedule, s.beta_start, s.beta_end, s.prediction,
+            s.clip.map_or("off".to_string(), |r| format!("[-{r}, {r}]")),
+            self.features.describe(c.global_cond_dim),
+        );
+        if self.features.has_rgb_encoder {
+            text.push_str(
+                "\nimage encoder: present in the checkpoint but not run by picardiff; compute the image \
+                 features with LeRobot (once per action chunk, outside the sampling loop) and pass the \
+                 whole observation vector with --cond",
+            );
+        }
+        text
+    }
+
+    /// Parameters of the U-Net.
+    fn weights_len(&self) -> usize {
+        let mut n = 0;
+        let _ = crate::model::unet::MapWeights::map(&self.weights, &mut |t: &HostTensor| {
+            n += t.len();
+            Ok(())
+        });
+        n
+    }
+}
