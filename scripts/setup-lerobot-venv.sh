@@ -21,8 +21,9 @@
 # requirements file installs only the libraries torch links against, not triton / cuda-bindings;
 # the venv is about 4 GB. See the comments in scripts/lerobot-requirements.txt.
 #
-# Idempotent: when the venv exists and was built from the same requirements file (a stamp with the
-# file's sha256) and its imports work, nothing is installed. The last line printed is the venv path.
+# Idempotent: when the venv exists and was built from the same requirements file and Python (a
+# stamp with the file's sha256 and the Python version) and its imports work, nothing is installed.
+# The last line printed is the venv path.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -44,24 +45,18 @@ print(f"lerobot {lerobot.__version__}, torch {torch.__version__}, diffusers {dif
 EOF
 }
 
-if [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && check_imports; then
-  echo "lerobot venv already complete"
-  echo "$VENV"
-  exit 0
-fi
-
-# --- pick a Python >= 3.12
+# --- pick a Python >= 3.12 (the oldest one found: 3.12 is what lerobot 0.6.1 is tested on)
 py_ok() { "$1" -c 'import sys, venv; sys.exit(0 if sys.version_info >= (3, 12) else 1)' >/dev/null 2>&1; }
 PY=""
 if [ -n "${PICARDIFF_LEROBOT_PYTHON:-}" ]; then
   py_ok "$PICARDIFF_LEROBOT_PYTHON" || { echo "PICARDIFF_LEROBOT_PYTHON=$PICARDIFF_LEROBOT_PYTHON is not a Python >= 3.12" >&2; exit 1; }
   PY="$PICARDIFF_LEROBOT_PYTHON"
 else
-  for c in python3.13 python3.12 python3; do
+  for c in python3.12 python3.13 python3; do
     if command -v "$c" >/dev/null 2>&1 && py_ok "$c"; then PY="$(command -v "$c")"; break; fi
   done
   if [ -z "$PY" ]; then
-    for c in $(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.1[2-9]* 2>/dev/null | sort -V -r); do
+    for c in $(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.1[2-9]* 2>/dev/null | sort -V); do
       if py_ok "$c/bin/python3"; then PY="$c/bin/python3"; break; fi
     done
   fi
@@ -70,7 +65,14 @@ if [ -z "$PY" ]; then
   echo "no Python >= 3.12 found (lerobot 0.6.1 requires it); set PICARDIFF_LEROBOT_PYTHON" >&2
   exit 1
 fi
-echo "python: $PY ($("$PY" --version 2>&1))"
+
+WANT="$WANT $("$PY" -c 'import sys; print(sys.version.split()[0])')"
+
+if [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && check_imports; then
+  echo "lerobot venv already complete"
+  echo "$VENV"
+  exit 0
+fi
 
 # --- disk: the venv is about 4 GB, the pip cache as much again on a first install
 mkdir -p "$(dirname "$VENV")"
@@ -81,12 +83,14 @@ if [ "$avail_kb" -lt $((9 * 1024 * 1024)) ]; then
   exit 1
 fi
 
-if [ -d "$VENV" ]; then
+if [ -e "$VENV" ]; then
+  [ -f "$VENV/pyvenv.cfg" ] || { echo "$VENV exists and is not a venv; not touching it" >&2; exit 1; }
   # A venv of another Python or another requirements file: start again (pip does not downgrade
   # cleanly with --no-deps and stale packages would stay behind).
   echo "rebuilding $VENV"
   rm -rf "$VENV"
 fi
+echo "python: $PY ($("$PY" --version 2>&1))"
 "$PY" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -r "$REQ"
 check_imports

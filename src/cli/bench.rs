@@ -95,7 +95,7 @@ pub fn bench(a: &BenchArgs) -> CliResult<()> {
                 let c = m.config();
                 models.push((format!("mlp H={} D={}", c.hidden, c.dim), CliModel::Mlp(m)));
             }
-            ModelFile::Mixture(_) => {
+            ModelFile::Mixture(_) | ModelFile::Policy(_) => {
                 return Err(CliError::new(format!(
                     "--mlp {}: not an MLP file",
                     path.display()
@@ -145,6 +145,9 @@ pub fn bench(a: &BenchArgs) -> CliResult<()> {
                     seed: 1,
                     init: None,
                     noise: None,
+                    cond: None,
+                    clip: None,
+                    sample_shape: Vec::new(),
                     info: Default::default(),
                 };
                 let mut kinds = vec![(String::from("sequential"), SamplerKind::Sequential)];

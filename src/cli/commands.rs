@@ -83,7 +83,7 @@ fn write_outputs(
     stats: Map<String, Value>,
 ) -> CliResult<()> {
     if let Some(path) = &args.out {
-        npy::write_f32(path, &[s.problem.batch, s.problem.dim()], samples, "--out")?;
+        npy::write_f32(path, &s.problem.sample_shape, samples, "--out")?;
     }
     if let Some(path) = &args.stats {
         let text = serde_json::to_string_pretty(&Value::Object(stats))

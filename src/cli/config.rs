@@ -6,9 +6,10 @@
 use std::path::Path;
 
 use picardiff::backend::{PicardForm, WindowPlan};
-use picardiff::model::{load_model, MlpModel, ModelFile, WeightDtype};
+use picardiff::model::{load_model, DiffusionPolicy, MlpModel, ModelFile, WeightDtype};
 use picardiff::prelude::*;
 use picardiff::sampler::{block_ends, Corrector};
+use picardiff::schedule::ClipSample;
 use picardiff::schedule::DEFAULT_TRAIN_STEPS;
 use serde_json::{json, Map, Value};
 
@@ -38,6 +39,8 @@ pub enum CliModel {
     Gmm(GmmModel),
     /// A trained MLP from a safetensors file.
     Mlp(Box<MlpModel>),
+    /// A LeRobot Diffusion Policy (CPU backend).
+    Policy(Box<DiffusionPolicy>),
 }
 
 impl CliModel {
@@ -46,6 +49,7 @@ impl CliModel {
         match self {
             CliModel::Gmm(m) => m.mixture.dim,
             CliModel::Mlp(m) => ScoreModel::<CpuBackend>::dim(m.as_ref()),
+            CliModel::Policy(m) => ScoreModel::<CpuBackend>::dim(m.as_ref()),
         }
     }
 
@@ -54,6 +58,7 @@ impl CliModel {
         match self {
             CliModel::Gmm(m) => ScoreModel::<CpuBackend>::output(m),
             CliModel::Mlp(m) => ScoreModel::<CpuBackend>::output(m.as_ref()),
+            CliModel::Policy(m) => ScoreModel::<CpuBackend>::output(m.as_ref()),
         }
     }
 }
@@ -76,6 +81,12 @@ pub struct Problem {
     pub init: Option<Vec<f32>>,
     /// Caller-supplied step noise, `[steps][batch][dim]`.
     pub noise: Option<Vec<f32>>,
+    /// Per-sample conditioning, `[batch][cond_dim]`.
+    pub cond: Option<Vec<f32>>,
+    /// Clipping of x̂0 at every step (a policy's `clip_sample`).
+    pub clip: Option<ClipSample>,
+    /// Shape of the samples array (`[batch, dim]`, or a policy's `[batch, horizon, action_dim]`).
+    pub sample_shape: Vec<usize>,
     /// Description for the stats JSON (schedule, grid, rule, ...).
     pub info: Map<String, Value>,
 }
@@ -99,7 +110,8 @@ impl Problem {
             sample0: 0,
             init: self.init.as_deref(),
             noise: self.noise.as_deref(),
-            ..Default::default()
+            cond: self.cond.as_deref(),
+            clip: self.clip,
         }
     }
 }
@@ -186,6 +198,19 @@ fn check_values(a: &RunArgs) -> CliResult<()> {
 /// Loads the model and builds the grid, rule and noise inputs.
 pub fn problem(a: &RunArgs) -> CliResult<Problem> {
     check_values(a)?;
+    if a.model.is_dir() {
+        return super::policy::problem(a);
+    }
+    if a.cond.is_some() || !a.set.is_empty() {
+        return Err(CliError::new(
+            "--cond and --set apply to a Diffusion Policy directory only",
+        ));
+    }
+    let rule_name = a.rule.as_deref().ok_or_else(|| {
+        CliError::new(
+            "--rule is required (ddpm, ddim, exp-sde or exp-ode) except for a policy directory",
+        )
+    })?;
     let file = load_model(Path::new(&a.model))?;
     let (schedule_name, model_train_steps) = match (&file, a.schedule.as_deref()) {
         (ModelFile::Mlp(m), given) => {
@@ -204,6 +229,7 @@ pub fn problem(a: &RunArgs) -> CliResult<Problem> {
                 "--schedule is required with a mixture model (an MLP file names its own)",
             ))
         }
+        (ModelFile::Policy(_), _) => return super::policy::problem(a),
     };
     let a = &RunArgs {
         schedule: Some(schedule_name.clone()),
@@ -218,16 +244,15 @@ pub fn problem(a: &RunArgs) -> CliResult<Problem> {
         .or(model_train_steps)
         .unwrap_or(DEFAULT_TRAIN_STEPS);
     let schedule = Schedule::from_name(&schedule_name, train_steps)?;
-    let rule = StepRule::from_name(&a.rule, a.eta)?;
+    let rule = StepRule::from_name(rule_name, a.eta)?;
     if a.eta.is_some() && !matches!(rule, StepRule::Ddim { .. }) {
         warn(&format!(
-            "--eta applies to the ddpm and ddim rules only; ignored for {}",
-            a.rule
+            "--eta applies to the ddpm and ddim rules only; ignored for {rule_name}"
         ));
     }
     let mut info = Map::new();
     info.insert("schedule".into(), json!(schedule.name()));
-    info.insert("rule".into(), json!(a.rule));
+    info.insert("rule".into(), json!(rule_name));
     if let StepRule::Ddim { eta } = rule {
         info.insert("eta".into(), json!(eta));
     }
@@ -317,6 +342,7 @@ pub fn problem(a: &RunArgs) -> CliResult<Problem> {
             info.insert("dtype".into(), json!(a.dtype.as_deref().unwrap_or("f32")));
             CliModel::Mlp(m)
         }
+        ModelFile::Policy(_) => unreachable!("a policy returned above"),
     };
     // Rejects grids on which the rule's table is not finite, before anything runs.
     StepTable::new(&grid, rule, model.output())?;
@@ -374,6 +400,9 @@ pub fn problem(a: &RunArgs) -> CliResult<Problem> {
         seed: a.seed,
         init,
         noise,
+        cond: None,
+        clip: None,
+        sample_shape: vec![batch, dim],
         info,
     })
 }

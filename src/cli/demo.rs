@@ -114,6 +114,9 @@ pub fn demo(args: &DemoArgs) -> CliResult<()> {
         seed: args.seed,
         init: None,
         noise: None,
+        cond: None,
+        clip: None,
+        sample_shape: Vec::new(),
         info: Map::new(),
     };
 

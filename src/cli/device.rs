@@ -119,6 +119,7 @@ fn run_on_cpu(problem: &Problem, kind: &SamplerKind) -> picardiff::Result<RunOut
     match &problem.model {
         CliModel::Gmm(m) => run(&CpuBackend, m, g, problem.rule, kind, &inputs),
         CliModel::Mlp(m) => run(&CpuBackend, m.as_ref(), g, problem.rule, kind, &inputs),
+        CliModel::Policy(m) => run(&CpuBackend, m.as_ref(), g, problem.rule, kind, &inputs),
     }
 }
 
@@ -137,5 +138,9 @@ where
     match &problem.model {
         CliModel::Gmm(m) => run(backend, m, g, problem.rule, kind, &inputs),
         CliModel::Mlp(m) => run(backend, m.as_ref(), g, problem.rule, kind, &inputs),
+        CliModel::Policy(_) => Err(picardiff::Error::device(
+            "run",
+            "Diffusion Policy models run on the CPU backend only for now (their CUDA ops are not implemented): use --device cpu",
+        )),
     }
 }

@@ -13,6 +13,7 @@ mod config;
 mod demo;
 mod device;
 mod npy;
+mod policy;
 
 use std::fmt;
 use std::io::Write;
@@ -50,20 +51,33 @@ pub enum Command {
     Demo(DemoArgs),
     /// Time samplers × models × batch × steps against sequential sampling (the latency matrix).
     Bench(bench::BenchArgs),
-    /// Print a model file's architecture and parameter count.
+    /// Print a model's architecture and parameter count.
     Info {
-        /// A mixture JSON or an MLP .safetensors file.
-        file: PathBuf,
+        /// A mixture JSON, an MLP .safetensors file or a LeRobot policy directory.
+        file: Option<PathBuf>,
+        /// The same, as an option (like `sample --model`).
+        #[arg(long, value_name = "PATH", conflicts_with = "file")]
+        model: Option<PathBuf>,
     },
 }
 
 /// Options shared by `sample` and `compare`.
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
-    /// Model: a mixture JSON {"weights": [...], "means": [[...], ...], "stds": [...]} or a trained
-    /// MLP .safetensors file (see `picardiff info FILE`).
-    #[arg(long, value_name = "FILE", help_heading = "Problem")]
+    /// Model: a mixture JSON {"weights": [...], "means": [[...], ...], "stds": [...]}, a trained
+    /// MLP .safetensors file, or a LeRobot Diffusion Policy directory (config.json +
+    /// model.safetensors, as save_pretrained writes it); see `picardiff info`.
+    #[arg(long, value_name = "PATH", help_heading = "Problem")]
     pub model: PathBuf,
+    /// Diffusion Policy: per-sample global conditioning, float32 .npy [batch, global_cond_dim]
+    /// (the normalised observation features of n_obs_steps frames, concatenated); gives the batch.
+    #[arg(long, value_name = "FILE", help_heading = "Problem")]
+    pub cond: Option<PathBuf>,
+    /// Diffusion Policy: replace a field of the policy's config.json before loading, VALUE as JSON
+    /// (e.g. --set num_inference_steps=10 --set noise_scheduler_type=DDIM --set clip_sample=false);
+    /// repeatable.
+    #[arg(long, value_name = "KEY=VALUE", help_heading = "Problem")]
+    pub set: Vec<String>,
     /// Noise schedule: ddpm-linear, scaled-linear, cosine (discrete) or ou, vp-linear (continuous).
     /// Required for a mixture; an MLP file names its own.
     #[arg(long, value_name = "NAME", help_heading = "Problem")]
@@ -74,9 +88,10 @@ pub struct RunArgs {
     /// Number of sampling steps (required, except with --grid paper where it is ignored).
     #[arg(long, value_name = "N", help_heading = "Problem")]
     pub steps: Option<usize>,
-    /// Step rule: ddpm (= ddim with eta 1), ddim (eta 0 unless --eta), exp-sde, exp-ode.
+    /// Step rule: ddpm (= ddim with eta 1), ddim (eta 0 unless --eta), exp-sde, exp-ode. Required,
+    /// except for a Diffusion Policy directory, whose scheduler gives it (ddpm or ddim override it).
     #[arg(long, value_name = "RULE", help_heading = "Problem")]
-    pub rule: String,
+    pub rule: Option<String>,
     /// Stochasticity of the ddpm/ddim rules (ddpm: 1, ddim: 0).
     #[arg(
         long,
@@ -324,8 +339,11 @@ pub fn main() -> CliResult<()> {
         Command::Compare(args) => commands::compare(&args),
         Command::Demo(args) => demo::demo(&args),
         Command::Bench(args) => bench::bench(&args),
-        Command::Info { file } => {
-            let model = picardiff::model::load_model(&file)?;
+        Command::Info { file, model } => {
+            let path = file
+                .or(model)
+                .ok_or_else(|| CliError::new("info: give a model path (or --model PATH)"))?;
+            let model = picardiff::model::load_model(&path)?;
             emit(&format!("{}\n", model.summary()))
         }
     }

@@ -1,14 +1,16 @@
 //! Score models: a batch of states with one time per row in, the model's prediction out.
 
+mod file;
 mod gmm;
 mod mlp;
 mod tensors;
 pub mod unet;
 
+pub use file::{load_model, ModelFile};
 pub use gmm::{GmmModel, Mixture};
 pub use mlp::{
-    load_model, Activation, Layer, Linear, MlpConfig, MlpModel, MlpWeights, MlpWorkspace,
-    ModelFile, Norm, WeightDtype, MAX_FILE_BYTES, MLP_FORMAT_VERSION, MLP_METADATA_KEY,
+    Activation, Layer, Linear, MlpConfig, MlpModel, MlpWeights, MlpWorkspace, Norm, WeightDtype,
+    MAX_FILE_BYTES, MLP_FORMAT_VERSION, MLP_METADATA_KEY,
 };
 pub use unet::{DiffusionPolicy, UnetConfig};
 

@@ -9,13 +9,12 @@ use safetensors::SafeTensors;
 use serde::Deserialize;
 
 use super::{
-    Activation, Layer, Linear, MlpConfig, MlpModel, MlpWeights, Norm, WeightDtype,
-    MLP_FORMAT_VERSION, MLP_METADATA_KEY,
+    Activation, Layer, Linear, MlpConfig, MlpWeights, Norm, WeightDtype, MLP_FORMAT_VERSION,
+    MLP_METADATA_KEY,
 };
 use crate::error::{Error, Result};
 use crate::files::{self, ReadError};
 use crate::model::tensors::{st_err, TensorReader};
-use crate::model::Mixture;
 use crate::schedule::{ModelOutput, Schedule};
 
 /// The largest model file [`super::MlpModel::from_file`] reads (1 GiB), checked against the file's
@@ -56,7 +55,7 @@ pub(super) fn read_limited(path: &Path, max_bytes: u64) -> Result<Vec<u8>> {
 }
 
 /// True when the file's first bytes look like safetensors (8-byte header length, then `{`).
-fn sniff_safetensors(path: &Path) -> Result<bool> {
+pub(crate) fn sniff_safetensors(path: &Path) -> Result<bool> {
     let mut head = [0u8; 9];
     let mut file = files::open_regular(path).map_err(|e| file_err(path, MAX_FILE_BYTES, e))?;
     let mut n = 0;
@@ -370,54 +369,4 @@ pub(super) fn parse(bytes: &[u8]) -> Result<(MlpConfig, MlpWeights, WeightDtype)
         },
         dtype,
     ))
-}
-
-/// A model file of either kind the crate reads.
-#[derive(Debug, Clone)]
-pub enum ModelFile {
-    /// A Gaussian mixture JSON (the exact model; the caller supplies the schedule).
-    Mixture(Mixture),
-    /// An MLP safetensors file (carries its own schedule).
-    Mlp(Box<MlpModel>),
-}
-
-impl ModelFile {
-    /// Elements per state.
-    pub fn dim(&self) -> usize {
-        match self {
-            ModelFile::Mixture(m) => m.dim,
-            ModelFile::Mlp(m) => m.config().dim,
-        }
-    }
-
-    /// One line describing the model.
-    pub fn summary(&self) -> String {
-        match self {
-            ModelFile::Mixture(m) => format!(
-                "Gaussian mixture (exact score): dim {}, {} components",
-                m.dim,
-                m.components()
-            ),
-            ModelFile::Mlp(m) => m.summary(),
-        }
-    }
-}
-
-/// Reads a model file: `*.safetensors` is an MLP, `*.json` a mixture; other names are told apart by
-/// their first bytes (a safetensors file starts with an 8-byte header length and then `{`).
-pub fn load_model(path: &Path) -> Result<ModelFile> {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(|e| e.to_ascii_lowercase());
-    let is_mlp = match ext.as_deref() {
-        Some("safetensors") => true,
-        Some("json") => false,
-        _ => sniff_safetensors(path)?,
-    };
-    if is_mlp {
-        Ok(ModelFile::Mlp(Box::new(MlpModel::from_file(path)?)))
-    } else {
-        Ok(ModelFile::Mixture(Mixture::from_file(path)?))
-    }
 }

@@ -97,7 +97,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use cpu::MlpWorkspace;
-pub use load::{load_model, ModelFile, MAX_FILE_BYTES};
+pub(crate) use load::sniff_safetensors;
+pub use load::MAX_FILE_BYTES;
 
 use crate::error::{Error, Result};
 use crate::schedule::{ModelOutput, Schedule};

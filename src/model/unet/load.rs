@@ -590,9 +590,28 @@ impl DiffusionPolicy {
 
     /// Loads `dir/config.json` and `dir/model.safetensors`.
     pub fn from_dir(dir: &Path) -> Result<Self> {
+        Self::from_dir_with(dir, &[])
+    }
+
+    /// [`DiffusionPolicy::from_dir`] with config fields replaced first (`num_inference_steps`,
+    /// `noise_scheduler_type`, `clip_sample`, …: any top-level field of config.json), so that an
+    /// override is validated exactly as the checkpoint's own value would be.
+    pub fn from_dir_with(dir: &Path, overrides: &[(String, Value)]) -> Result<Self> {
         let text = read(&dir.join("config.json"), MAX_CONFIG_BYTES)?;
-        let cfg: Value = serde_json::from_slice(&text)
+        let mut cfg: Value = serde_json::from_slice(&text)
             .map_err(|e| cfg_err("file", format!("not valid JSON: {e}")))?;
+        let Some(obj) = cfg.as_object_mut() else {
+            return Err(cfg_err("file", "not a JSON object"));
+        };
+        for (k, v) in overrides {
+            if !obj.contains_key(k) {
+                return Err(cfg_err(
+                    k,
+                    "no such field in the policy's config (overrides replace existing fields)",
+                ));
+            }
+            obj.insert(k.clone(), v.clone());
+        }
         match cfg.get("type").and_then(Value::as_str) {
             None | Some("diffusion") => {}
             Some(t) => {
