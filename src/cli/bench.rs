@@ -25,6 +25,11 @@ pub struct BenchArgs {
     /// MLP .safetensors files (e.g. from tools/make_bench_models.py).
     #[arg(long, value_delimiter = ',')]
     pub mlp: Vec<PathBuf>,
+    /// LeRobot Diffusion Policy directories: each timed for DDPM with all its training steps and
+    /// DDIM-10 (clipping as its config says), sequential and picard (window = steps, the rule's
+    /// default τ), on random conditioning; `--steps` and `--window` do not apply to them.
+    #[arg(long, visible_alias = "model", value_delimiter = ',')]
+    pub policy: Vec<PathBuf>,
     /// Batch sizes.
     #[arg(long, value_delimiter = ',', default_values_t = [1usize, 16])]
     pub batches: Vec<usize>,
@@ -63,7 +68,12 @@ pub struct BenchArgs {
 }
 
 /// Runs `kind` `repeat` times after a warm-up; returns the last output with the median wall time.
-fn timed(device: &Device, p: &Problem, kind: &SamplerKind, repeat: usize) -> CliResult<RunOutput> {
+pub(super) fn timed(
+    device: &Device,
+    p: &Problem,
+    kind: &SamplerKind,
+    repeat: usize,
+) -> CliResult<RunOutput> {
     device.run(p, kind, kind.name())?;
     let mut walls = Vec::new();
     let mut last = None;
@@ -222,6 +232,9 @@ pub fn bench(a: &BenchArgs) -> CliResult<()> {
                 model = Some(p.model);
             }
         }
+    }
+    for path in &a.policy {
+        super::bench_policy::bench_policy(a, &device, path, &mut md, &mut rows)?;
     }
     emit(&md)?;
     if let Some(path) = &a.markdown {

@@ -6,6 +6,7 @@
 //! `compare`; `demo` the self-contained demo; `npy` reads and writes float32 `.npy` files.
 
 mod bench;
+mod bench_policy;
 // Public (within the binary) for the `cli_args` fuzz target, which includes this module by path
 // and validates parsed command lines with `commands::setup`.
 pub mod commands;
