@@ -247,6 +247,24 @@ enum picardiff_status picardiff_model_new_callback(picardiff_eps_fn eps_fn,
                                                    uint32_t output,
                                                    struct picardiff_model **model_out);
 
+// A model read from `path` (NUL-terminated UTF-8), of any kind the CLI's `--model` takes: a
+// mixture JSON, an MLP `.safetensors` file (runs under its own schedule), or a LeRobot Diffusion
+// Policy directory (`config.json` + `model.safetensors`; runs under its own scheduler, with its
+// x̂0 clipping, and needs per-sample conditioning: `picardiff_sampler_run_cond`).
+//
+// # Safety
+// `path` must be a NUL-terminated string; `model_out` valid for a write.
+enum picardiff_status picardiff_model_new_file(const char *path,
+                                               struct picardiff_model **model_out);
+
+// Values of per-sample conditioning the model takes (`cond_len` = batch × this in
+// `picardiff_sampler_run_cond`); 0 for a model without conditioning.
+//
+// # Safety
+// `model` must be NULL or a live model; `cond_dim_out` valid for a write.
+enum picardiff_status picardiff_model_cond_dim(const struct picardiff_model *model,
+                                               size_t *cond_dim_out);
+
 // Elements per sample of the model (the `dim` of the `[batch][dim]` output).
 //
 // # Safety
@@ -325,6 +343,35 @@ enum picardiff_status picardiff_sampler_run_with_inputs(const struct picardiff_s
                                                         float *out,
                                                         size_t out_len,
                                                         struct picardiff_stats *stats_out);
+
+// As `picardiff_sampler_run_with_inputs`, with per-sample conditioning: `cond` holds `batch` rows
+// of `picardiff_model_cond_dim` values (`cond_len` = batch × cond_dim), row b conditioning sample
+// b (a Diffusion Policy's global conditioning: the normalised observation features). A policy
+// runs under its own scheduler (steps, rule, x̂0 clipping from its config.json; the config's
+// schedule, steps, spacing and rule are not used; its window is clamped to the policy's steps):
+// the noise table then holds `picardiff_sampler_model_steps` steps.
+//
+// # Safety
+// As `picardiff_sampler_run_with_inputs`; `cond` NULL or valid for `cond_len` reads.
+enum picardiff_status picardiff_sampler_run_cond(const struct picardiff_sampler *sampler,
+                                                 const struct picardiff_model *model,
+                                                 const float *cond,
+                                                 size_t cond_len,
+                                                 const float *x_T,
+                                                 size_t x_T_len,
+                                                 const float *noise,
+                                                 size_t noise_len,
+                                                 float *out,
+                                                 size_t out_len,
+                                                 struct picardiff_stats *stats_out);
+
+// The steps a run of `sampler` with `model` takes: the sampler's, or a Diffusion Policy's own.
+//
+// # Safety
+// `sampler` and `model` must be NULL or live handles; `steps_out` valid for a write.
+enum picardiff_status picardiff_sampler_model_steps(const struct picardiff_sampler *sampler,
+                                                    const struct picardiff_model *model,
+                                                    size_t *steps_out);
 
 // Runs `sampler` with `model` and Philox noise from the config's seed, like
 // `picardiff_sampler_run`, but writes the samples (`[batch][dim]` row-major f32; `out_len` must be

@@ -6,7 +6,8 @@ use std::path::Path;
 use super::args::{arg_out, arg_ref, free_handle, req_slice, req_str, write_handle};
 use super::callback::{picardiff_eps_fn, CallbackModel};
 use super::status::{ffi_boundary, picardiff_status, FfiError};
-use crate::model::Mixture;
+use crate::backend::cpu::CpuBackend;
+use crate::model::{load_model, DiffusionPolicy, Mixture, MlpModel, ModelFile, ScoreModel};
 use crate::schedule::ModelOutput;
 
 /// What a callback model returns (passed as `uint32_t` to `picardiff_model_new_callback`).
@@ -23,16 +24,17 @@ pub enum picardiff_model_output {
     PICARDIFF_OUTPUT_V = 3,
 }
 
-/// The kinds of model a handle holds.
-///
-/// Extension point: the MLP read from safetensors (`crate::model::mlp`) becomes a variant here, with
-/// a constructor `picardiff_model_new_mlp_file(const char *path, picardiff_model **model_out)` in
-/// this file and one arm per device in `sampler::dispatch`; nothing else in the ABI changes.
+/// The kinds of model a handle holds; a new kind is a variant here, a constructor in this file and
+/// one arm per device in `sampler::dispatch`.
 pub(crate) enum ModelKind {
     /// The exact mixture; run under the sampler's schedule.
     Mixture(Mixture),
     /// A C callback.
     Callback(CallbackModel),
+    /// A trained MLP; runs under its own schedule with the sampler's steps, spacing and rule.
+    Mlp(Box<MlpModel>),
+    /// A LeRobot Diffusion Policy; runs under its own scheduler (CPU device only for now).
+    Policy(Box<DiffusionPolicy>),
 }
 
 /// A score model. Create with one of the `picardiff_model_new_*` functions, free with
@@ -47,9 +49,17 @@ impl picardiff_model {
     pub(crate) fn dim(&self) -> usize {
         match &self.kind {
             ModelKind::Mixture(m) => m.dim,
-            ModelKind::Callback(c) => {
-                crate::model::ScoreModel::<crate::backend::cpu::CpuBackend>::dim(c)
-            }
+            ModelKind::Callback(c) => ScoreModel::<CpuBackend>::dim(c),
+            ModelKind::Mlp(m) => ScoreModel::<CpuBackend>::dim(m.as_ref()),
+            ModelKind::Policy(m) => ScoreModel::<CpuBackend>::dim(m.as_ref()),
+        }
+    }
+
+    /// Width of the per-sample conditioning (0: none).
+    pub(crate) fn cond_dim(&self) -> usize {
+        match &self.kind {
+            ModelKind::Policy(m) => ScoreModel::<CpuBackend>::cond_dim(m.as_ref()),
+            _ => 0,
         }
     }
 }
@@ -159,6 +169,53 @@ pub unsafe extern "C" fn picardiff_model_new_callback(
                 },
             )
         };
+        Ok(())
+    })
+}
+
+/// A model read from `path` (NUL-terminated UTF-8), of any kind the CLI's `--model` takes: a
+/// mixture JSON, an MLP `.safetensors` file (runs under its own schedule), or a LeRobot Diffusion
+/// Policy directory (`config.json` + `model.safetensors`; runs under its own scheduler, with its
+/// x̂0 clipping, and needs per-sample conditioning: `picardiff_sampler_run_cond`).
+///
+/// # Safety
+/// `path` must be a NUL-terminated string; `model_out` valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn picardiff_model_new_file(
+    path: *const c_char,
+    model_out: *mut *mut picardiff_model,
+) -> picardiff_status {
+    ffi_boundary!("picardiff_model_new_file", {
+        let out = arg_out(model_out, "model_out")?;
+        // SAFETY: per the contract.
+        let path = unsafe { req_str(path, "path") }?;
+        let kind = match load_model(Path::new(path))? {
+            ModelFile::Mixture(m) => ModelKind::Mixture(m),
+            ModelFile::Mlp(m) => ModelKind::Mlp(m),
+            ModelFile::Policy(p) => ModelKind::Policy(p),
+        };
+        // SAFETY: checked non-NULL; writable per the contract.
+        unsafe { write_handle(out, picardiff_model { kind }) };
+        Ok(())
+    })
+}
+
+/// Values of per-sample conditioning the model takes (`cond_len` = batch × this in
+/// `picardiff_sampler_run_cond`); 0 for a model without conditioning.
+///
+/// # Safety
+/// `model` must be NULL or a live model; `cond_dim_out` valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn picardiff_model_cond_dim(
+    model: *const picardiff_model,
+    cond_dim_out: *mut usize,
+) -> picardiff_status {
+    ffi_boundary!("picardiff_model_cond_dim", {
+        // SAFETY: per the contract.
+        let model = unsafe { arg_ref(model, "model") }?;
+        let out = arg_out(cond_dim_out, "cond_dim_out")?;
+        // SAFETY: checked non-NULL; writable per the contract.
+        unsafe { *out = model.cond_dim() };
         Ok(())
     })
 }

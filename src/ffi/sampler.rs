@@ -8,8 +8,9 @@ use super::config::{picardiff_sampler_config, plan, Plan};
 use super::context::{picardiff_context, Device};
 use super::model::{picardiff_model, ModelKind};
 use super::status::{ffi_boundary, picardiff_status, FfiError};
-use crate::model::GmmModel;
-use crate::sampler::{run, RunInputs, RunOutput, RunStats};
+use crate::model::{DiffusionPolicy, GmmModel, MlpModel};
+use crate::sampler::{run, RunInputs, RunOutput, RunStats, SamplerKind};
+use crate::schedule::Schedule;
 
 /// Counters and timing of one run.
 #[repr(C)]
@@ -159,7 +160,7 @@ pub unsafe extern "C" fn picardiff_sampler_run(
 ) -> picardiff_status {
     ffi_boundary!("picardiff_sampler_run", {
         // SAFETY: forwarded contract; no caller inputs.
-        unsafe { run_checked(sampler, model, None, None, out, out_len, stats_out) }
+        unsafe { run_checked(sampler, model, None, None, None, out, out_len, stats_out) }
     })
 }
 
@@ -189,7 +190,69 @@ pub unsafe extern "C" fn picardiff_sampler_run_with_inputs(
         // SAFETY: as above.
         let noise = unsafe { opt_slice(noise, noise_len, "noise") }?;
         // SAFETY: forwarded contract.
-        unsafe { run_checked(sampler, model, init, noise, out, out_len, stats_out) }
+        unsafe { run_checked(sampler, model, None, init, noise, out, out_len, stats_out) }
+    })
+}
+
+/// As `picardiff_sampler_run_with_inputs`, with per-sample conditioning: `cond` holds `batch` rows
+/// of `picardiff_model_cond_dim` values (`cond_len` = batch × cond_dim), row b conditioning sample
+/// b (a Diffusion Policy's global conditioning: the normalised observation features). A policy
+/// runs under its own scheduler (steps, rule, x̂0 clipping from its config.json; the config's
+/// schedule, steps, spacing and rule are not used; its window is clamped to the policy's steps):
+/// the noise table then holds `picardiff_sampler_model_steps` steps.
+///
+/// # Safety
+/// As `picardiff_sampler_run_with_inputs`; `cond` NULL or valid for `cond_len` reads.
+#[no_mangle]
+#[allow(clippy::too_many_arguments, non_snake_case)]
+pub unsafe extern "C" fn picardiff_sampler_run_cond(
+    sampler: *const picardiff_sampler,
+    model: *const picardiff_model,
+    cond: *const f32,
+    cond_len: usize,
+    x_T: *const f32,
+    x_T_len: usize,
+    noise: *const f32,
+    noise_len: usize,
+    out: *mut f32,
+    out_len: usize,
+    stats_out: *mut picardiff_stats,
+) -> picardiff_status {
+    ffi_boundary!("picardiff_sampler_run_cond", {
+        // SAFETY: per the contract; the slices are dropped before `out` is written.
+        let cond = unsafe { opt_slice(cond, cond_len, "cond") }?;
+        // SAFETY: as above.
+        let init = unsafe { opt_slice(x_T, x_T_len, "x_T") }?;
+        // SAFETY: as above.
+        let noise = unsafe { opt_slice(noise, noise_len, "noise") }?;
+        // SAFETY: forwarded contract.
+        unsafe { run_checked(sampler, model, cond, init, noise, out, out_len, stats_out) }
+    })
+}
+
+/// The steps a run of `sampler` with `model` takes: the sampler's, or a Diffusion Policy's own.
+///
+/// # Safety
+/// `sampler` and `model` must be NULL or live handles; `steps_out` valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn picardiff_sampler_model_steps(
+    sampler: *const picardiff_sampler,
+    model: *const picardiff_model,
+    steps_out: *mut usize,
+) -> picardiff_status {
+    ffi_boundary!("picardiff_sampler_model_steps", {
+        // SAFETY: per the contract.
+        let s = unsafe { arg_ref(sampler, "sampler") }?;
+        // SAFETY: per the contract.
+        let model = unsafe { arg_ref(model, "model") }?;
+        let out = arg_out(steps_out, "steps_out")?;
+        let steps = match &model.kind {
+            ModelKind::Policy(p) => p.scheduler.steps(),
+            _ => s.plan.grid.steps(),
+        };
+        // SAFETY: checked non-NULL; writable per the contract.
+        unsafe { *out = steps };
+        Ok(())
     })
 }
 
@@ -197,9 +260,11 @@ pub unsafe extern "C" fn picardiff_sampler_run_with_inputs(
 ///
 /// # Safety
 /// As `picardiff_sampler_run_with_inputs`.
+#[allow(clippy::too_many_arguments)]
 unsafe fn run_checked(
     sampler: *const picardiff_sampler,
     model: *const picardiff_model,
+    cond: Option<&[f32]>,
     init: Option<&[f32]>,
     noise: Option<&[f32]>,
     out: *mut f32,
@@ -218,7 +283,8 @@ unsafe fn run_checked(
         sample0: s.plan.sample0,
         init,
         noise,
-        ..Default::default()
+        cond,
+        clip: None,
     };
     let result = dispatch(s, model, &inputs)?;
     debug_assert_eq!(result.samples.len(), need);
@@ -253,6 +319,40 @@ pub(super) fn check_out_len(
     Ok(need)
 }
 
+/// An MLP names its schedule: the sampler's must be the same.
+fn check_mlp_schedule(m: &MlpModel, p: &Plan) -> Result<(), FfiError> {
+    let own = Schedule::from_name(&m.config().schedule, m.config().train_steps)?;
+    if own != p.schedule {
+        return Err(FfiError::invalid(format!(
+            "the MLP was trained with schedule `{}` ({} train steps): set the config's schedule and train_steps to match",
+            m.config().schedule,
+            m.config().train_steps
+        )));
+    }
+    Ok(())
+}
+
+/// A policy under its own scheduler, with the sampler's kind (window clamped to its steps).
+fn run_policy(
+    b: &crate::backend::cpu::CpuBackend,
+    m: &DiffusionPolicy,
+    p: &Plan,
+    inputs: &RunInputs<'_>,
+) -> crate::Result<RunOutput> {
+    let sched = &m.scheduler;
+    let schedule = sched.schedule()?;
+    let grid = sched.grid(&schedule)?;
+    let mut kind = p.kind.clone();
+    if let SamplerKind::Picard { window, .. } = &mut kind {
+        *window = (*window).min(grid.steps());
+    }
+    let inputs = RunInputs {
+        clip: sched.clip_sample(),
+        ..inputs.clone()
+    };
+    run(b, m, &grid, sched.rule(), &kind, &inputs)
+}
+
 /// Runs the sampler on its device with the model.
 pub(super) fn dispatch(
     s: &picardiff_sampler,
@@ -273,6 +373,21 @@ pub(super) fn dispatch(
         }
         #[cfg(feature = "cuda")]
         (Device::Cuda(b), ModelKind::Callback(c)) => run(b, c, &p.grid, p.rule, &p.kind, inputs),
+        (Device::Cpu(b), ModelKind::Mlp(m)) => {
+            check_mlp_schedule(m, p)?;
+            run(b, m.as_ref(), &p.grid, p.rule, &p.kind, inputs)
+        }
+        #[cfg(feature = "cuda")]
+        (Device::Cuda(b), ModelKind::Mlp(m)) => {
+            check_mlp_schedule(m, p)?;
+            run(b, m.as_ref(), &p.grid, p.rule, &p.kind, inputs)
+        }
+        (Device::Cpu(b), ModelKind::Policy(m)) => run_policy(b, m, p, inputs),
+        #[cfg(feature = "cuda")]
+        (Device::Cuda(_), ModelKind::Policy(_)) => Err(crate::Error::device(
+            "run",
+            "Diffusion Policy models run on the CPU device only for now (their CUDA ops are not implemented)",
+        )),
     };
     Ok(out?)
 }
