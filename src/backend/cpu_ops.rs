@@ -41,8 +41,28 @@ fn size(op: &str, dims: &[usize]) -> Result<usize> {
         .ok_or_else(|| Error::shape(op, format!("{dims:?} overflows")))
 }
 
-/// `out[m×n] = lhs[m×k] · rhs + out` (row-major `out` and `lhs`; `rhs` element (i, j) at
-/// `rhs[i·rs + j·cs]`), accumulating into `out`.
+/// A raw output pointer shared by tasks that write disjoint blocks of it.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: every task writes a block of the output no other task touches (see `gemm_acc`).
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    /// The pointer (a method, so closures capture the whole `Send` wrapper).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// `out[m×n] += lhs[m×k] · rhs` (row-major `out` and `lhs`; `rhs` element (i, j) at
+/// `rhs[i·rs + j·cs]`), split over the rayon pool by rows (many rows) or by columns (few rows).
+///
+/// Batch invariance: `matrixmultiply` sums every output element over K in blocks of a fixed size
+/// (its kernel's `kc`, independent of m and n), so an element's bits do not depend on how many rows
+/// the call has, where its row is, or how the call is split. One row of a window evaluation
+/// therefore equals the same row evaluated alone, which keeps Picard's fixed point bit-identical to
+/// the sequential sampler (the `gemm` crate picks its K blocking from m and n, so it is not used here).
 #[allow(clippy::too_many_arguments)]
 fn gemm_acc(
     m: usize,
@@ -55,37 +75,47 @@ fn gemm_acc(
     out: &mut [f32],
 ) {
     assert!(lhs.len() >= m * k && out.len() >= m * n);
-    assert!(m == 0 || n == 0 || k == 0 || rhs.len() > (k - 1) * rs + (n - 1) * cs);
-    let par = if m * n * k >= PARALLEL_FLOPS {
-        gemm::Parallelism::Rayon(0)
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: the asserts bound every index the GEMM reads (lhs row-major m×k, rhs through its
-    // strides) and writes (out row-major m×n); `out` does not alias the inputs (&mut).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            true,
-            lhs.as_ptr(),
-            1,
-            k as isize,
-            rhs.as_ptr(),
-            cs as isize,
-            rs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            par,
-        );
+    if m == 0 || n == 0 {
+        return;
     }
+    assert!(k == 0 || rhs.len() > (k - 1) * rs + (n - 1) * cs);
+    let threads = rayon::current_num_threads().max(1);
+    let (row_block, col_block) = if m * n * k < PARALLEL_FLOPS || threads == 1 {
+        (m, n)
+    } else if m >= 32 * threads {
+        (m.div_ceil(2 * threads).next_multiple_of(8), n)
+    } else {
+        (m, n.div_ceil(threads).next_multiple_of(16))
+    };
+    let dst = OutPtr(out.as_mut_ptr());
+    let blocks: Vec<(usize, usize)> = (0..m)
+        .step_by(row_block)
+        .flat_map(|r| (0..n).step_by(col_block).map(move |c| (r, c)))
+        .collect();
+    blocks.into_par_iter().for_each(|(r0, c0)| {
+        let (rows, cols) = (row_block.min(m - r0), col_block.min(n - c0));
+        // SAFETY: the asserts bound every index read (lhs rows r0.., rhs columns c0.. through its
+        // strides) and written (out rows r0..r0+rows, columns c0..c0+cols, row stride n); blocks
+        // are disjoint, so no two tasks write the same element, and `out` outlives the loop.
+        unsafe {
+            matrixmultiply::sgemm(
+                rows,
+                k,
+                cols,
+                1.0,
+                lhs.as_ptr().add(r0 * k),
+                k as isize,
+                1,
+                rhs.as_ptr().add(c0 * cs),
+                rs as isize,
+                cs as isize,
+                1.0,
+                dst.get().add(r0 * n + c0),
+                n as isize,
+                1,
+            );
+        }
+    });
 }
 
 /// Mish `v·tanh(softplus v)` with one exponential: `tanh(ln(1 + e^v)) = w/(w + 2)`,

@@ -22,6 +22,8 @@ pub const MAX_POLICY_BYTES: u64 = 4 << 30;
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
 /// Largest width accepted for any channel count, horizon or embedding (products stay small).
 const MAX_WIDTH: usize = 1 << 16;
+/// GroupNorm groups of the final conv block (LeRobot passes no `n_groups` there: the default, 8).
+const FINAL_GROUPS: usize = 8;
 /// The U-Net's tensors' key prefix in a policy's state dict.
 const PREFIX: &str = "diffusion.unet.";
 
@@ -414,6 +416,18 @@ impl UnetReader<'_> {
         c: &UnetConfig,
         why: &str,
     ) -> Result<ConvBlock<HostTensor>> {
+        self.conv_block_groups(key, cin, cout, c, c.n_groups, why)
+    }
+
+    fn conv_block_groups(
+        &mut self,
+        key: &str,
+        cin: usize,
+        cout: usize,
+        c: &UnetConfig,
+        groups: usize,
+        why: &str,
+    ) -> Result<ConvBlock<HostTensor>> {
         let k = c.kernel_size;
         let shape = ConvShape {
             cin,
@@ -425,7 +439,7 @@ impl UnetReader<'_> {
         Ok(ConvBlock {
             conv: self.conv(&format!("{key}.block.0"), shape, why)?,
             norm: GroupNorm {
-                groups: c.n_groups,
+                groups,
                 ch: cout,
                 gamma: self.vector(&format!("{key}.block.1.weight"), cout, why)?,
                 beta: self.vector(&format!("{key}.block.1.bias"), cout, why)?,
@@ -527,7 +541,18 @@ fn read_weights(r: &mut UnetReader<'_>, c: &UnetConfig) -> Result<UnetWeights<Ho
             up: r.conv_transpose(&format!("up_modules.{u}.2"), shape, "upsampling")?,
         });
     }
-    let final_block = r.conv_block("final_conv.0", d[0], d[0], c, "final conv block")?;
+    // Upstream builds the final conv block with GroupNorm's default 8 groups, whatever n_groups is.
+    if d[0] % FINAL_GROUPS != 0 {
+        return Err(cfg_err("down_dims", format!("the first level's {} channels are not divisible by the final block's {FINAL_GROUPS} GroupNorm groups (LeRobot cannot build this U-Net either)", d[0])));
+    }
+    let final_block = r.conv_block_groups(
+        "final_conv.0",
+        d[0],
+        d[0],
+        c,
+        FINAL_GROUPS,
+        "final conv block",
+    )?;
     let shape = ConvShape {
         cin: d[0],
         cout: c.action_dim,
