@@ -129,7 +129,11 @@ fn unet_forward_matches_lerobot() {
             &out2[x.len()..],
             "{name}: rows depend on their position"
         );
-        assert_eq!(&out2[..x.len()], &out[..], "{name}: a row depends on its batch-mates");
+        assert_eq!(
+            &out2[..x.len()],
+            &out[..],
+            "{name}: a row depends on its batch-mates"
+        );
     }
 }
 

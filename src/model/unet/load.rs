@@ -252,6 +252,14 @@ fn scheduler(cfg: &Value) -> Result<DpScheduler> {
     Ok(s)
 }
 
+impl Features {
+    /// The observation features a policy config names (`input_features`, `n_obs_steps`,
+    /// `spatial_softmax_num_keypoints`), and its action width (`output_features`).
+    pub fn from_config(cfg: &Value) -> Result<(Features, usize)> {
+        features(cfg)
+    }
+}
+
 /// The observation features and the action width from `input_features`/`output_features`.
 fn features(cfg: &Value) -> Result<(Features, usize)> {
     let empty = serde_json::Map::new();

@@ -24,7 +24,7 @@
 mod load;
 mod weights;
 
-pub use load::{DpScheduler, SchedulerType, MAX_POLICY_BYTES};
+pub use load::{DpScheduler, Features, SchedulerType, MAX_POLICY_BYTES};
 pub use weights::{ConvBlock, DownLevel, MapWeights, ResBlock, UnetWeights, UpLevel};
 
 use crate::backend::ops::{HostTensor, Input, Ops, Output};
@@ -93,7 +93,7 @@ pub struct DiffusionPolicy {
     /// The scheduler settings of the checkpoint (callers may override any of them).
     pub scheduler: DpScheduler,
     /// What the checkpoint's config names as inputs, for `info` and error messages.
-    pub features: load::Features,
+    pub features: Features,
     /// Tensors of the checkpoint outside the U-Net (an image encoder, normalisation buffers).
     pub other_tensors: Vec<String>,
     weights: UnetWeights<HostTensor>,
