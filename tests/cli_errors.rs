@@ -267,3 +267,64 @@ fn npy_inputs_must_be_regular_files() {
         assert_one_line_error(&args, &dir.0, "not a regular file");
     }
 }
+
+/// Issue 17: `compare --sampler blocks` with blocks that do not converge in K iterations used to
+/// exit 0 with samples far from sequential (max |Δ| 6.7e3 at --block-len 500, 1.4e6 at 1000); now
+/// it is an error naming the block, its end and residual and what to change. `--tol 0` (fixed K)
+/// runs and reports the worst block residual; the default K always suffices.
+#[test]
+fn blocks_that_do_not_converge_are_an_error() {
+    let dir = TempDir::new("unconverged");
+    let model = example("mixture_64d.json");
+    let base = [
+        "compare",
+        "--model",
+        &model,
+        "--schedule",
+        "ddpm-linear",
+        "--steps",
+        "1000",
+        "--rule",
+        "ddpm",
+        "--sampler",
+        "blocks",
+        "--batch",
+        "2",
+        "--device",
+        "cpu",
+    ];
+    let stats = dir.arg("s.json");
+    let with = |extra: &[&str]| -> Vec<String> {
+        base.iter().chain(extra).map(|s| s.to_string()).collect()
+    };
+    for len in ["500", "1000"] {
+        let args = with(&["--block-len", len, "--iters", "8"]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert_one_line_error(&args, &dir.0, "block 0");
+        let out = picardiff(&args, &dir.0);
+        let err = String::from_utf8_lossy(&out.stderr);
+        for word in [len, "residual", "iters", "block-len"] {
+            assert!(err.contains(word), "{err}");
+        }
+    }
+    // Fixed K: no threshold, no error; the stats carry the worst block residual.
+    let args = with(&[
+        "--block-len",
+        "500",
+        "--iters",
+        "8",
+        "--tol",
+        "0",
+        "--stats",
+        &stats,
+    ]);
+    ok(&args.iter().map(String::as_str).collect::<Vec<_>>(), &dir.0);
+    let s = read_json(&dir.path("s.json"));
+    assert!(s["worst_block_residual"].as_f64().unwrap() > 0.1, "{s}");
+    // The default K (the longest block) converges within τ, close to sequential.
+    let args = with(&["--block-len", "500", "--stats", &stats]);
+    ok(&args.iter().map(String::as_str).collect::<Vec<_>>(), &dir.0);
+    let s = read_json(&dir.path("s.json"));
+    assert!(s["worst_block_residual"].as_f64().unwrap() <= 0.1, "{s}");
+    assert!(s["max_abs_diff"].as_f64().unwrap() < 0.1, "{s}");
+}

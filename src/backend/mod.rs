@@ -15,7 +15,7 @@ mod cpu_window;
 pub mod cuda;
 mod window;
 
-pub use window::{covering_slots, WindowMode, WindowPlan, WindowState};
+pub use window::{covering_slots, UnconvergedBlock, WindowMode, WindowPlan, WindowState};
 
 use crate::error::Result;
 use crate::schedule::StepTable;

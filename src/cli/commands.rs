@@ -73,6 +73,12 @@ fn stats_json(command: &str, s: &Setup, stats: &RunStats) -> Map<String, Value> 
     m.insert("nfe".into(), json!(stats.nfe));
     m.insert("wall_ms".into(), json!(stats.wall_ms));
     m.insert("host_syncs".into(), json!(stats.host_syncs));
+    if matches!(s.sampler.kind, SamplerKind::Blocks { .. }) {
+        m.insert(
+            "worst_block_residual".into(),
+            json!(stats.worst_block_residual),
+        );
+    }
     m
 }
 

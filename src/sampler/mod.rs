@@ -87,6 +87,11 @@ pub struct RunStats {
     pub recorded: usize,
     /// Picard iterations run by replaying a recorded graph.
     pub replayed: usize,
+    /// Blocks sampler: the largest residual any block ended with (the root of its worst normalised
+    /// squared point error in its last iteration, comparable with τ); 0 for the other samplers.
+    /// With τ > 0 it is at most τ (a block ending above τ is [`Error::BlockNotConverged`]); with
+    /// τ = 0 (exactly K iterations per block) it says how far from converged the blocks were.
+    pub worst_block_residual: f64,
 }
 
 /// When the host next reads the window state: after `max` iterations at most, sooner when the
@@ -152,6 +157,22 @@ pub fn block_ends(grid: &Grid, block_len: f64) -> Result<Vec<usize>> {
         }
     }
     Ok(ends)
+}
+
+/// Iterations per block that always suffice for blocks ending at `ends`: the longest block's
+/// length (a block of h steps is exact after h Picard iterations, and its error is then 0). The
+/// CLI's and the C ABI's default K; a block that converges within τ stops sooner.
+pub fn sufficient_block_iters(ends: &[usize]) -> usize {
+    let mut prev = 0;
+    ends.iter()
+        .map(|&e| {
+            let len = e.saturating_sub(prev);
+            prev = e;
+            len
+        })
+        .max()
+        .unwrap_or(1)
+        .max(1)
 }
 
 /// Runs `kind` on `backend` with `model` over `grid` with `rule`.
@@ -345,8 +366,25 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
                         }
                     }
                     if st.done(plan) {
+                        // A block that ended above τ > 0 spoils every later block: refuse the
+                        // result. (Checked at the end, where every backend has seen every block,
+                        // so that a non-finite value found later is reported as such.)
+                        if let (Some(u), SamplerKind::Blocks { tol, iters, .. }) =
+                            (st.unconverged, kind)
+                        {
+                            if *tol > 0.0 {
+                                return Err(Error::BlockNotConverged {
+                                    block: u.block,
+                                    end: u.end,
+                                    residual: (u.err as f64).sqrt(),
+                                    tol: *tol,
+                                    iters: *iters,
+                                });
+                            }
+                        }
                         stats.rounds = st.iters + extra_rounds;
                         stats.nfe = st.nfe + extra_nfe;
+                        stats.worst_block_residual = (st.worst_block_err as f64).sqrt();
                         break;
                     }
                     if launched >= plan.max_iters {
