@@ -328,3 +328,22 @@ fn blocks_that_do_not_converge_are_an_error() {
     assert!(s["worst_block_residual"].as_f64().unwrap() <= 0.1, "{s}");
     assert!(s["max_abs_diff"].as_f64().unwrap() < 0.1, "{s}");
 }
+
+/// Issue 17: `bench --dims 1e11` (8 means of 10^11 values) aborted in an allocation; the mixture's
+/// size is checked against the free memory first.
+#[test]
+fn bench_refuses_a_mixture_larger_than_memory() {
+    let dir = TempDir::new("bench-dims");
+    let args = [
+        "bench",
+        "--dims",
+        "100000000000",
+        "--batches",
+        "1",
+        "--steps",
+        "10",
+        "--device",
+        "cpu",
+    ];
+    assert_one_line_error(&args, &dir.0, "--dims 100000000000");
+}

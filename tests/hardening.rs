@@ -222,3 +222,45 @@ fn mixture_files_must_be_regular_and_bounded() {
     assert!(err.contains("byte limit"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 17: the memory check counts the model's workspace (`ScoreModel::workspace_bytes`), not
+/// only the sampler's rings. The mix64d MLP (H = 192, ~2.3 KiB of scratch per row) at a window of
+/// 1000 and a batch whose workspace is twice the free memory, while the rings alone fit, used to
+/// pass the check and abort in the workspace allocation; now it fails before allocating.
+#[test]
+fn the_memory_check_counts_the_model_workspace() {
+    use picardiff::model::{load_model, ModelFile};
+    let Some(free) = CpuBackend.free_memory() else {
+        println!("skipped: the backend cannot tell its free memory here");
+        return;
+    };
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/models/mix64d.safetensors");
+    let ModelFile::Mlp(model) = load_model(&path).unwrap() else {
+        panic!("mix64d is an MLP file")
+    };
+    let rows = 1 << 20;
+    let per_row = ScoreModel::<CpuBackend>::workspace_bytes(model.as_ref(), rows) / rows;
+    assert!(per_row >= 3 * 192 * 4, "{per_row} bytes per row");
+    let (steps, ring) = (1000, 1001);
+    let batch = (2 * free).div_ceil(per_row * ring);
+    // The iterate and output rings alone (64 f32 per row each) fit in the free memory.
+    assert!(ring * batch * 2 * 64 * 4 < free);
+    let s = Schedule::from_name("ddpm-linear", 1000).unwrap();
+    let g = Grid::discrete(&s, steps, Spacing::Leading).unwrap();
+    let kind = SamplerKind::Picard {
+        window: steps,
+        tol: 0.1,
+        max_iters: None,
+        form: PicardForm::Scan,
+    };
+    let rule = StepRule::from_name("ddpm", None).unwrap();
+    let inputs = RunInputs {
+        batch,
+        seed: 1,
+        ..Default::default()
+    };
+    let err = run(&CpuBackend, model.as_ref(), &g, rule, &kind, &inputs).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("MiB") && msg.contains("needs"), "{msg}");
+}

@@ -85,6 +85,19 @@ pub fn bench(a: &BenchArgs) -> CliResult<()> {
     let rule = StepRule::from_name("ddpm", None)?;
     let mut models: Vec<(String, CliModel)> = Vec::new();
     for &d in &a.dims {
+        // The mixture's means (rows and the flattened copy in f64, the model's f32 copy, a row
+        // being generated) before any run: an allocation failure would abort, not give an error.
+        let need = (d as u128) * 8 * (8 + 8 + 4) + d as u128 * 4;
+        if let Some(free) = CpuBackend.free_memory() {
+            if need > free as u128 {
+                return Err(CliError::new(format!(
+                    "--dims {d}: the 8-component mixture needs {:.1} MiB for its means but only \
+                     {:.1} MiB are free",
+                    need as f64 / 1048576.0,
+                    free as f64 / 1048576.0
+                )));
+            }
+        }
         models.push((
             format!("mixture D={d}"),
             CliModel::Gmm(GmmModel::new(Mixture::benchmark(8, d)?, schedule.clone())),

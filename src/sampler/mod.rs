@@ -245,14 +245,25 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
         )?),
     };
     let noisy_rule = table.c.iter().any(|&c| c != 0.0);
+    let ring = plan.as_ref().map_or(1, |p| p.ring());
+    let corrector_rows = match kind {
+        SamplerKind::Blocks {
+            corrector: Some(c), ..
+        } => Some(c.steps.saturating_mul(shape.batch)),
+        _ => None,
+    };
+    let model_bytes = model
+        .workspace_bytes(ring.saturating_mul(shape.batch))
+        .saturating_add(corrector_rows.map_or(0, |rows| model.workspace_bytes(rows)));
     check_memory(
         backend,
         plan.as_ref(),
         kind,
         shape,
         n,
-        inputs.noise.is_some(),
+        inputs,
         noisy_rule,
+        model_bytes,
     )?;
     let tables = backend.upload_tables(&table)?;
     let noise_buf = inputs.noise.map(|z| backend.upload(z)).transpose()?;
@@ -264,7 +275,6 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
         },
     };
     let start = Instant::now();
-    let ring = plan.as_ref().map_or(1, |p| p.ring());
     let mut x = backend.alloc(ring * shape.slot_len())?;
     match inputs.init {
         Some(init) => backend.copy(&backend.upload(init)?, 0, &mut x, 0, shape.slot_len())?,
@@ -410,17 +420,23 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
     Ok(RunOutput { samples, stats })
 }
 
+/// Floats per step of a backend's step tables: an upper bound (the CPU keeps 7 per step, CUDA 10).
+const TABLE_FLOATS_PER_STEP: u128 = 10;
+
 /// Fails before allocating when the run's buffers (the iterate and output rings, times, errors, a
-/// caller noise table or a window's noise ring, the corrector's ring) exceed the backend's free memory; the
-/// message gives both.
+/// caller noise table or a window's noise ring, the corrector's ring, the step tables, an
+/// uploaded x_T and the samples) plus the model's workspaces (`model_bytes`,
+/// [`ScoreModel::workspace_bytes`]) exceed the backend's free memory; the message gives both.
+#[allow(clippy::too_many_arguments)]
 fn check_memory<B: Backend>(
     backend: &B,
     plan: Option<&WindowPlan>,
     kind: &SamplerKind,
     shape: Shape,
     steps: usize,
-    noise_table: bool,
+    inputs: &RunInputs<'_>,
     noisy_rule: bool,
+    model_bytes: usize,
 ) -> Result<()> {
     let Some(free) = backend.free_memory() else {
         return Ok(());
@@ -428,6 +444,10 @@ fn check_memory<B: Backend>(
     let slot = shape.slot_len() as u128;
     let ring = plan.map_or(1, |p| p.ring()) as u128;
     let mut floats = 2 * ring * slot + ring * shape.batch as u128;
+    floats += TABLE_FLOATS_PER_STEP * steps as u128;
+    // The samples read back, and a caller x_T uploaded.
+    floats += slot * (1 + inputs.init.is_some() as u128);
+    let noise_table = inputs.noise.is_some();
     if let Some(p) = plan {
         floats += backend.err_len(p, shape) as u128;
         if noisy_rule {
@@ -443,7 +463,7 @@ fn check_memory<B: Backend>(
     {
         floats += (2 * c.steps as u128 + 1) * slot + c.steps as u128 * shape.batch as u128;
     }
-    let bytes = floats * 4;
+    let bytes = floats * 4 + model_bytes as u128;
     if bytes > free as u128 {
         return Err(Error::device(
             "allocate sampler workspace",
