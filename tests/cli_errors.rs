@@ -347,3 +347,129 @@ fn bench_refuses_a_mixture_larger_than_memory() {
     ];
     assert_one_line_error(&args, &dir.0, "--dims 100000000000");
 }
+
+/// Issue 17: output paths are validated before the run (nothing on stdout: the run did not
+/// start) and written atomically (a temporary file renamed over the target, so an existing file
+/// is replaced, never truncated in place; a hard link to it keeps the old contents).
+#[cfg(unix)]
+#[test]
+fn outputs_are_validated_before_the_run_and_replaced_atomically() {
+    let dir = TempDir::new("outputs");
+    let model = example("mixture_2d.json");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "sample",
+            "--model",
+            &model,
+            "--schedule",
+            "ddpm-linear",
+            "--steps",
+            "10",
+            "--rule",
+            "ddpm",
+            "--batch",
+            "2",
+            "--device",
+            "cpu",
+        ];
+        args.extend_from_slice(extra);
+        picardiff(&args, &dir.0)
+    };
+    let expect_refused = |extra: &[&str], words: &[&str]| {
+        let out = run(extra);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{extra:?}: {err}");
+        assert!(out.stdout.is_empty(), "{extra:?}: the run started");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        for w in words {
+            assert!(err.contains(w), "{extra:?}: `{err}` lacks `{w}`");
+        }
+    };
+    std::fs::create_dir(dir.path("sub")).unwrap();
+    std::os::unix::fs::symlink(dir.path("nowhere/x.npy"), dir.path("dangling.npy")).unwrap();
+    let (sub, slash, dangling) = (dir.arg("sub"), dir.arg("x.npy/"), dir.arg("dangling.npy"));
+    let same = dir.arg("same");
+    expect_refused(&["--out", &sub], &["--out", "is a directory"]);
+    expect_refused(&["--stats", &slash], &["--stats", "directory"]);
+    expect_refused(&["--out", &dangling], &["--out", "dangling"]);
+    expect_refused(
+        &["--out", "/proc/picardiff.npy"],
+        &["--out", "cannot create"],
+    );
+    expect_refused(
+        &["--out", &same, "--stats", &same],
+        &["--out", "--stats", "same file"],
+    );
+    assert!(!dir.path("same").exists());
+    // The same file through a symbolic link is the same file.
+    std::fs::write(dir.path("real.json"), "old").unwrap();
+    std::os::unix::fs::symlink(dir.path("real.json"), dir.path("alias.json")).unwrap();
+    let (real, alias) = (dir.arg("real.json"), dir.arg("alias.json"));
+    expect_refused(&["--out", &alias, "--stats", &real], &["same file"]);
+    assert!(std::fs::read_dir(&dir.0).unwrap().all(|e| !e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .contains("picardiff-")));
+
+    // Atomic replacement: a hard link to the old --out keeps the old bytes.
+    let out = dir.arg("x.npy");
+    std::fs::write(dir.path("x.npy"), b"old samples").unwrap();
+    std::fs::hard_link(dir.path("x.npy"), dir.path("x-old.npy")).unwrap();
+    let o = run(&["--out", &out, "--stats", &alias]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        std::fs::read(dir.path("x-old.npy")).unwrap(),
+        b"old samples"
+    );
+    let (shape, _) = read_npy(&dir.path("x.npy"));
+    assert_eq!(shape, vec![2, 2]);
+    // --stats through a link wrote the link's file and kept the link.
+    assert!(std::fs::symlink_metadata(dir.path("alias.json"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(read_json(&dir.path("real.json"))["rounds"]
+        .as_u64()
+        .is_some());
+    // No temporary or probe file is left behind.
+    let left: Vec<String> = std::fs::read_dir(&dir.0)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("picardiff-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// Issue 17: bench checks its output paths before the (long) benchmark and refuses --repeat 0.
+#[test]
+fn bench_checks_outputs_and_repeat_first() {
+    let dir = TempDir::new("bench-out");
+    let bench = [
+        "bench",
+        "--dims",
+        "2",
+        "--batches",
+        "1",
+        "--steps",
+        "10",
+        "--device",
+        "cpu",
+    ];
+    fn with<'a>(bench: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+        bench.iter().chain(extra).copied().collect()
+    }
+    let sub = dir.arg("");
+    assert_one_line_error(&with(&bench, &["--json", &sub]), &dir.0, "--json");
+    let out = picardiff(&with(&bench, &["--json", "/proc/picardiff.json"]), &dir.0);
+    assert!(out.stdout.is_empty() && !out.status.success());
+    assert_one_line_error(&with(&bench, &["--repeat", "0"]), &dir.0, "--repeat");
+    let j = dir.arg("b.json");
+    assert_one_line_error(
+        &with(&bench, &["--json", &j, "--markdown", &j]),
+        &dir.0,
+        "same file",
+    );
+    ok(&with(&bench, &["--json", &j, "--repeat", "1"]), &dir.0);
+    assert!(read_json(&dir.path("b.json"))["rows"].is_array());
+}

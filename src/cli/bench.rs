@@ -2,6 +2,7 @@
 //! (exact mixtures of several dimensions, MLP files) × batch × steps on one device; every parallel
 //! run is timed beside the sequential one in the same process, on the same noise.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
@@ -13,7 +14,7 @@ use serde_json::{json, Value};
 use super::commands::max_abs_diff;
 use super::config::{CliModel, Problem};
 use super::device::Device;
-use super::{emit, CliError, CliResult};
+use super::{emit, output, CliError, CliResult};
 
 /// Options of `picardiff bench`.
 #[derive(Args, Debug, Clone)]
@@ -68,7 +69,7 @@ fn timed(device: &Device, p: &Problem, kind: &SamplerKind, repeat: usize) -> Cli
     device.run(p, kind, kind.name())?;
     let mut walls = Vec::new();
     let mut last = None;
-    for _ in 0..repeat.max(1) {
+    for _ in 0..repeat {
         let out = device.run(p, kind, kind.name())?;
         walls.push(out.stats.wall_ms);
         last = Some(out);
@@ -138,6 +139,18 @@ pub fn bench(a: &BenchArgs) -> CliResult<()> {
             )))
         }
     };
+    if a.repeat == 0 {
+        return Err(CliError::new("--repeat: must be at least 1, got 0"));
+    }
+    for (path, what) in [(&a.json, "--json"), (&a.markdown, "--markdown")] {
+        if let Some(p) = path {
+            output::check(p, what)?;
+        }
+    }
+    output::distinct(&[
+        (a.json.as_deref(), "--json"),
+        (a.markdown.as_deref(), "--markdown"),
+    ])?;
     let device = Device::open(&a.device)?;
     let mut rows: Vec<Value> = Vec::new();
     let mut md = format!(
@@ -236,13 +249,12 @@ pub fn bench(a: &BenchArgs) -> CliResult<()> {
     }
     emit(&md)?;
     if let Some(path) = &a.markdown {
-        std::fs::write(path, &md)
-            .map_err(|e| CliError::new(format!("--markdown {}: {e}", path.display())))?;
+        output::write_atomic(path, "--markdown", |w| w.write_all(md.as_bytes()))?;
     }
     if let Some(path) = &a.json {
         let doc = json!({"device": device.name(), "tol": a.tol, "repeat": a.repeat, "rows": rows});
-        std::fs::write(path, serde_json::to_string_pretty(&doc).unwrap_or_default())
-            .map_err(|e| CliError::new(format!("--json {}: {e}", path.display())))?;
+        let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+        output::write_atomic(path, "--json", |w| w.write_all(text.as_bytes()))?;
     }
     Ok(())
 }

@@ -13,6 +13,7 @@ mod config;
 mod demo;
 mod device;
 mod npy;
+mod output;
 
 use std::fmt;
 use std::io::Write;

@@ -1,14 +1,12 @@
 //! float32 `.npy` files through the `npyz` crate: the noise inputs (`--init`, `--noise`) and the
 //! sample output (`--out`).
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use npyz::{DType, Order, TypeChar, WriterBuilder};
 use picardiff::files::{self, ReadError};
 
-use super::{CliError, CliResult};
+use super::{output, CliError, CliResult};
 
 /// A float32 array read from a `.npy` file, in C (row-major) order.
 #[derive(Debug, Clone, PartialEq)]
@@ -109,21 +107,19 @@ pub fn expect_shape(arr: &Array, expected: &[usize], what: &str, hint: &str) -> 
     Ok(())
 }
 
-/// Writes `data` as a little-endian float32 `.npy` of `shape` (C order) to `path`.
+/// Writes `data` as a little-endian float32 `.npy` of `shape` (C order) to `path`, atomically
+/// ([`output::write_atomic`]: a failed write leaves an existing file as it was).
 pub fn write_f32(path: &Path, shape: &[usize], data: &[f32], what: &str) -> CliResult<()> {
-    let err = |e: std::io::Error| CliError::new(format!("{what} `{}`: {e}", path.display()));
-    let file = File::create(path).map_err(err)?;
     let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
-    let mut buf = BufWriter::new(file);
-    let mut writer = npyz::WriteOptions::<f32>::new()
-        .default_dtype()
-        .shape(&shape)
-        .writer(&mut buf)
-        .begin_nd()
-        .map_err(err)?;
-    writer.extend(data.iter().copied()).map_err(err)?;
-    writer.finish().map_err(err)?;
-    buf.flush().map_err(err)
+    output::write_atomic(path, what, |buf| {
+        let mut writer = npyz::WriteOptions::<f32>::new()
+            .default_dtype()
+            .shape(&shape)
+            .writer(buf)
+            .begin_nd()?;
+        writer.extend(data.iter().copied())?;
+        writer.finish()
+    })
 }
 
 #[cfg(test)]
