@@ -60,7 +60,8 @@ pub struct Shape {
 }
 
 impl Shape {
-    /// Elements in one grid point's slot, `batch × dim`.
+    /// Elements in one grid point's slot, `batch × dim`. Infallible: the sampler validates the
+    /// shape with checked arithmetic once at the start of a run.
     pub fn slot_len(&self) -> usize {
         self.batch * self.dim
     }

@@ -95,7 +95,8 @@ impl WindowPlan {
             window = window.max(e - s);
             s = e;
         }
-        let max_iters = ends.len() * iters;
+        // Saturating: a huge K (fixed-K mode) must not overflow; every block still ends.
+        let max_iters = ends.len().saturating_mul(iters);
         Ok(WindowPlan {
             steps,
             window,

@@ -194,6 +194,17 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
         return Err(Error::config("batch", "must be at least 1"));
     }
     let n = table.steps();
+    // Sample b's noise is keyed by sample0 + b as a u32: past 2^32 it would wrap and reuse noise.
+    if u64::from(inputs.sample0) + shape.batch as u64 > u64::from(u32::MAX) + 1 {
+        return Err(Error::config(
+            "batch",
+            format!(
+                "sample0 {} + batch {} exceeds 2^32 samples (the noise counter would wrap)",
+                inputs.sample0, shape.batch
+            ),
+        ));
+    }
+    check_sizes(shape, n, kind)?;
     if let Some(init) = inputs.init {
         if init.len() != shape.slot_len() {
             return Err(Error::shape(
@@ -418,6 +429,38 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
         });
     }
     Ok(RunOutput { samples, stats })
+}
+
+/// Validates once, with checked arithmetic, that every buffer length the run computes fits in
+/// memory's address space: `batch × dim` ([`Shape::slot_len`], infallible after this), the ring and
+/// a noise table (at most `(steps + 1)` slots) and the corrector's buffer (`steps + 1` slots), each
+/// in bytes.
+fn check_sizes(shape: Shape, steps: usize, kind: &SamplerKind) -> Result<()> {
+    let corrector_steps = match kind {
+        SamplerKind::Blocks {
+            corrector: Some(c), ..
+        } => c.steps,
+        _ => 0,
+    };
+    let slots = steps.max(corrector_steps).checked_add(1);
+    let fits = shape
+        .batch
+        .checked_mul(shape.dim)
+        .and_then(|slot| slot.checked_mul(slots?))
+        .and_then(|n| n.checked_mul(4))
+        .is_some_and(|b| b <= isize::MAX as usize);
+    if !fits {
+        return Err(Error::config(
+            "batch",
+            format!(
+                "batch {} × dim {} × {} points overflows the address space",
+                shape.batch,
+                shape.dim,
+                steps.max(corrector_steps).saturating_add(1)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Floats per step of a backend's step tables: an upper bound (the CPU keeps 7 per step, CUDA 10).

@@ -13,6 +13,8 @@ use crate::error::{Error, Result};
 
 /// Default number of training timesteps of the discrete schedules (diffusers' default).
 pub const DEFAULT_TRAIN_STEPS: usize = 1000;
+/// The most training timesteps of a discrete schedule (its table holds one f64 per step).
+pub const MAX_TRAIN_STEPS: usize = 10_000_000;
 
 /// A variance-preserving noise schedule: `x_t = α_t x_0 + σ_t ε`, `α_t² + σ_t² = 1`.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,10 +60,12 @@ impl Schedule {
                 alphas_cumprod,
             }
         };
-        if matches!(name, "ddpm-linear" | "scaled-linear" | "cosine") && n_train < 2 {
+        if matches!(name, "ddpm-linear" | "scaled-linear" | "cosine")
+            && !(2..=MAX_TRAIN_STEPS).contains(&n_train)
+        {
             return Err(Error::config(
                 "train-steps",
-                format!("must be at least 2, got {n_train}"),
+                format!("must be from 2 to {MAX_TRAIN_STEPS}, got {n_train}"),
             ));
         }
         let (b0, b1) = (1e-4_f64, 0.02_f64);
