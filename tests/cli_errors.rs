@@ -473,3 +473,83 @@ fn bench_checks_outputs_and_repeat_first() {
     ok(&with(&bench, &["--json", &j, "--repeat", "1"]), &dir.0);
     assert!(read_json(&dir.path("b.json"))["rows"].is_array());
 }
+
+/// Issue 17: options that were silently ignored or accepted only to fail later now warn or are
+/// refused up front.
+#[test]
+fn ignored_or_out_of_range_options_warn_or_fail_early() {
+    let dir = TempDir::new("options");
+    let mix = example("mixture_2d.json");
+    let mlp = example("models/mix64d.safetensors");
+    let mix_args = |extra: &[&str]| -> Vec<String> {
+        [
+            "sample",
+            "--model",
+            &mix,
+            "--schedule",
+            "ddpm-linear",
+            "--steps",
+            "10",
+            "--device",
+            "cpu",
+        ]
+        .iter()
+        .chain(extra)
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let refused = |args: Vec<String>, expect: &str| {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert_one_line_error(&a, &dir.0, expect);
+    };
+    // η > 1: the step noise would exceed the next point's σ (non-finite later, or worse).
+    refused(mix_args(&["--rule", "ddim", "--eta", "1.5"]), "--eta");
+    // The corrector's iterations are capped.
+    refused(
+        mix_args(&[
+            "--rule",
+            "exp-ode",
+            "--sampler",
+            "blocks",
+            "--corrector",
+            "--corrector-iters",
+            "1001",
+        ]),
+        "--corrector-iters",
+    );
+    // An MLP's own training steps cannot be overridden (its time input is such a timestep).
+    let mlp_args = |extra: &[&str]| -> Vec<String> {
+        [
+            "sample", "--model", &mlp, "--steps", "10", "--rule", "ddpm", "--device", "cpu",
+        ]
+        .iter()
+        .chain(extra)
+        .map(|s| s.to_string())
+        .collect()
+    };
+    refused(mlp_args(&["--train-steps", "500"]), "--train-steps");
+    let warns = |args: Vec<String>, expect: &str| {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = picardiff(&a, &dir.0);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{a:?}: {err}");
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with("warning:") && l.contains(expect)),
+            "{a:?}: no warning about `{expect}`: {err}"
+        );
+    };
+    // The same training steps as the model's: fine, no warning needed.
+    let a = mlp_args(&["--train-steps", "1000"]);
+    ok(&a.iter().map(String::as_str).collect::<Vec<_>>(), &dir.0);
+    // --dtype on the CPU, which computes in f32.
+    warns(mlp_args(&["--dtype", "bf16"]), "f32");
+    // --noise with a deterministic rule.
+    write_npy(&dir.path("z.npy"), &[10, 1, 2], &[0.5f32; 20]);
+    let z = dir.arg("z.npy");
+    warns(mix_args(&["--rule", "ddim", "--noise", &z]), "unused");
+    warns(
+        mix_args(&["--rule", "ddpm", "--eta", "0", "--noise", &z]),
+        "unused",
+    );
+}

@@ -40,6 +40,14 @@ pub fn setup(args: &RunArgs, compare: bool) -> CliResult<Setup> {
         (args.stats.as_deref(), "--stats"),
     ])?;
     let device = Device::open(&args.device)?;
+    if device.name() == "cpu" && args.dtype.as_deref().is_some_and(|d| d != "f32") {
+        if let config::CliModel::Mlp(_) = problem.model {
+            super::warn(&format!(
+                "--dtype {}: the CPU computes in f32 (the dtype applies on the GPU only)",
+                args.dtype.as_deref().unwrap_or_default()
+            ));
+        }
+    }
     Ok(Setup {
         problem,
         sampler,

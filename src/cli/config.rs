@@ -196,7 +196,15 @@ pub fn problem(a: &RunArgs) -> CliResult<Problem> {
                     given.unwrap_or_default()
                 )));
             }
-            (own, Some(m.config().train_steps))
+            let own_steps = m.config().train_steps;
+            if a.train_steps.is_some_and(|n| n != own_steps) {
+                return Err(CliError::new(format!(
+                    "--train-steps: the model was trained with {own_steps} training steps (its \
+                     time input is a timestep of that schedule), not {}",
+                    a.train_steps.unwrap_or_default()
+                )));
+            }
+            (own, Some(own_steps))
         }
         (ModelFile::Mixture(_), Some(g)) => (g.to_string(), None),
         (ModelFile::Mixture(_), None) => {
@@ -219,6 +227,16 @@ pub fn problem(a: &RunArgs) -> CliResult<Problem> {
         .unwrap_or(DEFAULT_TRAIN_STEPS);
     let schedule = Schedule::from_name(&schedule_name, train_steps)?;
     let rule = StepRule::from_name(&a.rule, a.eta)?;
+    if a.noise.is_some() && !rule.is_stochastic() {
+        warn(&format!(
+            "--noise: the {} rule{} is deterministic: the step noise is unused",
+            a.rule,
+            match rule {
+                StepRule::Ddim { eta } => format!(" with eta {eta}"),
+                _ => String::new(),
+            }
+        ));
+    }
     if a.eta.is_some() && !matches!(rule, StepRule::Ddim { .. }) {
         warn(&format!(
             "--eta applies to the ddpm and ddim rules only; ignored for {}",

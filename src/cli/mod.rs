@@ -288,6 +288,7 @@ const OPTION_FIELDS: &[&str] = &[
     "corrector-gamma",
     "corrector-time",
     "corrector-steps",
+    "corrector-iters",
     "dtype",
 ];
 
