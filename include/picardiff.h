@@ -38,7 +38,8 @@ typedef enum picardiff_status {
   PICARDIFF_UNSUPPORTED = 10,
   // The output buffer was too small; what fitted was written.
   PICARDIFF_BUFFER_TOO_SMALL = 11,
-  // A Picard sampler reached its iteration cap (`max_iters`) before converging.
+  // A Picard sampler reached its iteration cap before converging: the picard sampler its
+  // `max_iters`, or a block of the blocks sampler its `iters` with an error above `tol`.
   PICARDIFF_NOT_CONVERGED = 12,
   // A bug: picardiff panicked. The panic was caught at the boundary; the handles passed to the
   // call are still valid and may be freed.
@@ -122,7 +123,8 @@ typedef struct picardiff_sampler_config {
   // Block length of the blocks sampler in the schedule's time; 0 = 100 timesteps (discrete) or
   // 1 (continuous).
   double block_len;
-  // Picard iterations per block; 0 = 8.
+  // Picard iterations per block K; 0 = the longest block's length, which always suffices. A
+  // block still above `tol` > 0 after K iterations is `PICARDIFF_NOT_CONVERGED`.
   size_t iters;
   // Picard update form: "scan" or "drift". Default "scan".
   const char *picard_form;

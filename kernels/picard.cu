@@ -384,8 +384,11 @@ __global__ void __launch_bounds__(SCAN_MAX_THREADS) picard_sweep_scan_f32(Picard
 // over samples with NaN/Inf -> +Inf (CPU: cpu.rs `point_err`). The first failing point (err > tol2 or
 // non-finite) and the first non-finite point are integer min-reductions (order-free). Thread 0 then
 // applies WindowState::advance: sliding -> start = first fail, end = min(start + p, steps); blocks ->
-// next block when the block converged or spent K iterations. A non-finite point sets bad_point and
-// freezes the window (the host reports Error::NonFinite). old_end records the end before advancing.
+// next block when the block converged or spent K iterations, recording the block's residual (the max
+// error of the points but the last, an integer max of the float bits) and the first block that ended
+// above tol2. A
+// non-finite point sets bad_point and freezes the window (the host reports Error::NonFinite).
+// old_end records the end before advancing.
 __global__ void __launch_bounds__(ADVANCE_THREADS) picard_advance_f32(PicardParams P, int bps) {
     PicardWindow* w = P.win;
     const int s = w->start, e = w->end;
@@ -394,12 +397,16 @@ __global__ void __launch_bounds__(ADVANCE_THREADS) picard_advance_f32(PicardPara
         return;
     }
     const int len = e - s;
-    __shared__ int first_fail, first_bad;
-    if (threadIdx.x == 0) first_fail = first_bad = len;
+    __shared__ int first_fail, first_bad, worst_bits;
+    if (threadIdx.x == 0) {
+        first_fail = first_bad = len;
+        worst_bits = 0;
+    }
     __syncthreads();
     const int lane = threadIdx.x % WARP, warp = threadIdx.x / WARP, nwarps = blockDim.x / WARP;
     const float dimf = (float)P.dim;
     int my_fail = len, my_bad = len;
+    float my_worst = 0.0f;
     for (int k = warp; k < len; k += nwarps) {
         const float denom = __fmul_rn(dimf, P.tab.var[s + k]);
         float worst = 0.0f;
@@ -413,10 +420,13 @@ __global__ void __launch_bounds__(ADVANCE_THREADS) picard_advance_f32(PicardPara
         }
         if (!isfinite(worst)) my_bad = min(my_bad, k);
         if (!isfinite(worst) || worst > P.tol2) my_fail = min(my_fail, k);
+        if (isfinite(worst) && k < len - 1) my_worst = fmaxf(my_worst, worst); // not the last point
     }
     if (lane == 0) {
         atomicMin(&first_fail, my_fail);
         atomicMin(&first_bad, my_bad);
+        // Non-negative finite floats order as their bits: an integer max is the float max.
+        atomicMax(&worst_bits, __float_as_int(my_worst));
     }
     __syncthreads();
     if (threadIdx.x != 0) return;
@@ -434,6 +444,14 @@ __global__ void __launch_bounds__(ADVANCE_THREADS) picard_advance_f32(PicardPara
     } else {
         w->block_iters += 1;
         if (fail == e || w->block_iters >= P.block_iters) {
+            // The block ends: its residual is the worst point error of this iteration.
+            const float resid = __int_as_float(worst_bits);
+            w->worst_block_err = fmaxf(w->worst_block_err, resid);
+            if (fail != e && w->unconverged_block == 0) {
+                w->unconverged_block = w->block + 1;
+                w->unconverged_end = e;
+                w->unconverged_err = resid;
+            }
             w->start = e;
             w->block += 1;
             w->block_iters = 0;

@@ -55,7 +55,7 @@ extern "C" {
 /* The Picard window state in device memory: WindowState (src/backend/window.rs) plus
  * old_end (the end before the last advance; new slots are old_end+1..=end) and bad_point (0, or the
  * first grid point whose error was NaN/Inf; the window then stops moving and the host reports
- * Error::NonFinite naming step bad_point - 1, the step that produced it). */
+ * Error::NonFinite naming step bad_point - 1, the step that produced it), then the block residuals. */
 typedef struct PicardWindow {
     int start;
     int end;
@@ -65,6 +65,13 @@ typedef struct PicardWindow {
     int block_iters;
     int old_end;
     int bad_point;
+    /* Blocks mode (WindowState::worst_block_err / unconverged): the largest final error of any
+     * ended block; 1 + the first block that ended after K iterations above tol2 (0: none), its end
+     * point and its final error. */
+    float worst_block_err;
+    int unconverged_block;
+    int unconverged_end;
+    float unconverged_err;
 } PicardWindow;
 
 /* The step table in device memory. `coef`: steps x 8 f32, row j = (a, b, c, p, q, 0, 0, 0) of step j

@@ -64,6 +64,26 @@ pub enum Error {
         /// The first step of the window when the cap was reached.
         step: usize,
     },
+    /// A block of the blocks sampler ended after its K iterations with an error above the
+    /// tolerance: its result is not the sequential one, and every later block starts from it.
+    #[error(
+        "block {block} (steps up to {end}) did not converge in {iters} iterations: residual \
+         {residual:.3e} > tol {tol:e}; raise iters or shorten block-len (or tol 0 for exactly \
+         {iters} iterations per block)"
+    )]
+    BlockNotConverged {
+        /// The block's index (0 = the first block).
+        block: usize,
+        /// The block's end point (grid point index).
+        end: usize,
+        /// Its residual: the root of the worst normalised squared point error of its last
+        /// iteration (the quantity compared with τ).
+        residual: f64,
+        /// The tolerance τ.
+        tol: f64,
+        /// Iterations per block K.
+        iters: usize,
+    },
     /// A user-supplied model callback (the C ABI's `picardiff_eps_fn`) returned a non-zero code.
     #[error("the model callback returned {code} (non-zero: failure)")]
     Callback {

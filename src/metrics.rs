@@ -9,13 +9,24 @@ impl Mixture {
     /// 1, 2, …, k, means drawn N(0, 1) per coordinate (Philox seed 2024, tag 7, sample = component)
     /// and std 0.5, in `dim` dimensions. Deterministic.
     pub fn benchmark(k: usize, dim: usize) -> crate::Result<Mixture> {
+        let oom = || {
+            crate::Error::model(
+                "means",
+                format!("cannot allocate {k} means of {dim} values"),
+            )
+        };
         let means = (0..k)
             .map(|i| {
-                let mut m = vec![0f32; dim];
+                let mut m = Vec::new();
+                m.try_reserve_exact(dim).map_err(|_| oom())?;
+                m.resize(dim, 0f32);
                 rng::fill_normal(2024, 0, i as u32, 7, &mut m);
-                m.into_iter().map(f64::from).collect()
+                let mut row = Vec::new();
+                row.try_reserve_exact(dim).map_err(|_| oom())?;
+                row.extend(m.into_iter().map(f64::from));
+                Ok(row)
             })
-            .collect();
+            .collect::<crate::Result<Vec<Vec<f64>>>>()?;
         Mixture::new((1..=k).map(|i| i as f64).collect(), means, vec![0.5; k])
     }
 

@@ -112,3 +112,90 @@ fn corrector_picard_is_exact_with_enough_iterations_and_validates() {
     assert!(with(Some(Corrector { gamma: -1.0, ..c })).is_err());
     assert!(with(Some(Corrector { steps: 0, ..c })).is_err());
 }
+
+/// Issue 17: a block that ends after K iterations above τ is an error naming the block, its end
+/// point and its residual (1000-step DDPM, blocks of 500 steps, K = 8, τ = 0.1 left a result 6.7e3
+/// from sequential and exited 0). With τ = 0 (exactly K iterations) the run succeeds and reports
+/// the worst block residual; a converged run reports one within τ.
+#[test]
+fn a_block_that_ends_above_tol_is_an_error_naming_it() {
+    let (s, g) = ddpm_grid(1000);
+    let model = GmmModel::new(mixture_64d(), s);
+    let rule = StepRule::from_name("ddpm", None).unwrap();
+    let inputs = RunInputs {
+        batch: 4,
+        seed: 1,
+        ..Default::default()
+    };
+    let blocks = |block_len: f64, iters: usize, tol: f64| SamplerKind::Blocks {
+        block_len,
+        iters,
+        tol,
+        form: PicardForm::Scan,
+        corrector: None,
+    };
+    let err = run(
+        &CpuBackend,
+        &model,
+        &g,
+        rule,
+        &blocks(500.0, 8, 0.1),
+        &inputs,
+    )
+    .unwrap_err();
+    match &err {
+        Error::BlockNotConverged {
+            block,
+            end,
+            residual,
+            tol,
+            iters,
+        } => {
+            assert_eq!((*block, *end, *iters), (0, 500, 8), "{err}");
+            assert!(*residual > 0.1 && residual.is_finite(), "{err}");
+            assert_eq!(*tol, 0.1);
+        }
+        e => panic!("expected BlockNotConverged, got {e}"),
+    }
+    let msg = err.to_string();
+    for word in ["block 0", "500", "iters", "block-len"] {
+        assert!(msg.contains(word), "{msg}");
+    }
+    // Fixed-K mode: no threshold, no error; the stats say how far the blocks were from converged.
+    let fixed = run(
+        &CpuBackend,
+        &model,
+        &g,
+        rule,
+        &blocks(500.0, 8, 0.0),
+        &inputs,
+    )
+    .unwrap();
+    assert!(
+        fixed.stats.worst_block_residual > 0.1,
+        "{}",
+        fixed.stats.worst_block_residual
+    );
+    // Short blocks with enough iterations converge within τ and report it.
+    let ok = run(
+        &CpuBackend,
+        &model,
+        &g,
+        rule,
+        &blocks(10.0, 20, 0.1),
+        &inputs,
+    )
+    .unwrap();
+    let r = ok.stats.worst_block_residual;
+    assert!(r > 0.0 && r <= 0.1, "worst block residual {r}");
+    let seq = run(
+        &CpuBackend,
+        &model,
+        &g,
+        rule,
+        &SamplerKind::Sequential,
+        &inputs,
+    )
+    .unwrap();
+    assert!(max_abs_diff(&ok.samples, &seq.samples) < 0.1);
+}

@@ -8,7 +8,7 @@ mod gpu_common;
 
 use gpu_common::*;
 use picardiff::backend::cuda::{set_sweep_path, CudaBackend, SweepPath};
-use picardiff::backend::{Backend, Noise, PicardForm, Shape, WindowPlan};
+use picardiff::backend::{Backend, Noise, PicardForm, Shape, WindowPlan, WindowState};
 use picardiff::model::Activation;
 use picardiff::prelude::*;
 
@@ -281,6 +281,10 @@ fn compare_picard(
         .unwrap();
     let mut gw = be.window_new(plan, &gt, &mut gtimes, shape).unwrap();
     assert_eq!(be.window_read(&gw).unwrap(), cw.state);
+    // Later states: the block residuals are float sums in each backend's order (equal to ~1e-5).
+    let same = |g: WindowState, c: WindowState| {
+        assert!(g.matches(&c, 1e-4), "gpu {g:?}\ncpu {c:?}");
+    };
     let mut cerr = vec![0f32; CpuBackend.err_len(plan, shape)];
     let mut gerr = be.alloc(be.err_len(plan, shape)).unwrap();
     let bps = be.err_len(plan, shape) / (plan.window * shape.batch);
@@ -322,10 +326,11 @@ fn compare_picard(
             .unwrap();
         be.picard_advance(plan, &gt, &mut gw, shape, &mut gx, &mut gtimes, &gerr)
             .unwrap();
-        assert_eq!(
-            be.window_read(&gw).unwrap(),
-            cw.state,
-            "{what}: state after iteration {iter}"
+        let g = be.window_read(&gw).unwrap();
+        assert!(
+            g.matches(&cw.state, 1e-4),
+            "{what}: state after iteration {iter}: gpu {g:?}, cpu {:?}",
+            cw.state
         );
         assert_bits_eq(&cx, &down(be, &gx), &format!("{what}: new slots {iter}"));
         assert_eq!(ctimes, down(be, &gtimes), "{what}: times {iter}");
@@ -335,7 +340,7 @@ fn compare_picard(
                 .unwrap();
             be.picard_advance(plan, &gt, &mut gw, shape, &mut gx, &mut gtimes, &gerr)
                 .unwrap();
-            assert_eq!(be.window_read(&gw).unwrap(), cw.state);
+            same(be.window_read(&gw).unwrap(), cw.state);
             assert_bits_eq(&cx, &down(be, &gx), &format!("{what}: after done"));
             return iter + 1;
         }

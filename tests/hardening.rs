@@ -222,3 +222,154 @@ fn mixture_files_must_be_regular_and_bounded() {
     assert!(err.contains("byte limit"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 17: the memory check counts the model's workspace (`ScoreModel::workspace_bytes`), not
+/// only the sampler's rings. The mix64d MLP (H = 192, ~2.3 KiB of scratch per row) at a window of
+/// 1000 and a batch whose workspace is twice the free memory, while the rings alone fit, used to
+/// pass the check and abort in the workspace allocation; now it fails before allocating.
+#[test]
+fn the_memory_check_counts_the_model_workspace() {
+    use picardiff::model::{load_model, ModelFile};
+    let Some(free) = CpuBackend.free_memory() else {
+        println!("skipped: the backend cannot tell its free memory here");
+        return;
+    };
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/models/mix64d.safetensors");
+    let ModelFile::Mlp(model) = load_model(&path).unwrap() else {
+        panic!("mix64d is an MLP file")
+    };
+    let rows = 1 << 20;
+    let per_row = ScoreModel::<CpuBackend>::workspace_bytes(model.as_ref(), rows) / rows;
+    assert!(per_row >= 3 * 192 * 4, "{per_row} bytes per row");
+    let (steps, ring) = (1000, 1001);
+    let batch = (2 * free).div_ceil(per_row * ring);
+    // The iterate and output rings alone (64 f32 per row each) fit in the free memory.
+    assert!(ring * batch * 2 * 64 * 4 < free);
+    let s = Schedule::from_name("ddpm-linear", 1000).unwrap();
+    let g = Grid::discrete(&s, steps, Spacing::Leading).unwrap();
+    let kind = SamplerKind::Picard {
+        window: steps,
+        tol: 0.1,
+        max_iters: None,
+        form: PicardForm::Scan,
+    };
+    let rule = StepRule::from_name("ddpm", None).unwrap();
+    let inputs = RunInputs {
+        batch,
+        seed: 1,
+        ..Default::default()
+    };
+    let err = run(&CpuBackend, model.as_ref(), &g, rule, &kind, &inputs).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("MiB") && msg.contains("needs"), "{msg}");
+}
+
+/// A model of any dimension whose workspace is never allocated (the sampler refuses the run first).
+struct Huge(usize);
+
+impl ScoreModel<CpuBackend> for Huge {
+    type Workspace = ();
+    fn dim(&self) -> usize {
+        self.0
+    }
+    fn output(&self) -> ModelOutput {
+        ModelOutput::Epsilon
+    }
+    fn workspace(&self, _: &CpuBackend, _: usize) -> Result<()> {
+        panic!("the run should have been refused before allocating")
+    }
+    fn eval(
+        &self,
+        _: &CpuBackend,
+        _: &mut (),
+        _: &Vec<f32>,
+        _: &Vec<f32>,
+        _: usize,
+        _: usize,
+        _: &mut Vec<f32>,
+    ) -> Result<()> {
+        unreachable!()
+    }
+}
+
+/// Issue 17: integer edges are errors, not panics ("capacity overflow", debug-build overflow
+/// checks: the test profile keeps them) or wrapped arithmetic.
+#[test]
+fn integer_edges_are_errors_not_panics_or_wraps() {
+    // Training steps: capped (usize::MAX used to panic allocating the table).
+    for n in [usize::MAX, picardiff::schedule::MAX_TRAIN_STEPS + 1] {
+        let e = Schedule::from_name("ddpm-linear", n).unwrap_err();
+        assert!(e.to_string().contains("train-steps"), "{e}");
+    }
+    assert!(Schedule::from_name("cosine", 1_000_000).is_ok());
+    let (s, g) = ddpm_grid(10);
+    let model = GmmModel::new(mixture_2d(), s);
+    let rule = StepRule::from_name("ddpm", None).unwrap();
+    let picard = SamplerKind::Picard {
+        window: 10,
+        tol: 0.1,
+        max_iters: None,
+        form: PicardForm::Scan,
+    };
+    // sample0 + batch past 2^32 would wrap the noise counter and reuse sample 0's noise.
+    let inputs = |sample0, batch| RunInputs {
+        batch,
+        seed: 1,
+        sample0,
+        ..Default::default()
+    };
+    let e = run(
+        &CpuBackend,
+        &model,
+        &g,
+        rule,
+        &picard,
+        &inputs(u32::MAX - 1, 3),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("sample0"), "{e}");
+    let last = run(
+        &CpuBackend,
+        &model,
+        &g,
+        rule,
+        &picard,
+        &inputs(u32::MAX - 1, 2),
+    )
+    .unwrap();
+    assert_eq!(last.samples.len(), 4);
+    // batch × dim (× the ring) overflowing usize.
+    for (dim, batch) in [(usize::MAX / 2, 3), (1 << 40, 1 << 20), (1 << 30, 1 << 20)] {
+        for kind in [SamplerKind::Sequential, picard.clone()] {
+            let e = run(&CpuBackend, &Huge(dim), &g, rule, &kind, &inputs(0, batch)).unwrap_err();
+            assert!(
+                e.to_string().contains("overflows") || e.to_string().contains("MiB"),
+                "dim {dim} batch {batch}: {e}"
+            );
+        }
+    }
+    // A huge K per block: the plan's iteration cap saturates instead of overflowing.
+    let plan =
+        picardiff::backend::WindowPlan::blocks(10, vec![5, 10], usize::MAX, 0.1, PicardForm::Scan)
+            .unwrap();
+    assert_eq!(plan.max_iters, usize::MAX);
+    let blocks = SamplerKind::Blocks {
+        block_len: 50.0,
+        iters: usize::MAX,
+        tol: 0.1,
+        form: PicardForm::Scan,
+        corrector: None,
+    };
+    let out = run(&CpuBackend, &model, &g, rule, &blocks, &inputs(0, 2)).unwrap();
+    assert!(out.stats.rounds <= 10);
+    // A non-finite tolerance.
+    let inf = SamplerKind::Picard {
+        window: 10,
+        tol: f64::INFINITY,
+        max_iters: None,
+        form: PicardForm::Scan,
+    };
+    let e = run(&CpuBackend, &model, &g, rule, &inf, &inputs(0, 2)).unwrap_err();
+    assert!(e.to_string().contains("tol"), "{e}");
+}

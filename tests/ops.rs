@@ -96,7 +96,7 @@ fn conv1d_matches_pytorch_definition() {
             bias: Arc::from(b.clone()),
         };
         let lout = s.conv_len(len).unwrap();
-        let mut col = vec![0f32; be.conv1d_scratch(s, n, len).unwrap()];
+        let mut col = vec![0f32; CpuBackend::conv1d_scratch(s, n, len).unwrap()];
         let mut out = vec![0f32; n * lout * cout + 3];
         let inputs = [Input {
             buf: &x,
@@ -152,7 +152,7 @@ fn conv1d_over_two_inputs_is_the_concatenation() {
             weight: permute_conv(&w, s),
             bias: Arc::from(bias.clone()),
         };
-        let mut col = vec![0f32; be.conv1d_scratch(s, n, len).unwrap()];
+        let mut col = vec![0f32; CpuBackend::conv1d_scratch(s, n, len).unwrap()];
         let mut out = vec![0f32; n * len * cout];
         let inputs = [
             Input {
@@ -238,7 +238,7 @@ fn conv_transpose1d_matches_pytorch_definition() {
             weight: Arc::from(p),
             bias: Arc::from(b),
         };
-        let mut tmp = vec![0f32; be.conv_transpose1d_scratch(s, n, len)];
+        let mut tmp = vec![0f32; CpuBackend::conv_transpose1d_scratch(s, n, len)];
         let mut out = vec![0f32; n * lout * cout];
         be.conv_transpose1d(
             &conv,

@@ -164,7 +164,7 @@ impl Ops for CpuBackend {
         Ok(())
     }
 
-    fn conv1d_scratch(&self, shape: ConvShape, n: usize, len: usize) -> Result<usize> {
+    fn conv1d_scratch(shape: ConvShape, n: usize, len: usize) -> Result<usize> {
         let lout = shape.conv_len(len)?;
         size("conv1d", &[n, lout, shape.k, shape.cin])
     }
@@ -236,7 +236,7 @@ impl Ops for CpuBackend {
         Ok(())
     }
 
-    fn conv_transpose1d_scratch(&self, shape: ConvShape, n: usize, len: usize) -> usize {
+    fn conv_transpose1d_scratch(shape: ConvShape, n: usize, len: usize) -> usize {
         n.saturating_mul(len)
             .saturating_mul(shape.k)
             .saturating_mul(shape.cout)

@@ -17,7 +17,7 @@ pub mod cuda;
 pub mod ops;
 mod window;
 
-pub use window::{covering_slots, WindowMode, WindowPlan, WindowState};
+pub use window::{covering_slots, UnconvergedBlock, WindowMode, WindowPlan, WindowState};
 
 use crate::error::Result;
 use crate::schedule::StepTable;
@@ -62,7 +62,8 @@ pub struct Shape {
 }
 
 impl Shape {
-    /// Elements in one grid point's slot, `batch × dim`.
+    /// Elements in one grid point's slot, `batch × dim`. Infallible: the sampler validates the
+    /// shape with checked arithmetic once at the start of a run.
     pub fn slot_len(&self) -> usize {
         self.batch * self.dim
     }

@@ -180,7 +180,7 @@ pub trait Ops: Backend {
     ) -> Result<()>;
 
     /// Scratch values [`Ops::conv1d`] needs for `n` rows of `len` positions.
-    fn conv1d_scratch(&self, shape: ConvShape, n: usize, len: usize) -> Result<usize>;
+    fn conv1d_scratch(shape: ConvShape, n: usize, len: usize) -> Result<usize>;
 
     /// A transposed convolution of `x` (`len` positions), bias included; `tmp` is scratch of at
     /// least [`Ops::conv_transpose1d_scratch`] values.
@@ -195,7 +195,7 @@ pub trait Ops: Backend {
     ) -> Result<()>;
 
     /// Scratch values [`Ops::conv_transpose1d`] needs for `n` rows of `len` positions.
-    fn conv_transpose1d_scratch(&self, shape: ConvShape, n: usize, len: usize) -> usize;
+    fn conv_transpose1d_scratch(shape: ConvShape, n: usize, len: usize) -> usize;
 
     /// In place: GroupNorm, then Mish (`v·tanh(softplus v)`), over `n × len × gn.ch`.
     fn group_norm_mish(

@@ -95,7 +95,8 @@ impl WindowPlan {
             window = window.max(e - s);
             s = e;
         }
-        let max_iters = ends.len() * iters;
+        // Saturating: a huge K (fixed-K mode) must not overflow; every block still ends.
+        let max_iters = ends.len().saturating_mul(iters);
         Ok(WindowPlan {
             steps,
             window,
@@ -124,6 +125,8 @@ impl WindowPlan {
             nfe: 0,
             block: 0,
             block_iters: 0,
+            worst_block_err: 0.0,
+            unconverged: None,
         }
     }
 }
@@ -132,8 +135,11 @@ fn check_common(steps: usize, tol: f64) -> Result<()> {
     if steps == 0 {
         return Err(Error::config("steps", "must be at least 1"));
     }
-    if tol.is_nan() || tol < 0.0 {
-        return Err(Error::config("tol", format!("must be >= 0, got {tol}")));
+    if !(tol >= 0.0 && tol.is_finite()) {
+        return Err(Error::config(
+            "tol",
+            format!("must be finite and >= 0, got {tol}"),
+        ));
     }
     Ok(())
 }
@@ -155,8 +161,21 @@ pub fn covering_slots(plan: &WindowPlan, known_start: usize) -> [Option<SlotRang
     }
 }
 
+/// A block that ended after its K iterations with a point error above τ² (blocks mode).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct UnconvergedBlock {
+    /// The block's index (0 = the first block).
+    pub block: usize,
+    /// The block's end point.
+    pub end: usize,
+    /// The block's residual: the worst point error of its last iteration (normalised and squared,
+    /// as compared with τ²) over its points but the last (the points the convergence test reads:
+    /// the last point is made from them).
+    pub err: f32,
+}
+
 /// The window's position and counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct WindowState {
     /// First point of the window (exact).
     pub start: usize,
@@ -170,12 +189,36 @@ pub struct WindowState {
     pub block: usize,
     /// Iterations spent in the current block.
     pub block_iters: usize,
+    /// Blocks mode: the largest residual of any block that has ended ([`UnconvergedBlock::err`]:
+    /// normalised and squared as compared with τ²); 0 otherwise.
+    pub worst_block_err: f32,
+    /// Blocks mode: the first block that ended after K iterations with a point error above τ²
+    /// (with τ = 0, every block that did not converge exactly). The sampler makes it an error
+    /// for τ > 0.
+    pub unconverged: Option<UnconvergedBlock>,
 }
 
 impl WindowState {
     /// True once every step has been accepted.
     pub fn done(&self, plan: &WindowPlan) -> bool {
         self.start >= plan.steps
+    }
+
+    /// Whether `other` is this state up to the rounding of the block residuals: every position,
+    /// counter and unconverged block equal, the residuals within a relative `rel`. Backends sum
+    /// the point errors in different orders, so they agree on which points pass τ² (the tests that
+    /// compare them avoid ties) but on the residuals' values only to float rounding.
+    pub fn matches(&self, other: &WindowState, rel: f32) -> bool {
+        let close = |a: f32, b: f32| a == b || (a - b).abs() <= rel * a.abs().max(b.abs());
+        let zero = |w: &WindowState| WindowState {
+            worst_block_err: 0.0,
+            unconverged: w.unconverged.map(|u| UnconvergedBlock { err: 0.0, ..u }),
+            ..*w
+        };
+        let errs = |w: &WindowState| w.unconverged.map_or(0.0, |u| u.err);
+        zero(self) == zero(other)
+            && close(self.worst_block_err, other.worst_block_err)
+            && close(errs(self), errs(other))
     }
 
     /// Applies one iteration's outcome. `max_err(k)` is the largest normalised error over the batch of
@@ -198,6 +241,18 @@ impl WindowState {
             WindowMode::Blocks { ends, iters } => {
                 self.block_iters += 1;
                 if first_fail == e || self.block_iters >= *iters {
+                    // The block ends. Its residual is the worst error of this iteration over the
+                    // points s+1..e−1 that the acceptance test above looks at: the last point was
+                    // made from them, so it is as good as they are, whatever its own change.
+                    let resid = (0..e - s - 1).map(&max_err).fold(0f32, f32::max);
+                    self.worst_block_err = self.worst_block_err.max(resid);
+                    if first_fail != e && self.unconverged.is_none() {
+                        self.unconverged = Some(UnconvergedBlock {
+                            block: self.block,
+                            end: e,
+                            err: resid,
+                        });
+                    }
                     self.start = e;
                     self.block += 1;
                     self.block_iters = 0;

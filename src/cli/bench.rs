@@ -2,6 +2,7 @@
 //! (exact mixtures of several dimensions, MLP files) × batch × steps on one device; every parallel
 //! run is timed beside the sequential one in the same process, on the same noise.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
@@ -13,7 +14,7 @@ use serde_json::{json, Value};
 use super::commands::max_abs_diff;
 use super::config::{CliModel, Problem};
 use super::device::Device;
-use super::{emit, CliError, CliResult};
+use super::{emit, output, CliError, CliResult};
 
 /// Options of `picardiff bench`.
 #[derive(Args, Debug, Clone)]
@@ -50,7 +51,8 @@ pub struct BenchArgs {
     /// eager rows marked `eager`). Ignored on the CPU.
     #[arg(long, default_value = "on")]
     pub graphs: String,
-    /// Blocks: iterations per block K (blocks are a tenth of the steps long).
+    /// Blocks: iterations per block K, exactly (the paper's fixed K, τ = 0; blocks are a tenth of
+    /// the steps long; the rows' `worst_block_residual` says how far from converged they ended).
     #[arg(long, default_value_t = 8)]
     pub iters: usize,
     /// Timed repetitions per run (the median is reported), after one warm-up run.
@@ -77,7 +79,7 @@ pub(super) fn timed(
     device.run(p, kind, kind.name())?;
     let mut walls = Vec::new();
     let mut last = None;
-    for _ in 0..repeat.max(1) {
+    for _ in 0..repeat {
         let out = device.run(p, kind, kind.name())?;
         walls.push(out.stats.wall_ms);
         last = Some(out);
@@ -94,6 +96,19 @@ pub fn bench(a: &BenchArgs) -> CliResult<()> {
     let rule = StepRule::from_name("ddpm", None)?;
     let mut models: Vec<(String, CliModel)> = Vec::new();
     for &d in &a.dims {
+        // The mixture's means (rows and the flattened copy in f64, the model's f32 copy, a row
+        // being generated) before any run: an allocation failure would abort, not give an error.
+        let need = (d as u128) * 8 * (8 + 8 + 4) + d as u128 * 4;
+        if let Some(free) = CpuBackend.free_memory() {
+            if need > free as u128 {
+                return Err(CliError::new(format!(
+                    "--dims {d}: the 8-component mixture needs {:.1} MiB for its means but only \
+                     {:.1} MiB are free",
+                    need as f64 / 1048576.0,
+                    free as f64 / 1048576.0
+                )));
+            }
+        }
         models.push((
             format!("mixture D={d}"),
             CliModel::Gmm(GmmModel::new(Mixture::benchmark(8, d)?, schedule.clone())),
@@ -134,10 +149,22 @@ pub fn bench(a: &BenchArgs) -> CliResult<()> {
             )))
         }
     };
+    if a.repeat == 0 {
+        return Err(CliError::new("--repeat: must be at least 1, got 0"));
+    }
+    for (path, what) in [(&a.json, "--json"), (&a.markdown, "--markdown")] {
+        if let Some(p) = path {
+            output::check(p, what)?;
+        }
+    }
+    output::distinct(&[
+        (a.json.as_deref(), "--json"),
+        (a.markdown.as_deref(), "--markdown"),
+    ])?;
     let device = Device::open(&a.device)?;
     let mut rows: Vec<Value> = Vec::new();
     let mut md = format!(
-        "device {}, ddpm-linear, ddpm rule, tol {}, blocks K = {}; wall = median of {} runs\n\n\
+        "device {}, ddpm-linear, ddpm rule, tol {}, blocks K = {} (fixed); wall = median of {} runs\n\n\
          | model | batch | steps | sampler | rounds | nfe | wall ms | speedup vs sequential | max dev |\n|---|---|---|---|---|---|---|---|---|\n",
         device.name(), a.tol, a.iters, a.repeat
     );
@@ -191,7 +218,7 @@ pub fn bench(a: &BenchArgs) -> CliResult<()> {
                     SamplerKind::Blocks {
                         block_len: 1000.0 / 10.0,
                         iters: a.iters,
-                        tol: a.tol,
+                        tol: 0.0,
                         form: PicardForm::Scan,
                         corrector: None,
                     },
@@ -226,7 +253,7 @@ pub fn bench(a: &BenchArgs) -> CliResult<()> {
                     );
                     rows.push(json!({"model": name, "dim": p.dim(), "batch": batch, "steps": steps, "sampler": label,
                         "rounds": s.rounds, "nfe": s.nfe, "wall_ms": s.wall_ms, "host_syncs": s.host_syncs,
-                        "recorded": s.recorded, "replayed": s.replayed,
+                        "recorded": s.recorded, "replayed": s.replayed, "worst_block_residual": s.worst_block_residual,
                         "sequential_wall_ms": seq.stats.wall_ms, "speedup": speedup, "max_abs_diff": dev}));
                 }
                 model = Some(p.model);
@@ -238,13 +265,12 @@ pub fn bench(a: &BenchArgs) -> CliResult<()> {
     }
     emit(&md)?;
     if let Some(path) = &a.markdown {
-        std::fs::write(path, &md)
-            .map_err(|e| CliError::new(format!("--markdown {}: {e}", path.display())))?;
+        output::write_atomic(path, "--markdown", |w| w.write_all(md.as_bytes()))?;
     }
     if let Some(path) = &a.json {
         let doc = json!({"device": device.name(), "tol": a.tol, "repeat": a.repeat, "rows": rows});
-        std::fs::write(path, serde_json::to_string_pretty(&doc).unwrap_or_default())
-            .map_err(|e| CliError::new(format!("--json {}: {e}", path.display())))?;
+        let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+        output::write_atomic(path, "--json", |w| w.write_all(text.as_bytes()))?;
     }
     Ok(())
 }

@@ -1,36 +1,13 @@
 //! `picardiff sample` and `picardiff compare`.
 
-use std::path::Path;
+use std::io::Write;
 
 use picardiff::prelude::*;
 use serde_json::{json, Map, Value};
 
 use super::config::{self, Problem, Sampler};
 use super::device::Device;
-use super::{emit, npy, CliError, CliResult, RunArgs};
-
-/// Fails early (before a long run) when an output file's directory does not exist.
-fn check_output(path: Option<&Path>, what: &str) -> CliResult<()> {
-    let Some(path) = path else { return Ok(()) };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    if !dir.is_dir() {
-        return Err(CliError::new(format!(
-            "{what} `{}`: directory `{}` does not exist",
-            path.display(),
-            dir.display()
-        )));
-    }
-    if path.is_dir() {
-        return Err(CliError::new(format!(
-            "{what} `{}`: is a directory",
-            path.display()
-        )));
-    }
-    Ok(())
-}
+use super::{emit, npy, output, CliError, CliResult, RunArgs};
 
 /// Everything a command needs, validated, with the device opened last.
 pub struct Setup {
@@ -43,7 +20,8 @@ pub struct Setup {
 }
 
 /// Validates the arguments of `sample` (`compare` when `compare` is true) and opens the device;
-/// runs nothing and writes nothing (the output files' directories are checked, not written).
+/// runs nothing and writes nothing lasting (each output path is checked with a probe file that is
+/// removed again).
 pub fn setup(args: &RunArgs, compare: bool) -> CliResult<Setup> {
     if compare && args.sampler.as_deref() == Some("sequential") {
         return Err(CliError::new(
@@ -52,9 +30,24 @@ pub fn setup(args: &RunArgs, compare: bool) -> CliResult<Setup> {
     }
     let problem = config::problem(args)?;
     let sampler = config::sampler(args, &problem)?;
-    check_output(args.out.as_deref(), "--out")?;
-    check_output(args.stats.as_deref(), "--stats")?;
+    for (path, what) in [(&args.out, "--out"), (&args.stats, "--stats")] {
+        if let Some(p) = path {
+            output::check(p, what)?;
+        }
+    }
+    output::distinct(&[
+        (args.out.as_deref(), "--out"),
+        (args.stats.as_deref(), "--stats"),
+    ])?;
     let device = Device::open(&args.device)?;
+    if device.name() == "cpu" && args.dtype.as_deref().is_some_and(|d| d != "f32") {
+        if let config::CliModel::Mlp(_) = problem.model {
+            super::warn(&format!(
+                "--dtype {}: the CPU computes in f32 (the dtype applies on the GPU only)",
+                args.dtype.as_deref().unwrap_or_default()
+            ));
+        }
+    }
     Ok(Setup {
         problem,
         sampler,
@@ -73,6 +66,12 @@ fn stats_json(command: &str, s: &Setup, stats: &RunStats) -> Map<String, Value> 
     m.insert("nfe".into(), json!(stats.nfe));
     m.insert("wall_ms".into(), json!(stats.wall_ms));
     m.insert("host_syncs".into(), json!(stats.host_syncs));
+    if matches!(s.sampler.kind, SamplerKind::Blocks { .. }) {
+        m.insert(
+            "worst_block_residual".into(),
+            json!(stats.worst_block_residual),
+        );
+    }
     m
 }
 
@@ -88,8 +87,7 @@ fn write_outputs(
     if let Some(path) = &args.stats {
         let text = serde_json::to_string_pretty(&Value::Object(stats))
             .map_err(|e| CliError::new(format!("--stats: {e}")))?;
-        std::fs::write(path, text + "\n")
-            .map_err(|e| CliError::new(format!("--stats `{}`: {e}", path.display())))?;
+        output::write_atomic(path, "--stats", |w| w.write_all((text + "\n").as_bytes()))?;
     }
     Ok(())
 }

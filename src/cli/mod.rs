@@ -14,6 +14,7 @@ mod config;
 mod demo;
 mod device;
 mod npy;
+mod output;
 mod policy;
 
 use std::fmt;
@@ -178,8 +179,9 @@ pub struct RunArgs {
         help_heading = "Sampler"
     )]
     pub block_len: Option<f64>,
-    /// Picard iterations per block K of the blocks sampler (fewer if a block converges within
-    /// --tol) [default: 8].
+    /// Picard iterations per block K of the blocks sampler: fewer if a block converges within
+    /// --tol, and an error if a block is still above --tol after K (--tol 0: exactly K, the
+    /// paper's fixed-K mode) [default: the longest block's length, which always suffices].
     #[arg(long, value_name = "K", help_heading = "Sampler")]
     pub iters: Option<usize>,
     /// Blocks sampler: run PIADM-ODE's underdamped Langevin corrector after each block.
@@ -302,6 +304,7 @@ const OPTION_FIELDS: &[&str] = &[
     "corrector-gamma",
     "corrector-time",
     "corrector-steps",
+    "corrector-iters",
     "dtype",
 ];
 

@@ -1,14 +1,15 @@
 //! float32 `.npy` files through the `npyz` crate: the noise inputs (`--init`, `--noise`) and the
 //! sample output (`--out`).
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Read;
 use std::path::Path;
 
 use npyz::{DType, Order, TypeChar, WriterBuilder};
+use picardiff::backend::Backend;
 use picardiff::files::{self, ReadError};
+use picardiff::prelude::CpuBackend;
 
-use super::{CliError, CliResult};
+use super::{output, CliError, CliResult};
 
 /// A float32 array read from a `.npy` file, in C (row-major) order.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,13 +26,43 @@ pub fn shape_str(shape: &[usize]) -> String {
     format!("[{}]", dims.join(", "))
 }
 
+/// Counts the bytes read through it (the `.npy` header's length).
+struct Counted<R> {
+    inner: R,
+    read: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
 /// Reads a float32 array from `path`; `what` names the option in error messages (`--init`).
-/// Any endianness and Fortran order are accepted; other dtypes are an error.
+/// Any endianness and Fortran order are accepted; other dtypes are an error. The header is read
+/// and checked first (magic, dtype, shape, and that the file's length is the header's plus the
+/// data the shape declares), then exactly the declared data: a large file that is not a float32
+/// `.npy` is refused without reading it.
 pub fn read_f32(path: &Path, what: &str) -> CliResult<Array> {
     let err = |msg: String| CliError::new(format!("{what} `{}`: {msg}", path.display()));
-    let bytes = read_regular(path).map_err(err)?;
-    let npy =
-        npyz::NpyFile::new(&bytes[..]).map_err(|e| err(format!("not a valid .npy file ({e})")))?;
+    let file = files::open_regular(path).map_err(|e| {
+        err(match e {
+            ReadError::NotRegular => "not a regular file".to_string(),
+            e => format!("cannot read: {e}"),
+        })
+    })?;
+    let file_len = file
+        .metadata()
+        .map_err(|e| err(format!("cannot read: {e}")))?
+        .len();
+    let mut counted = Counted {
+        inner: file,
+        read: 0,
+    };
+    let npy = npyz::NpyFile::new(&mut counted)
+        .map_err(|e| err(format!("not a valid .npy file ({e})")))?;
     let is_f32 = match npy.dtype() {
         DType::Plain(ts) => ts.type_char() == TypeChar::Float && ts.size_field() == 4,
         _ => false,
@@ -50,7 +81,33 @@ pub fn read_f32(path: &Path, what: &str) -> CliResult<Array> {
         )));
     }
     let order = npy.order();
-    let data: Vec<f32> = npy
+    let header = npy.header().clone();
+    drop(npy);
+    let header_bytes = counted.read;
+    let data_bytes = shape
+        .iter()
+        .try_fold(4u64, |n, &d| n.checked_mul(d as u64))
+        .ok_or_else(|| err(format!("shape {} overflows", shape_str(&shape))))?;
+    if header_bytes.checked_add(data_bytes) != Some(file_len) {
+        return Err(err(format!(
+            "the file has {file_len} bytes, but its {header_bytes}-byte header declares shape {} \
+             ({data_bytes} bytes of float32 data)",
+            shape_str(&shape)
+        )));
+    }
+    // The values (and a C-order copy of a Fortran array) must fit in memory: an allocation
+    // failure would abort.
+    let copies = if order == Order::Fortran { 2 } else { 1 };
+    if let Some(free) = CpuBackend.free_memory() {
+        if u128::from(data_bytes) * copies > free as u128 {
+            return Err(err(format!(
+                "{:.1} MiB of data do not fit in the {:.1} MiB of free memory",
+                data_bytes as f64 / 1048576.0,
+                free as f64 / 1048576.0
+            )));
+        }
+    }
+    let data: Vec<f32> = npyz::NpyFile::with_header(header, counted.take(data_bytes))
         .into_vec()
         .map_err(|e| err(format!("truncated or unreadable data ({e})")))?;
     let data = match order {
@@ -61,14 +118,6 @@ pub fn read_f32(path: &Path, what: &str) -> CliResult<Array> {
         return Err(err(format!("value {i} (row-major) is not finite")));
     }
     Ok(Array { shape, data })
-}
-
-/// The bytes of a regular file (no size limit: an array may be large; devices and pipes refused).
-fn read_regular(path: &Path) -> Result<Vec<u8>, String> {
-    files::read_regular(path, u64::MAX).map_err(|e| match e {
-        ReadError::NotRegular => "not a regular file".to_string(),
-        e => format!("cannot read: {e}"),
-    })
 }
 
 /// Reorders a Fortran-order (column-major) array to C order.
@@ -109,21 +158,19 @@ pub fn expect_shape(arr: &Array, expected: &[usize], what: &str, hint: &str) -> 
     Ok(())
 }
 
-/// Writes `data` as a little-endian float32 `.npy` of `shape` (C order) to `path`.
+/// Writes `data` as a little-endian float32 `.npy` of `shape` (C order) to `path`, atomically
+/// ([`output::write_atomic`]: a failed write leaves an existing file as it was).
 pub fn write_f32(path: &Path, shape: &[usize], data: &[f32], what: &str) -> CliResult<()> {
-    let err = |e: std::io::Error| CliError::new(format!("{what} `{}`: {e}", path.display()));
-    let file = File::create(path).map_err(err)?;
     let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
-    let mut buf = BufWriter::new(file);
-    let mut writer = npyz::WriteOptions::<f32>::new()
-        .default_dtype()
-        .shape(&shape)
-        .writer(&mut buf)
-        .begin_nd()
-        .map_err(err)?;
-    writer.extend(data.iter().copied()).map_err(err)?;
-    writer.finish().map_err(err)?;
-    buf.flush().map_err(err)
+    output::write_atomic(path, what, |buf| {
+        let mut writer = npyz::WriteOptions::<f32>::new()
+            .default_dtype()
+            .shape(&shape)
+            .writer(buf)
+            .begin_nd()?;
+        writer.extend(data.iter().copied())?;
+        writer.finish()
+    })
 }
 
 #[cfg(test)]

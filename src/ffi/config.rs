@@ -6,7 +6,7 @@ use std::ffi::c_char;
 use super::args::{arg_out, opt_str};
 use super::status::{ffi_boundary, picardiff_status, FfiError};
 use crate::backend::{PicardForm, WindowPlan};
-use crate::sampler::{block_ends, Corrector, SamplerKind};
+use crate::sampler::{block_ends, sufficient_block_iters, Corrector, SamplerKind};
 use crate::schedule::{
     Grid, ModelOutput, Schedule, Spacing, StepRule, StepTable, DEFAULT_TRAIN_STEPS,
 };
@@ -15,8 +15,6 @@ use crate::schedule::{
 const DEFAULT_T_END: f64 = 1e-3;
 /// Default step scale κ of the paper grid (the CLI's `--kappa` default).
 const DEFAULT_KAPPA: f64 = 0.05;
-/// Default Picard iterations per block (the CLI's `--iters` default).
-const DEFAULT_BLOCK_ITERS: usize = 8;
 /// Default block length of the continuous schedules, in their time (the CLI's default).
 const DEFAULT_BLOCK_LEN_CONTINUOUS: f64 = 1.0;
 /// Default block length of the discrete schedules, in timesteps (the CLI's default).
@@ -66,7 +64,8 @@ pub struct picardiff_sampler_config {
     /// Block length of the blocks sampler in the schedule's time; 0 = 100 timesteps (discrete) or
     /// 1 (continuous).
     pub block_len: f64,
-    /// Picard iterations per block; 0 = 8.
+    /// Picard iterations per block K; 0 = the longest block's length, which always suffices. A
+    /// block still above `tol` > 0 after K iterations is `PICARDIFF_NOT_CONVERGED`.
     pub iters: usize,
     /// Picard update form: "scan" or "drift". Default "scan".
     pub picard_form: *const c_char,
@@ -241,8 +240,9 @@ pub(crate) unsafe fn plan(c: &picardiff_sampler_config) -> Result<Plan, FfiError
                 DEFAULT_BLOCK_LEN_CONTINUOUS
             };
             let block_len = or_f(c.block_len, default_len);
-            let iters = or(c.iters, DEFAULT_BLOCK_ITERS);
-            WindowPlan::blocks(n, block_ends(&grid, block_len)?, iters, tol, form)?;
+            let ends = block_ends(&grid, block_len)?;
+            let iters = or(c.iters, sufficient_block_iters(&ends));
+            WindowPlan::blocks(n, ends, iters, tol, form)?;
             let corrector = if c.corrector != 0 {
                 let d = Corrector::default();
                 let k = Corrector {

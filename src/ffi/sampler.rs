@@ -305,7 +305,12 @@ pub(super) fn check_out_len(
     model: &picardiff_model,
     out_len: usize,
 ) -> Result<usize, FfiError> {
-    let need = s.plan.batch * model.dim();
+    let Some(need) = s.plan.batch.checked_mul(model.dim()) else {
+        return Err(FfiError::new(
+            picardiff_status::PICARDIFF_INVALID_CONFIG,
+            format!("batch × dim = {} × {} overflows", s.plan.batch, model.dim()),
+        ));
+    };
     if out_len != need {
         return Err(FfiError::new(
             picardiff_status::PICARDIFF_SHAPE_MISMATCH,

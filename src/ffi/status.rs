@@ -37,7 +37,8 @@ pub enum picardiff_status {
     PICARDIFF_UNSUPPORTED = 10,
     /// The output buffer was too small; what fitted was written.
     PICARDIFF_BUFFER_TOO_SMALL = 11,
-    /// A Picard sampler reached its iteration cap (`max_iters`) before converging.
+    /// A Picard sampler reached its iteration cap before converging: the picard sampler its
+    /// `max_iters`, or a block of the blocks sampler its `iters` with an error above `tol`.
     PICARDIFF_NOT_CONVERGED = 12,
     /// A bug: picardiff panicked. The panic was caught at the boundary; the handles passed to the
     /// call are still valid and may be freed.
@@ -71,7 +72,7 @@ const STATUS_STRINGS: &[(picardiff_status, &str)] = &[
     (PICARDIFF_BUFFER_TOO_SMALL, "buffer too small\0"),
     (
         PICARDIFF_NOT_CONVERGED,
-        "the sampler did not converge within max_iters\0",
+        "the sampler did not converge within its iteration cap (max_iters, or iters per block)\0",
     ),
     (PICARDIFF_PANIC, "internal error (a panic was caught)\0"),
 ];
@@ -118,7 +119,7 @@ pub(crate) const CALLBACK_OUTPUT_FIELD: &str = "callback output";
 impl From<Error> for FfiError {
     fn from(e: Error) -> Self {
         let status = match &e {
-            Error::NotConverged { .. } => PICARDIFF_NOT_CONVERGED,
+            Error::NotConverged { .. } | Error::BlockNotConverged { .. } => PICARDIFF_NOT_CONVERGED,
             Error::Callback { .. } => PICARDIFF_CALLBACK_FAILED,
             Error::Config { .. } => PICARDIFF_INVALID_CONFIG,
             Error::Model { field, msg } if field == CALLBACK_FIELD => {

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use super::ScoreModel;
 use crate::backend::cpu::CpuBackend;
+use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::files::{self, ReadError};
 use crate::schedule::{ModelOutput, Schedule};
@@ -201,6 +202,15 @@ impl GmmModel {
     /// Rows per parallel task.
     const ROWS: usize = 32;
 
+    /// f32 values of the CPU workspace for `max_rows` rows (one per row and component, whole
+    /// tasks of [`Self::ROWS`]); `None` on overflow. Sizes both `workspace` and `workspace_bytes`.
+    fn scratch_len(&self, max_rows: usize) -> Option<usize> {
+        max_rows
+            .div_ceil(Self::ROWS)
+            .checked_mul(Self::ROWS)?
+            .checked_mul(self.mixture.components())
+    }
+
     /// Evaluates a row chunk: `x` rows × D, `dots` rows × K scratch, writes `out`.
     fn eval_chunk(&self, x: &[f32], times: &[f32], dots: &mut [f32], out: &mut [f32]) {
         let (d, k, rows) = (self.mixture.dim, self.mixture.components(), times.len());
@@ -299,13 +309,16 @@ impl ScoreModel<CpuBackend> for GmmModel {
         ModelOutput::Epsilon
     }
 
-    fn workspace(&self, _: &CpuBackend, max_rows: usize) -> Result<Vec<f32>> {
-        Ok(vec![
-            0.0;
-            max_rows.div_ceil(Self::ROWS)
-                * Self::ROWS
-                * self.mixture.components()
-        ])
+    fn workspace(&self, be: &CpuBackend, max_rows: usize) -> Result<Vec<f32>> {
+        let len = self
+            .scratch_len(max_rows)
+            .ok_or_else(|| Error::shape("gmm workspace", format!("{max_rows} rows overflow")))?;
+        be.alloc(len)
+    }
+
+    fn workspace_bytes(&self, max_rows: usize) -> usize {
+        self.scratch_len(max_rows)
+            .map_or(usize::MAX, |n| n.saturating_mul(4))
     }
 
     fn eval(

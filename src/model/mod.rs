@@ -50,6 +50,14 @@ pub trait ScoreModel<B: Backend>: Sync {
     }
     /// Scratch for evaluating up to `max_rows` rows at once.
     fn workspace(&self, backend: &B, max_rows: usize) -> Result<Self::Workspace>;
+    /// Bytes of backend memory that [`ScoreModel::workspace`] allocates for `max_rows` rows
+    /// (saturating at `usize::MAX`): the sampler's memory check counts them before anything is
+    /// allocated. Implementations size both from one function, as faer's `*_scratch` functions
+    /// do. The default, 0, is for models whose memory picardiff cannot know (a callback model).
+    fn workspace_bytes(&self, max_rows: usize) -> usize {
+        let _ = max_rows;
+        0
+    }
     /// Called once per run, before any [`ScoreModel::eval`], with every model time the run will use
     /// (the grid's points, the corrector's block ends): a model whose time path does not depend on
     /// the state (a time-embedding MLP) tabulates it here. The default does nothing.

@@ -34,6 +34,9 @@ impl Default for Corrector {
     }
 }
 
+/// The most Picard iterations of one corrector run (each is a model call of M rows).
+pub(crate) const MAX_ITERS: usize = 1000;
+
 impl Corrector {
     /// Checks the knobs.
     pub fn validate(&self) -> Result<()> {
@@ -53,6 +56,15 @@ impl Corrector {
             return Err(Error::config(
                 "corrector-steps",
                 "corrector steps and iterations must be at least 1",
+            ));
+        }
+        if self.iters > MAX_ITERS {
+            return Err(Error::config(
+                "corrector-iters",
+                format!(
+                    "at most {MAX_ITERS} (>= the corrector steps is already exact), got {}",
+                    self.iters
+                ),
             ));
         }
         Ok(())

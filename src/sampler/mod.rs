@@ -92,6 +92,11 @@ pub struct RunStats {
     pub recorded: usize,
     /// Picard iterations run by replaying a recorded graph.
     pub replayed: usize,
+    /// Blocks sampler: the largest residual any block ended with (the root of its worst normalised
+    /// squared point error in its last iteration, comparable with τ); 0 for the other samplers.
+    /// With τ > 0 it is at most τ (a block ending above τ is [`Error::BlockNotConverged`]); with
+    /// τ = 0 (exactly K iterations per block) it says how far from converged the blocks were.
+    pub worst_block_residual: f64,
 }
 
 /// When the host next reads the window state: after `max` iterations at most, sooner when the
@@ -159,6 +164,22 @@ pub fn block_ends(grid: &Grid, block_len: f64) -> Result<Vec<usize>> {
     Ok(ends)
 }
 
+/// Iterations per block that always suffice for blocks ending at `ends`: the longest block's
+/// length (a block of h steps is exact after h Picard iterations, and its error is then 0). The
+/// CLI's and the C ABI's default K; a block that converges within τ stops sooner.
+pub fn sufficient_block_iters(ends: &[usize]) -> usize {
+    let mut prev = 0;
+    ends.iter()
+        .map(|&e| {
+            let len = e.saturating_sub(prev);
+            prev = e;
+            len
+        })
+        .max()
+        .unwrap_or(1)
+        .max(1)
+}
+
 /// Runs `kind` on `backend` with `model` over `grid` with `rule`.
 pub fn run<B: Backend, M: ScoreModel<B>>(
     backend: &B,
@@ -181,6 +202,17 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
         return Err(Error::config("batch", "must be at least 1"));
     }
     let n = table.steps();
+    // Sample b's noise is keyed by sample0 + b as a u32: past 2^32 it would wrap and reuse noise.
+    if u64::from(inputs.sample0) + shape.batch as u64 > u64::from(u32::MAX) + 1 {
+        return Err(Error::config(
+            "batch",
+            format!(
+                "sample0 {} + batch {} exceeds 2^32 samples (the noise counter would wrap)",
+                inputs.sample0, shape.batch
+            ),
+        ));
+    }
+    check_sizes(shape, n, kind)?;
     match (inputs.cond, model.cond_dim()) {
         (None, 0) => {}
         (None, c) => {
@@ -260,14 +292,25 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
         )?),
     };
     let noisy_rule = table.c.iter().any(|&c| c != 0.0);
+    let ring = plan.as_ref().map_or(1, |p| p.ring());
+    let corrector_rows = match kind {
+        SamplerKind::Blocks {
+            corrector: Some(c), ..
+        } => Some(c.steps.saturating_mul(shape.batch)),
+        _ => None,
+    };
+    let model_bytes = model
+        .workspace_bytes(ring.saturating_mul(shape.batch))
+        .saturating_add(corrector_rows.map_or(0, |rows| model.workspace_bytes(rows)));
     check_memory(
         backend,
         plan.as_ref(),
         kind,
         shape,
         n,
-        inputs.noise.is_some(),
+        inputs,
         noisy_rule,
+        model_bytes,
     )?;
     let tables = backend.upload_tables(&table)?;
     let noise_buf = inputs.noise.map(|z| backend.upload(z)).transpose()?;
@@ -279,7 +322,6 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
         },
     };
     let start = Instant::now();
-    let ring = plan.as_ref().map_or(1, |p| p.ring());
     let mut x = backend.alloc(ring * shape.slot_len())?;
     match inputs.init {
         Some(init) => backend.copy(&backend.upload(init)?, 0, &mut x, 0, shape.slot_len())?,
@@ -391,8 +433,25 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
                         }
                     }
                     if st.done(plan) {
+                        // A block that ended above τ > 0 spoils every later block: refuse the
+                        // result. (Checked at the end, where every backend has seen every block,
+                        // so that a non-finite value found later is reported as such.)
+                        if let (Some(u), SamplerKind::Blocks { tol, iters, .. }) =
+                            (st.unconverged, kind)
+                        {
+                            if *tol > 0.0 {
+                                return Err(Error::BlockNotConverged {
+                                    block: u.block,
+                                    end: u.end,
+                                    residual: (u.err as f64).sqrt(),
+                                    tol: *tol,
+                                    iters: *iters,
+                                });
+                            }
+                        }
                         stats.rounds = st.iters + extra_rounds;
                         stats.nfe = st.nfe + extra_nfe;
+                        stats.worst_block_residual = (st.worst_block_err as f64).sqrt();
                         break;
                     }
                     if launched >= plan.max_iters {
@@ -418,17 +477,55 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
     Ok(RunOutput { samples, stats })
 }
 
+/// Validates once, with checked arithmetic, that every buffer length the run computes fits in
+/// memory's address space: `batch × dim` ([`Shape::slot_len`], infallible after this), the ring and
+/// a noise table (at most `(steps + 1)` slots) and the corrector's buffer (`steps + 1` slots), each
+/// in bytes.
+fn check_sizes(shape: Shape, steps: usize, kind: &SamplerKind) -> Result<()> {
+    let corrector_steps = match kind {
+        SamplerKind::Blocks {
+            corrector: Some(c), ..
+        } => c.steps,
+        _ => 0,
+    };
+    let slots = steps.max(corrector_steps).checked_add(1);
+    let fits = shape
+        .batch
+        .checked_mul(shape.dim)
+        .and_then(|slot| slot.checked_mul(slots?))
+        .and_then(|n| n.checked_mul(4))
+        .is_some_and(|b| b <= isize::MAX as usize);
+    if !fits {
+        return Err(Error::config(
+            "batch",
+            format!(
+                "batch {} × dim {} × {} points overflows the address space",
+                shape.batch,
+                shape.dim,
+                steps.max(corrector_steps).saturating_add(1)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Floats per step of a backend's step tables: an upper bound (the CPU keeps 7 per step, CUDA 10).
+const TABLE_FLOATS_PER_STEP: u128 = 10;
+
 /// Fails before allocating when the run's buffers (the iterate and output rings, times, errors, a
-/// caller noise table or a window's noise ring, the corrector's ring) exceed the backend's free memory; the
-/// message gives both.
+/// caller noise table or a window's noise ring, the corrector's ring, the step tables, an
+/// uploaded x_T and the samples) plus the model's workspaces (`model_bytes`,
+/// [`ScoreModel::workspace_bytes`]) exceed the backend's free memory; the message gives both.
+#[allow(clippy::too_many_arguments)]
 fn check_memory<B: Backend>(
     backend: &B,
     plan: Option<&WindowPlan>,
     kind: &SamplerKind,
     shape: Shape,
     steps: usize,
-    noise_table: bool,
+    inputs: &RunInputs<'_>,
     noisy_rule: bool,
+    model_bytes: usize,
 ) -> Result<()> {
     let Some(free) = backend.free_memory() else {
         return Ok(());
@@ -436,6 +533,10 @@ fn check_memory<B: Backend>(
     let slot = shape.slot_len() as u128;
     let ring = plan.map_or(1, |p| p.ring()) as u128;
     let mut floats = 2 * ring * slot + ring * shape.batch as u128;
+    floats += TABLE_FLOATS_PER_STEP * steps as u128;
+    // The samples read back, and a caller x_T uploaded.
+    floats += slot * (1 + inputs.init.is_some() as u128);
+    let noise_table = inputs.noise.is_some();
     if let Some(p) = plan {
         floats += backend.err_len(p, shape) as u128;
         if noisy_rule {
@@ -451,7 +552,7 @@ fn check_memory<B: Backend>(
     {
         floats += (2 * c.steps as u128 + 1) * slot + c.steps as u128 * shape.batch as u128;
     }
-    let bytes = floats * 4;
+    let bytes = floats * 4 + model_bytes as u128;
     if bytes > free as u128 {
         return Err(Error::device(
             "allocate sampler workspace",

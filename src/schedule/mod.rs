@@ -13,6 +13,8 @@ use crate::error::{Error, Result};
 
 /// Default number of training timesteps of the discrete schedules (diffusers' default).
 pub const DEFAULT_TRAIN_STEPS: usize = 1000;
+/// The most training timesteps of a discrete schedule (its table holds one f64 per step).
+pub const MAX_TRAIN_STEPS: usize = 10_000_000;
 
 /// A variance-preserving noise schedule: `x_t = α_t x_0 + σ_t ε`, `α_t² + σ_t² = 1`.
 #[derive(Debug, Clone, PartialEq)]
@@ -121,6 +123,12 @@ impl Schedule {
             return Err(Error::config(
                 "train-steps",
                 format!("must be at least 2, got {n_train}"),
+            ));
+        }
+        if n_train > MAX_TRAIN_STEPS {
+            return Err(Error::config(
+                "train-steps",
+                format!("must be at most {MAX_TRAIN_STEPS}, got {n_train}"),
             ));
         }
         let lin = |lo: f64, hi: f64| -> Vec<f64> {

@@ -172,6 +172,18 @@ impl StepTable {
             let (b, c) = match rule {
                 StepRule::Ddim { eta } => {
                     let sig = eta * post.sqrt();
+                    // σ̃ may not exceed σ_s: the deterministic part's σ_s² − σ̃² would be
+                    // negative (η > 1 does that on most grids); a rounding slack for η = 1.
+                    if sig * sig > ss2 * (1.0 + 1e-9) {
+                        return Err(Error::config(
+                            "eta",
+                            format!(
+                                "{eta} is too large for this grid: at t = {} the step noise σ̃ = \
+                                 {sig:.4e} exceeds σ = {:.4e} of the next point (η ≤ 1 always works)",
+                                from.t, to.sigma
+                            ),
+                        ));
+                    }
                     ((ss2 - sig * sig).max(0.0).sqrt() - a * from.sigma, sig)
                 }
                 StepRule::ExpSde => (-2.0 * (a - 1.0) / from.sigma, (a * a - 1.0).max(0.0).sqrt()),
@@ -283,7 +295,7 @@ impl ClipSample {
     /// state ([`ClipKeep::State`]); every other rule keeps ε̂ as `DDIMScheduler` does.
     pub fn for_rule(rule: StepRule, range: f64) -> Self {
         let keep = match rule {
-            StepRule::Ddim { eta } if eta == 1.0 => ClipKeep::State,
+            StepRule::Ddim { eta: 1.0 } => ClipKeep::State,
             _ => ClipKeep::Epsilon,
         };
         ClipSample { range, keep }

@@ -317,6 +317,14 @@ fn invalid_configs_are_statuses_with_messages() {
     let (unknown, bogus, paper, nope) = (s("nope-schedule"), s("bogus"), s("paper"), s("zigzag"));
     let (ou, blocks) = (s("ou"), s("blocks"));
     let cases: Vec<(picardiff_sampler_config, &[&str])> = vec![
+        // Issue 17: SIZE_MAX training steps panicked ("capacity overflow").
+        (
+            picardiff_sampler_config {
+                train_steps: usize::MAX,
+                ..config()
+            },
+            &["train-steps", "10000000"],
+        ),
         (
             picardiff_sampler_config {
                 schedule: unknown.as_ptr(),
@@ -572,4 +580,23 @@ fn device_output_needs_a_cuda_context() {
     }
     assert!(out.iter().all(|v| v.is_nan()));
     assert_eq!(st.rounds, 77, "stats written on failure");
+}
+
+/// Issue 17: run-time size edges are statuses, not caught panics: batch × dim overflowing
+/// (`check_out_len`), sample0 + batch past 2^32 (the noise counter would wrap).
+#[test]
+fn size_edges_are_statuses_not_panics() {
+    for (batch, sample0, out_len, words) in [
+        (usize::MAX, 0, 4, &["overflows"][..]),
+        (3, u32::MAX - 1, 6, &["sample0"][..]),
+    ] {
+        let c = picardiff_sampler_config {
+            batch,
+            sample0,
+            ..config()
+        };
+        let h = handles(mixture_model(), &c);
+        let st = run_ffi(&h, out_len).unwrap_err();
+        expect_err(st, PICARDIFF_INVALID_CONFIG, words);
+    }
 }

@@ -108,6 +108,12 @@ inline int atomicMin(int* p, int v) {
     while (v < cur && !a.compare_exchange_weak(cur, v)) {}
     return cur;
 }
+inline int atomicMax(int* p, int v) {
+    std::atomic_ref<int> a(*p);
+    int cur = a.load();
+    while (v > cur && !a.compare_exchange_weak(cur, v)) {}
+    return cur;
+}
 inline int min(int a, int b) { return a < b ? a : b; }
 inline long long min(long long a, long long b) { return a < b ? a : b; }
 using std::isfinite;

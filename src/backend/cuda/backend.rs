@@ -10,13 +10,13 @@ use super::launch::c_int;
 use super::{ffi, CudaBackend, DeviceResultExt};
 use crate::backend::{
     covering_slots, Backend, IterationRun, LangevinSweep, Noise, RunGuard, Shape, SlotRange,
-    WindowMode, WindowPlan, WindowState,
+    UnconvergedBlock, WindowMode, WindowPlan, WindowState,
 };
 use crate::error::{Error, Result};
 use crate::schedule::StepTable;
 
-// SAFETY: PicardWindow is a #[repr(C)] struct of eight i32 (no padding, no pointers), valid for any
-// bits, with the same layout in the kernels.
+// SAFETY: PicardWindow is a #[repr(C)] struct of ten i32 and two f32 (no padding, no pointers),
+// valid for any bits, with the same layout in the kernels.
 unsafe impl DeviceRepr for ffi::PicardWindow {}
 
 /// Iterations between host reads of the window state.
@@ -344,6 +344,10 @@ impl Backend for CudaBackend {
             block_iters: 0,
             old_end: c_int(st.end, "steps")?,
             bad_point: 0,
+            worst_block_err: 0.0,
+            unconverged_block: 0,
+            unconverged_end: 0,
+            unconverged_err: 0.0,
         };
         let ends: Vec<i32> = match &plan.mode {
             WindowMode::Sliding => vec![0],
@@ -408,6 +412,12 @@ impl Backend for CudaBackend {
             nfe: u(s.nfe),
             block: u(s.block),
             block_iters: u(s.block_iters),
+            worst_block_err: s.worst_block_err,
+            unconverged: (s.unconverged_block > 0).then(|| UnconvergedBlock {
+                block: u(s.unconverged_block - 1),
+                end: u(s.unconverged_end),
+                err: s.unconverged_err,
+            }),
         })
     }
 

@@ -15,6 +15,7 @@ use rayon::prelude::*;
 use super::cache::RecentCache;
 use super::{Activation, Linear, MlpModel, Norm};
 use crate::backend::cpu::CpuBackend;
+use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::model::ScoreModel;
 use crate::schedule::ModelOutput;
@@ -249,6 +250,12 @@ impl MlpModel {
         3 * ROWS * c.hidden + c.time_embed_dim + 2 * c.hidden
     }
 
+    /// f32 values of the CPU workspace for `max_rows` rows (one scratch chunk per [`ROWS`] rows);
+    /// `None` on overflow. Sizes both `workspace` and `workspace_bytes`.
+    fn scratch_len(&self, max_rows: usize) -> Option<usize> {
+        max_rows.div_ceil(ROWS).checked_mul(self.chunk_len())
+    }
+
     /// `τ(t)` into `out` (`[H]`), with `emb` (`[E]`) and `hid` (`[H]`) as scratch. The one
     /// definition used by the table and by the on-the-fly fallback.
     /// The sinusoidal embedding of `t` into `emb` (`time_embed_dim` values; f64, rounded to f32).
@@ -318,7 +325,10 @@ impl MlpModel {
         }
         let h = self.config.hidden;
         let ts = Self::distinct_times(times);
-        let mut table = vec![0f32; ts.len() * h];
+        let len = ts.len().checked_mul(h).ok_or_else(|| {
+            Error::shape("mlp time table", format!("{} times overflow", ts.len()))
+        })?;
+        let mut table = CpuBackend.alloc(len)?;
         table
             .par_chunks_mut(TIME_LANES * h)
             .zip(ts.par_chunks(TIME_LANES))
@@ -484,16 +494,20 @@ impl ScoreModel<CpuBackend> for MlpModel {
             return Err(cond_missing(self.config.cond_dim));
         }
         let chunk_len = self.chunk_len();
-        let len = max_rows
-            .div_ceil(ROWS)
-            .checked_mul(chunk_len)
+        let len = self
+            .scratch_len(max_rows)
             .ok_or_else(|| Error::shape("mlp workspace", format!("{max_rows} rows overflow")))?;
         Ok(MlpWorkspace {
-            scratch: vec![0.0; len],
+            scratch: CpuBackend.alloc(len)?,
             chunk_len,
             max_rows,
             ..Default::default()
         })
+    }
+
+    fn workspace_bytes(&self, max_rows: usize) -> usize {
+        self.scratch_len(max_rows)
+            .map_or(usize::MAX, |n| n.saturating_mul(4))
     }
 
     /// Tabulates τ(t) for `times`, or takes the table of an earlier run with the same model state

@@ -97,6 +97,18 @@ impl MlpCudaWorkspace {
     }
 }
 
+impl MlpModel {
+    /// `(rows × H, rows × D)` of the device workspace for `max_rows` rows (at least one); `None` on
+    /// overflow. Sizes both `workspace` and `workspace_bytes`.
+    fn workspace_lens(&self, max_rows: usize) -> Option<(usize, usize)> {
+        let rows = max_rows.max(1);
+        Some((
+            rows.checked_mul(self.config.hidden)?,
+            rows.checked_mul(self.config.dim)?,
+        ))
+    }
+}
+
 fn alloc_u16(be: &CudaBackend, n: usize) -> Result<CudaSlice<u16>> {
     if n == 0 {
         return be.stream().null().during("mlp workspace (alloc)");
@@ -217,17 +229,25 @@ impl ScoreModel<CudaBackend> for MlpModel {
         true
     }
 
+    fn workspace_bytes(&self, max_rows: usize) -> usize {
+        // Three f32 buffers of rows × H and, for a 16-bit dtype, three u16 ones and x16 (rows × D).
+        let Some((rh, rd)) = self.workspace_lens(max_rows) else {
+            return usize::MAX;
+        };
+        let half = if self.compute_dtype == WeightDtype::F32 {
+            0
+        } else {
+            rh.saturating_mul(3).saturating_add(rd).saturating_mul(2)
+        };
+        rh.saturating_mul(12).saturating_add(half)
+    }
+
     fn workspace(&self, be: &CudaBackend, max_rows: usize) -> Result<MlpCudaWorkspace> {
         let _exclusive = be.exclusive();
         self.cond_check()?;
-        let c = &self.config;
         let dtype = self.compute_dtype;
-        let rows = max_rows.max(1);
-        let rh = rows
-            .checked_mul(c.hidden)
-            .ok_or_else(|| Error::shape("mlp workspace", format!("{max_rows} rows overflow")))?;
-        let rd = rows
-            .checked_mul(c.dim)
+        let (rh, rd) = self
+            .workspace_lens(max_rows)
             .ok_or_else(|| Error::shape("mlp workspace", format!("{max_rows} rows overflow")))?;
         let half = |n: usize| alloc_u16(be, if dtype == WeightDtype::F32 { 0 } else { n });
         Ok(MlpCudaWorkspace {

@@ -148,6 +148,7 @@ impl DiffusionPolicy {
     }
 
     /// One residual block over `inputs` (`len` positions) into `out`.
+    #[allow(clippy::too_many_arguments)]
     fn res_block<B: Ops>(
         &self,
         be: &B,
@@ -343,7 +344,7 @@ impl DiffusionPolicy {
 
     /// Values of each workspace buffer for `rows` rows: (emb, thid, temb, mcond, film, act, col,
     /// tmp) and the skips.
-    fn workspace_sizes<B: Ops>(&self, be: &B, rows: usize) -> Result<([usize; 8], Vec<usize>)> {
+    fn workspace_sizes<B: Ops>(&self, rows: usize) -> Result<([usize; 8], Vec<usize>)> {
         let c = &self.config;
         let (act, skips) = c.activation_sizes();
         let mut col = 0;
@@ -354,7 +355,7 @@ impl DiffusionPolicy {
                 .into_iter()
                 .chain(&blk.residual)
             {
-                col = col.max(be.conv1d_scratch(conv.shape, rows, len)?);
+                col = col.max(B::conv1d_scratch(conv.shape, rows, len)?);
             }
             film = film.max(blk.film.out_dim);
             Ok(())
@@ -368,14 +369,18 @@ impl DiffusionPolicy {
         for (u, l) in w.up.iter().enumerate() {
             let len = c.len_at(c.down_dims.len() - 1 - u);
             l.blocks.iter().try_for_each(|b| visit(b, len))?;
-            tmp = tmp.max(be.conv_transpose1d_scratch(l.up.shape, rows, len));
+            tmp = tmp.max(B::conv_transpose1d_scratch(l.up.shape, rows, len));
         }
         for (i, l) in w.down.iter().enumerate() {
             if let Some(d) = &l.down {
-                col = col.max(be.conv1d_scratch(d.shape, rows, c.len_at(i))?);
+                col = col.max(B::conv1d_scratch(d.shape, rows, c.len_at(i))?);
             }
         }
-        col = col.max(be.conv1d_scratch(w.final_block.conv.shape, rows, c.horizon)?);
+        col = col.max(B::conv1d_scratch(
+            w.final_block.conv.shape,
+            rows,
+            c.horizon,
+        )?);
         let e = c.step_embed_dim;
         let sizes = [e, 4 * e, e, c.cond_dim(), film, act, col, tmp].map(|v| v * rows);
         Ok((sizes, skips.into_iter().map(|s| s * rows).collect()))
@@ -397,10 +402,24 @@ impl<B: Ops> ScoreModel<B> for DiffusionPolicy {
         self.config.global_cond_dim
     }
 
+    /// The activation buffers of [`Self::workspace`] (the weights are shared, not copied, on the
+    /// CPU), from the same sizing function.
+    fn workspace_bytes(&self, max_rows: usize) -> usize {
+        let rows = max_rows.clamp(1, EVAL_ROWS);
+        match self.workspace_sizes::<B>(rows) {
+            Ok((sizes, skips)) => {
+                let values =
+                    sizes.iter().sum::<usize>() + 2 * sizes[5] + skips.iter().sum::<usize>();
+                values.saturating_mul(4)
+            }
+            Err(_) => usize::MAX,
+        }
+    }
+
     fn workspace(&self, backend: &B, max_rows: usize) -> Result<UnetWorkspace<B>> {
         let rows = max_rows.clamp(1, EVAL_ROWS);
         let ([emb, thid, temb, mcond, film, act, col, tmp], skips) =
-            self.workspace_sizes(backend, rows)?;
+            self.workspace_sizes::<B>(rows)?;
         Ok(UnetWorkspace {
             w: self.weights.map(&mut |t| backend.weight(t))?,
             rows,

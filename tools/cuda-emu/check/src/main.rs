@@ -4,7 +4,9 @@ mod ffi {
     include!(concat!(env!("EMU_LIB_DIR"), "/picardiff_kernels.rs"));
 }
 
-use picardiff::backend::{Backend, LangevinSweep, Noise, PicardForm, Shape, WindowPlan, WindowState};
+use picardiff::backend::{
+    Backend, LangevinSweep, Noise, PicardForm, Shape, UnconvergedBlock, WindowPlan, WindowState,
+};
 use picardiff::prelude::*;
 
 fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
@@ -186,6 +188,12 @@ fn to_state(w: &ffi::PicardWindow) -> WindowState {
         nfe: w.nfe as usize,
         block: w.block as usize,
         block_iters: w.block_iters as usize,
+        worst_block_err: w.worst_block_err,
+        unconverged: (w.unconverged_block > 0).then(|| UnconvergedBlock {
+            block: w.unconverged_block as usize - 1,
+            end: w.unconverged_end as usize,
+            err: w.unconverged_err,
+        }),
     }
 }
 
@@ -217,6 +225,10 @@ fn check_picard(plan: &WindowPlan, rule: &str, shape: Shape, noise_table: bool, 
         block_iters: 0,
         old_end: st0.end as i32,
         bad_point: 0,
+        worst_block_err: 0.0,
+        unconverged_block: 0,
+        unconverged_end: 0,
+        unconverged_err: 0.0,
     };
     let ends: Vec<i32> = match &plan.mode {
         picardiff::backend::WindowMode::Sliding => vec![0],
@@ -326,7 +338,8 @@ fn check_picard(plan: &WindowPlan, rule: &str, shape: Shape, noise_table: bool, 
             Ok(()) => {}
         }
         assert_eq!(ew.bad_point, 0);
-        assert_eq!(to_state(&ew), cw.state, "state after iter {iters}");
+        // The block residuals are float sums in each side's order: equal to rounding.
+        assert!(to_state(&ew).matches(&cw.state, 1e-4), "state after iter {iters}: {:?} vs {:?}", to_state(&ew), cw.state);
         assert!(cx.iter().zip(&ex).all(|(a, b)| a.to_bits() == b.to_bits()), "new slots differ");
         assert_eq!(ctimes, etimes, "times differ");
         if cw.done(plan) {
