@@ -350,7 +350,8 @@ enum picardiff_status picardiff_sampler_run_with_inputs(const struct picardiff_s
 // of `picardiff_model_cond_dim` values (`cond_len` = batch × cond_dim), row b conditioning sample
 // b (a Diffusion Policy's global conditioning: the normalised observation features). A policy
 // runs under its own scheduler (steps, rule, x̂0 clipping from its config.json; the config's
-// schedule, steps, spacing and rule are not used; its window is clamped to the policy's steps):
+// schedule, steps, spacing and rule are not used; its window is clamped to the policy's steps and
+// a default `tol` is the policy rule's):
 // the noise table then holds `picardiff_sampler_model_steps` steps.
 //
 // # Safety

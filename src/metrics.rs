@@ -1,5 +1,5 @@
 //! Sample-quality measures against a known target: exact mixture samples and the sliced
-//! Wasserstein-2 distance.
+//! Wasserstein-2 distance; and per-sample deviation between two samplers' outputs.
 
 use crate::model::Mixture;
 use crate::rng;
@@ -95,4 +95,45 @@ pub fn sliced_wasserstein(a: &[f32], b: &[f32], dim: usize, projections: usize, 
             / n as f64;
     }
     (total / projections as f64).sqrt()
+}
+
+/// Per-sample deviation of `a` from `b` (both `[batch][dim]`): the largest |a − b| of each sample.
+pub fn per_sample_deviation(a: &[f32], b: &[f32], dim: usize) -> Vec<f32> {
+    a.chunks(dim.max(1))
+        .zip(b.chunks(dim.max(1)))
+        .map(|(x, y)| {
+            x.iter()
+                .zip(y)
+                .map(|(p, q)| (p - q).abs())
+                .fold(0.0, f32::max)
+        })
+        .collect()
+}
+
+/// The `q`-quantile (0 ≤ q ≤ 1) of `values` by the nearest-rank method (0 for none).
+pub fn quantile(values: &[f32], q: f64) -> f32 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f32::total_cmp);
+    let rank = (q.clamp(0.0, 1.0) * v.len() as f64).ceil() as usize;
+    v[rank.clamp(1, v.len()) - 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{per_sample_deviation, quantile};
+
+    #[test]
+    fn deviation_quantiles() {
+        let a = [0.0, 0.0, 1.0, 0.0, 0.0, 3.0];
+        let b = [0.5, 0.0, 0.0, 0.0, 0.0, 0.0];
+        assert_eq!(per_sample_deviation(&a, &b, 2), vec![0.5, 1.0, 3.0]);
+        let v = [4.0, 1.0, 3.0, 2.0];
+        assert_eq!(quantile(&v, 0.5), 2.0);
+        assert_eq!(quantile(&v, 0.9), 4.0);
+        assert_eq!(quantile(&v, 0.0), 1.0);
+        assert_eq!(quantile(&[], 0.5), 0.0);
+    }
 }

@@ -191,3 +191,51 @@ fn picard_fixed_point_is_the_sequential_policy_sampler() {
         }
     }
 }
+
+/// The trained example (examples/models/reach2d_policy): picardiff's DDIM-10 actions equal LeRobot's
+/// own `conditional_sample` for the same x_T and conditioning (recorded by
+/// tools/train_lerobot_example.py).
+#[test]
+fn the_trained_example_matches_lerobot() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let npy = |name: &str| -> Vec<f32> {
+        let bytes = std::fs::read(root.join(name)).unwrap();
+        npyz::NpyFile::new(&bytes[..])
+            .unwrap()
+            .into_vec::<f32>()
+            .unwrap()
+    };
+    let (cond, x_t, want) = (
+        npy("reach2d_cond.npy"),
+        npy("reach2d_xT.npy"),
+        npy("reach2d_lerobot_ddim10.npy"),
+    );
+    let overrides = [
+        ("noise_scheduler_type".to_string(), json!("DDIM")),
+        ("num_inference_steps".to_string(), json!(10)),
+    ];
+    let policy =
+        DiffusionPolicy::from_dir_with(&root.join("models/reach2d_policy"), &overrides).unwrap();
+    let s = &policy.scheduler;
+    let schedule = s.schedule().unwrap();
+    let grid = s.grid(&schedule).unwrap();
+    let inputs = RunInputs {
+        batch: 8,
+        init: Some(&x_t),
+        cond: Some(&cond),
+        clip: s.clip_sample(),
+        ..Default::default()
+    };
+    let out = run(
+        &CpuBackend,
+        &policy,
+        &grid,
+        s.rule(),
+        &SamplerKind::Sequential,
+        &inputs,
+    )
+    .unwrap();
+    let e = rel_err(&out.samples, &want);
+    println!("reach2d DDIM-10: relative error {e:.2e}");
+    assert!(e < 1e-4, "reach2d: relative error {e:.2e}");
+}

@@ -221,3 +221,27 @@ fn an_image_encoder_is_reported_and_its_width_counted() {
         "{text}"
     );
 }
+
+/// A checkpoint saved from LeRobot's `compile_model` (keys `diffusion.unet._orig_mod.*`) loads to the
+/// same U-Net.
+#[test]
+fn a_compiled_models_keys_load() {
+    let t: Tensors = tensors(NAME)
+        .into_iter()
+        .map(|(n, d, s, b)| {
+            (
+                n.replacen("diffusion.unet.", "diffusion.unet._orig_mod.", 1),
+                d,
+                s,
+                b,
+            )
+        })
+        .collect();
+    let compiled = DiffusionPolicy::from_parts(&config(NAME), &pack(&t)).unwrap();
+    let plain = DiffusionPolicy::from_parts(&config(NAME), &pack(&tensors(NAME))).unwrap();
+    assert_eq!(
+        compiled.weights().time1.weight,
+        plain.weights().time1.weight
+    );
+    assert_eq!(compiled.config, plain.config);
+}

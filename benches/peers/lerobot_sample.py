@@ -26,7 +26,10 @@ LeRobot's default squaredcos_cap_v2 schedule with clip_sample (range 1), epsilon
         [--save-dir DIR] [--out results.jsonl]
 
 Prints one JSON line per (config, batch, scheduler, compiled): median_ms (and min_ms) of --repeat
-timed runs after --warmup untimed ones, torch threads, device and versions. --save-dir DIR writes each
+timed runs after --warmup untimed ones (first_call_ms: the first warm-up, which includes compiling),
+median_cpu_ms (process CPU time, all threads: on a busy machine with --threads 1 the better estimate
+of the idle-machine time), torch threads, device, the machine's 1-minute load average after the
+runs, and versions. --save-dir DIR writes each
 benched configuration as a LeRobot policy directory DIR/<config> (config.json + model.safetensors via
 save_pretrained, the weights used for timing; image configs are ~1 GB each), so the native bench can
 load the same architecture. --device cuda times on a GPU (synchronised) when one is there.
@@ -122,13 +125,15 @@ def run_once(policy, batch, gc, x_T, device):
     with torch.inference_mode():
         if device.startswith("cuda"):
             torch.cuda.synchronize()
+        c0 = time.process_time()
         t0 = time.perf_counter()
         out = policy.diffusion.conditional_sample(batch, global_cond=gc, noise=x_T)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         dt = (time.perf_counter() - t0) * 1000.0
+        cpu = (time.process_time() - c0) * 1000.0
     assert torch.isfinite(out).all()
-    return dt
+    return dt, cpu
 
 
 def main():
@@ -171,10 +176,12 @@ def main():
     for name in args.configs:
         for compiled in modes:
             try:
-                policy = build(name, compiled, args.device)
                 if compiled and args.compile_mode:
-                    # the config's option compiles in DiffusionModel.__init__; rebuild with the override
-                    policy.diffusion.unet = torch.compile(policy.diffusion.unet._orig_mod, mode=args.compile_mode)
+                    # the config's option would compile with config.compile_mode; compile by hand instead
+                    policy = build(name, False, args.device)
+                    policy.diffusion.unet = torch.compile(policy.diffusion.unet, mode=args.compile_mode)
+                else:
+                    policy = build(name, compiled, args.device)
             except Exception as e:  # report, go on
                 emit({"config": name, "compiled": compiled, "error": f"{type(e).__name__}: {e}"[:2000], **versions})
                 continue
@@ -204,9 +211,11 @@ def main():
                     try:
                         t_first = None
                         for w in range(args.warmup):
-                            dt = run_once(policy, batch, gc, x_T, args.device)
+                            dt, _ = run_once(policy, batch, gc, x_T, args.device)
                             t_first = dt if t_first is None else t_first
-                        times = [run_once(policy, batch, gc, x_T, args.device) for _ in range(args.repeat)]
+                        runs = [run_once(policy, batch, gc, x_T, args.device) for _ in range(args.repeat)]
+                        times = [r[0] for r in runs]
+                        cpu_times = [r[1] for r in runs]
                     except Exception as e:
                         rec["error"] = f"{type(e).__name__}: {e}"[:2000]
                         rec.update(versions)
@@ -216,8 +225,12 @@ def main():
                         "median_ms": round(statistics.median(times), 3),
                         "min_ms": round(min(times), 3),
                         "ms_per_step": round(statistics.median(times) / steps, 3),
+                        # process CPU time (all threads) of the median-wall-time run set: with one
+                        # thread on a busy machine, a better estimate of the idle-machine time
+                        "median_cpu_ms": round(statistics.median(cpu_times), 3),
                         "repeats": args.repeat, "warmup": args.warmup,
                         "first_call_ms": None if t_first is None else round(t_first, 1),
+                        "loadavg_1min": round(os.getloadavg()[0], 2),  # other load on the machine
                     })
                     rec.update(versions)
                     emit(rec)

@@ -133,6 +133,11 @@ pub fn compare(args: &RunArgs) -> CliResult<()> {
         .run(&s.problem, &s.sampler.kind, &s.sampler.label)?;
     let diff = max_abs_diff(&par.samples, &seq.samples);
     let p = &s.problem;
+    let devs = picardiff::metrics::per_sample_deviation(&par.samples, &seq.samples, p.dim());
+    let (p50, p90) = (
+        picardiff::metrics::quantile(&devs, 0.5),
+        picardiff::metrics::quantile(&devs, 0.9),
+    );
     let w = s.sampler.label.len().max(12);
     let row = |name: &str, st: &RunStats| {
         format!(
@@ -154,7 +159,7 @@ pub fn compare(args: &RunArgs) -> CliResult<()> {
     text += &row("sequential", &seq.stats);
     text += &row(&s.sampler.label, &par.stats);
     text += &format!(
-        "max |{} - sequential| = {diff:.3e}; rounds {} vs {} ({:.1}x fewer)\n",
+        "per-sample max |{} - sequential|: median {p50:.3e}, p90 {p90:.3e}, max {diff:.3e}; rounds {} vs {} ({:.1}x fewer)\n",
         s.sampler.label,
         par.stats.rounds,
         seq.stats.rounds,
@@ -163,6 +168,8 @@ pub fn compare(args: &RunArgs) -> CliResult<()> {
     emit(&text)?;
     let mut stats = stats_json("compare", &s, &par.stats);
     stats.insert("max_abs_diff".into(), json!(diff));
+    stats.insert("deviation_p50".into(), json!(p50));
+    stats.insert("deviation_p90".into(), json!(p90));
     stats.insert("sequential_rounds".into(), json!(seq.stats.rounds));
     stats.insert("sequential_nfe".into(), json!(seq.stats.nfe));
     stats.insert("sequential_wall_ms".into(), json!(seq.stats.wall_ms));

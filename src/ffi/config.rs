@@ -147,6 +147,9 @@ pub(crate) struct Plan {
     pub batch: usize,
     pub seed: u64,
     pub sample0: u32,
+    /// True when the config left τ at its default (the rule's): a model that brings its own rule
+    /// (a Diffusion Policy) then uses that rule's default.
+    pub default_tol: bool,
 }
 
 fn or(v: usize, default: usize) -> usize {
@@ -280,5 +283,6 @@ pub(crate) unsafe fn plan(c: &picardiff_sampler_config) -> Result<Plan, FfiError
         batch: or(c.batch, 1),
         seed: c.seed,
         sample0: c.sample0,
+        default_tol: c.tol < 0.0,
     })
 }

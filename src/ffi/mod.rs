@@ -60,13 +60,15 @@ pub use context::{
 };
 pub use device_out::picardiff_sampler_run_device;
 pub use model::{
-    picardiff_model, picardiff_model_dim, picardiff_model_free, picardiff_model_new_callback,
-    picardiff_model_new_mixture_file, picardiff_model_new_mixture_json, picardiff_model_output,
+    picardiff_model, picardiff_model_cond_dim, picardiff_model_dim, picardiff_model_free,
+    picardiff_model_new_callback, picardiff_model_new_file, picardiff_model_new_mixture_file,
+    picardiff_model_new_mixture_json, picardiff_model_output,
 };
 pub use sampler::{
     picardiff_sampler, picardiff_sampler_alpha_sigma, picardiff_sampler_free,
-    picardiff_sampler_new, picardiff_sampler_run, picardiff_sampler_run_with_inputs,
-    picardiff_sampler_shape, picardiff_stats,
+    picardiff_sampler_model_steps, picardiff_sampler_new, picardiff_sampler_run,
+    picardiff_sampler_run_cond, picardiff_sampler_run_with_inputs, picardiff_sampler_shape,
+    picardiff_stats,
 };
 pub use status::{
     picardiff_last_error, picardiff_last_error_len, picardiff_status, picardiff_status_str,

@@ -198,7 +198,8 @@ pub unsafe extern "C" fn picardiff_sampler_run_with_inputs(
 /// of `picardiff_model_cond_dim` values (`cond_len` = batch × cond_dim), row b conditioning sample
 /// b (a Diffusion Policy's global conditioning: the normalised observation features). A policy
 /// runs under its own scheduler (steps, rule, x̂0 clipping from its config.json; the config's
-/// schedule, steps, spacing and rule are not used; its window is clamped to the policy's steps):
+/// schedule, steps, spacing and rule are not used; its window is clamped to the policy's steps and
+/// a default `tol` is the policy rule's):
 /// the noise table then holds `picardiff_sampler_model_steps` steps.
 ///
 /// # Safety
@@ -337,7 +338,8 @@ fn check_mlp_schedule(m: &MlpModel, p: &Plan) -> Result<(), FfiError> {
     Ok(())
 }
 
-/// A policy under its own scheduler, with the sampler's kind (window clamped to its steps).
+/// A policy under its own scheduler, with the sampler's kind (window clamped to its steps; a
+/// default τ is its rule's).
 fn run_policy(
     b: &crate::backend::cpu::CpuBackend,
     m: &DiffusionPolicy,
@@ -348,14 +350,22 @@ fn run_policy(
     let schedule = sched.schedule()?;
     let grid = sched.grid(&schedule)?;
     let mut kind = p.kind.clone();
-    if let SamplerKind::Picard { window, .. } = &mut kind {
-        *window = (*window).min(grid.steps());
+    let rule = sched.rule();
+    match &mut kind {
+        SamplerKind::Picard { window, tol, .. } => {
+            *window = (*window).min(grid.steps());
+            if p.default_tol {
+                *tol = rule.default_tolerance();
+            }
+        }
+        SamplerKind::Blocks { tol, .. } if p.default_tol => *tol = rule.default_tolerance(),
+        _ => {}
     }
     let inputs = RunInputs {
         clip: sched.clip_sample(),
         ..inputs.clone()
     };
-    run(b, m, &grid, sched.rule(), &kind, &inputs)
+    run(b, m, &grid, rule, &kind, &inputs)
 }
 
 /// Runs the sampler on its device with the model.

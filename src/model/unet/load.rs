@@ -115,20 +115,22 @@ impl Features {
         (self.state + self.env_state + self.cameras * self.image_features) * self.n_obs_steps
     }
 
-    /// How a conditioning vector of width `g` is made up, for messages.
+    /// How a conditioning vector of width `g` is made up, for messages: per observation frame
+    /// LeRobot concatenates `[state, image features camera by camera, environment_state]`, and the
+    /// `n_obs_steps` frames oldest first.
     pub fn describe(&self, g: usize) -> String {
         let mut parts = vec![format!("state {}", self.state)];
-        if self.env_state > 0 {
-            parts.push(format!("environment_state {}", self.env_state));
-        }
         if self.cameras > 0 {
             parts.push(format!(
                 "{} camera(s) × {} image features",
                 self.cameras, self.image_features
             ));
         }
+        if self.env_state > 0 {
+            parts.push(format!("environment_state {}", self.env_state));
+        }
         format!(
-            "{g} = ({}) × n_obs_steps {}: the normalised observation features of each frame, concatenated",
+            "{g} = ({}) × n_obs_steps {}: per frame the normalised observation features in that order, frames oldest first",
             parts.join(" + "),
             self.n_obs_steps
         )
@@ -344,14 +346,22 @@ fn architecture(cfg: &Value, action_dim: usize) -> Result<UnetConfig> {
     Ok(c)
 }
 
+/// The prefix of a checkpoint saved from a `torch.compile`d U-Net (LeRobot's `compile_model`).
+const COMPILED_PREFIX: &str = "diffusion.unet._orig_mod.";
+
 /// Reads tensors under the U-Net prefix into canonical layouts.
 struct UnetReader<'a> {
     r: TensorReader<'a>,
+    /// [`PREFIX`], or [`COMPILED_PREFIX`] when the checkpoint has it.
+    prefix: &'static str,
 }
 
 impl UnetReader<'_> {
     fn raw(&mut self, key: &str, shape: &[usize], why: &str) -> Result<Vec<f32>> {
-        Ok(self.r.tensor(&format!("{PREFIX}{key}"), shape, why)?.0)
+        Ok(self
+            .r
+            .tensor(&format!("{}{key}", self.prefix), shape, why)?
+            .0)
     }
 
     fn vector(&mut self, key: &str, n: usize, why: &str) -> Result<HostTensor> {
@@ -663,11 +673,12 @@ impl DiffusionPolicy {
         let scheduler = scheduler(cfg)?;
         let (mut features, action_dim) = features(cfg)?;
         let mut config = architecture(cfg, action_dim)?;
-        let mut r = UnetReader {
-            r: TensorReader::new(bytes)?,
-        };
+        let r = TensorReader::new(bytes)?;
+        let compiled = r.st.names().iter().any(|n| n.starts_with(COMPILED_PREFIX));
+        let prefix = if compiled { COMPILED_PREFIX } else { PREFIX };
+        let mut r = UnetReader { r, prefix };
         // The conditioning width from the first FiLM layer's input, checked against the config.
-        let film_key = format!("{PREFIX}down_modules.0.0.cond_encoder.1.weight");
+        let film_key = format!("{prefix}down_modules.0.0.cond_encoder.1.weight");
         let view = r.r.st.tensor(&film_key).map_err(|_| {
             Error::model(
                 &film_key,
