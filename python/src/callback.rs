@@ -78,9 +78,10 @@ impl<'a> PyCallback<'a> {
         let typed = res.cast::<PyArrayDyn<f32>>().map_err(PyErr::from)?;
         let ro = typed.try_readonly()?;
         match ro.as_slice() {
-            Ok(s) => out.copy_from_slice(s),
-            // Any strides: the logical (row-major) order.
-            Err(_) => out
+            Ok(s) if res.is_c_contiguous() => out.copy_from_slice(s),
+            // Other strides (Fortran order too, for which `as_slice` is column-major): the
+            // logical, row-major order.
+            _ => out
                 .iter_mut()
                 .zip(ro.as_array().iter())
                 .for_each(|(o, v)| *o = *v),
