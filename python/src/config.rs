@@ -87,7 +87,8 @@ pub struct Opts {
     pub set: Vec<(String, Value)>,
 }
 
-/// The network of a run.
+/// The network of a run (one per run: the size difference of the variants does not matter).
+#[allow(clippy::large_enum_variant)]
 pub enum Net<'a> {
     Gmm(GmmModel),
     Mlp(&'a MlpModel),

@@ -16,6 +16,9 @@ use crate::arrays::{self, Inputs, View};
 use crate::config::{self, Loaded, Net, Opts, Problem, Sampler};
 use crate::error::{panic_error, PdError, PdResult};
 
+/// The samples of each run and the stats dict.
+type Outputs<'py> = (Vec<Bound<'py, PyArrayDyn<f32>>>, Bound<'py, PyDict>);
+
 /// Loads a model file or policy directory with the GIL released (a large checkpoint takes a
 /// while); a missing path is a `FileNotFoundError`.
 pub fn load_file(py: Python<'_>, path: &Path) -> PdResult<ModelFile> {
@@ -99,7 +102,7 @@ impl Model {
         noise: Option<&Bound<'py, PyAny>>,
         cond: Option<&Bound<'py, PyAny>>,
         compare: bool,
-    ) -> PyResult<(Vec<Bound<'py, PyArrayDyn<f32>>>, Bound<'py, PyDict>)> {
+    ) -> PyResult<Outputs<'py>> {
         let init_g = arrays::input(init, "init")?;
         let noise_g = arrays::input(noise, "noise")?;
         let cond_g = arrays::input(cond, "cond")?;
