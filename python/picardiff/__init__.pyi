@@ -1,6 +1,7 @@
 """Type stubs of picardiff (the native module ``picardiff._picardiff``)."""
 
 import os
+import pathlib
 from typing import Any, Callable, Literal, Mapping, Optional, Tuple, Union
 
 import numpy as np
@@ -78,7 +79,7 @@ class Model:
     def output(self) -> Literal["epsilon", "score", "sample", "v"]:
         """What the network predicts."""
     @property
-    def path(self) -> Optional[str]:
+    def path(self) -> Optional[pathlib.Path]:
         """The file or directory it was loaded from; None for a callback model."""
     def summary(self) -> str:
         """``picardiff info``'s text."""
