@@ -1,0 +1,679 @@
+//! The `Model` class: a loaded model (mixture, MLP, Diffusion Policy or Python callback) and its
+//! `sample` and `compare` methods.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+
+use numpy::{PyArray1, PyArrayDyn, PyArrayMethods};
+use picardiff::model::{load_model, ModelFile};
+use picardiff::prelude::*;
+use pyo3::exceptions::{PyUserWarning, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+use serde_json::{json, Map, Value};
+
+use crate::arrays::{self, Inputs, View};
+use crate::config::{self, Loaded, Net, Opts, Problem, Sampler};
+use crate::error::{panic_error, PdError, PdResult};
+
+/// The samples of each run and the stats dict.
+type Outputs<'py> = (Vec<Bound<'py, PyArrayDyn<f32>>>, Bound<'py, PyDict>);
+
+/// Loads a model file or policy directory with the GIL released (a large checkpoint takes a
+/// while); a missing path is a `FileNotFoundError`.
+pub fn load_file(py: Python<'_>, path: &Path) -> PdResult<ModelFile> {
+    if !path.exists() {
+        return Err(PdError::NotFound(
+            format!("no such model file or directory: {}", path.display()),
+            path.display().to_string(),
+        ));
+    }
+    py.detach(|| catch_unwind(AssertUnwindSafe(|| load_model(path))))
+        .map_err(panic_error)?
+        .map_err(PdError::from)
+}
+
+/// A model picardiff samples from: `picardiff.load(path)` or `picardiff.callback_model(...)`.
+#[pyclass(frozen, module = "picardiff", name = "Model")]
+pub struct Model {
+    inner: Loaded,
+    path: Option<PathBuf>,
+}
+
+impl Model {
+    pub fn load(py: Python<'_>, path: PathBuf) -> PyResult<Model> {
+        let inner = match load_file(py, &path)? {
+            ModelFile::Mixture(m) => Loaded::Mixture(m),
+            ModelFile::Mlp(m) => Loaded::Mlp(m),
+            ModelFile::Policy(p) => Loaded::Policy {
+                dir: path.clone(),
+                policy: p,
+            },
+        };
+        Ok(Model {
+            inner,
+            path: Some(path),
+        })
+    }
+
+    pub fn callback(
+        func: Bound<'_, PyAny>,
+        dim: usize,
+        output: &str,
+        schedule: &str,
+        train_steps: Option<usize>,
+    ) -> PyResult<Model> {
+        if !func.is_callable() {
+            return Err(PdError::arg("fn", "must be callable: fn(x, t) -> array").into());
+        }
+        if dim == 0 {
+            return Err(PdError::arg("dim", "must be at least 1, got 0").into());
+        }
+        let output = ModelOutput::from_name(output).map_err(PdError::from)?;
+        let train_steps = train_steps.unwrap_or(picardiff::schedule::DEFAULT_TRAIN_STEPS);
+        // Validates the name and the training steps now rather than at the first sample.
+        Schedule::from_name(schedule, train_steps).map_err(PdError::from)?;
+        Ok(Model {
+            inner: Loaded::Callback {
+                func: func.unbind(),
+                dim,
+                output,
+                schedule: schedule.to_string(),
+                train_steps,
+            },
+            path: None,
+        })
+    }
+
+    fn policy(&self) -> Option<&picardiff::model::DiffusionPolicy> {
+        match &self.inner {
+            Loaded::Policy { policy, .. } => Some(policy),
+            _ => None,
+        }
+    }
+
+    /// Validates the arguments and borrows the arrays, then runs `kinds` on the same inputs.
+    #[allow(clippy::too_many_arguments)]
+    fn prepare_and_run<'py>(
+        &self,
+        py: Python<'py>,
+        opts: &Opts,
+        init: Option<&Bound<'py, PyAny>>,
+        noise: Option<&Bound<'py, PyAny>>,
+        cond: Option<&Bound<'py, PyAny>>,
+        compare: bool,
+    ) -> PyResult<Outputs<'py>> {
+        let init_g = arrays::input(init, "init")?;
+        let noise_g = arrays::input(noise, "noise")?;
+        let cond_g = arrays::input(cond, "cond")?;
+        let inputs = Inputs {
+            init: view(&init_g)?,
+            noise: view(&noise_g)?,
+            cond: view(&cond_g)?,
+        };
+        check_device(&opts.device, &self.inner)?;
+        let mut warnings = Vec::new();
+        let problem = config::problem(&self.inner, opts, inputs, &mut warnings)?;
+        let sampler = config::sampler(opts, &problem, &mut warnings)?;
+        for w in &warnings {
+            let msg = std::ffi::CString::new(w.as_str()).unwrap_or_default();
+            PyErr::warn(py, &py.get_type::<PyUserWarning>(), &msg, 2)?;
+        }
+        let kinds: Vec<&SamplerKind> = if compare {
+            vec![&SamplerKind::Sequential, &sampler.kind]
+        } else {
+            vec![&sampler.kind]
+        };
+        let (outs, device) = run_native(py, &opts.device, &problem, &kinds)?;
+        let arrays: Vec<Bound<'py, PyArrayDyn<f32>>> = outs
+            .iter()
+            .map(|o| PyArray1::from_slice(py, &o.samples).reshape(problem.sample_shape.clone()))
+            .collect::<PyResult<_>>()?;
+        let par = outs.last().expect("one run at least");
+        let mut stats = stats_json(
+            if compare { "compare" } else { "sample" },
+            device,
+            &sampler,
+            &problem,
+            &par.stats,
+        );
+        if compare {
+            let seq = &outs[0];
+            stats.extend(compare_stats(&problem, &seq.samples, &par.samples));
+            stats.insert("sequential_rounds".into(), json!(seq.stats.rounds));
+            stats.insert("sequential_nfe".into(), json!(seq.stats.nfe));
+            stats.insert("sequential_wall_ms".into(), json!(seq.stats.wall_ms));
+            stats.insert("sequential_host_syncs".into(), json!(seq.stats.host_syncs));
+        }
+        let dict = to_py(py, &Value::Object(stats))?.cast_into::<PyDict>()?;
+        Ok((arrays, dict))
+    }
+}
+
+/// The view of an optional checked array.
+fn view<'a>(g: &'a Option<numpy::PyReadonlyArrayDyn<'_, f32>>) -> PdResult<Option<View<'a>>> {
+    g.as_ref().map(View::of).transpose()
+}
+
+/// Refuses an unknown device name, and CUDA for a callback model, before anything runs.
+fn check_device(name: &str, model: &Loaded) -> PdResult<()> {
+    match name {
+        "cpu" | "auto" => Ok(()),
+        "cuda" if matches!(model, Loaded::Callback { .. }) => Err(PdError::arg(
+            "device",
+            "a callback model runs on the CPU only (device='cpu')",
+        )),
+        "cuda" => Ok(()),
+        o => Err(PdError::arg(
+            "device",
+            format!("unknown device `{o}` (expected cpu, cuda or auto)"),
+        )),
+    }
+}
+
+/// Runs `kinds` on `problem` on the device `name`, with the GIL released and panics caught; a
+/// callback's exception is raised as it is.
+fn run_native(
+    py: Python<'_>,
+    name: &str,
+    problem: &Problem<'_>,
+    kinds: &[&SamplerKind],
+) -> PyResult<(Vec<RunOutput>, &'static str)> {
+    let res =
+        py.detach(|| catch_unwind(AssertUnwindSafe(|| device::run_all(name, problem, kinds))));
+    match res {
+        Err(payload) => Err(panic_error(payload).into()),
+        Ok(Ok(out)) => Ok(out),
+        Ok(Err(e)) => {
+            if let Net::Callback(cb) = &problem.net {
+                if let Some(err) = cb.take_error() {
+                    return Err(err);
+                }
+            }
+            Err(e.into())
+        }
+    }
+}
+
+/// Backend selection (the CLI's `device.rs`): `cpu`, `cuda` (a build with the `cuda` feature) or
+/// `auto` (CUDA when built with it and a GPU opens, else the CPU).
+mod device {
+    use super::*;
+
+    #[cfg(not(feature = "cuda"))]
+    const NO_CUDA: &str = "built without CUDA support: reinstall with \
+        MATURIN_PEP517_ARGS=\"--features cuda\" pip install ./python";
+
+    /// Runs each of `kinds` in turn on one opened backend; the backend's name.
+    pub fn run_all(
+        name: &str,
+        problem: &Problem<'_>,
+        kinds: &[&SamplerKind],
+    ) -> PdResult<(Vec<RunOutput>, &'static str)> {
+        if matches!(problem.net, Net::Callback(_)) {
+            // A Python function gets host arrays: the CPU backend whatever `auto` would pick.
+            return cpu(problem, kinds);
+        }
+        match name {
+            "cpu" => cpu(problem, kinds),
+            #[cfg(feature = "cuda")]
+            "cuda" | "auto" => match picardiff::backend::cuda::CudaBackend::new(0) {
+                Ok(b) => Ok((
+                    kinds
+                        .iter()
+                        .map(|k| run_on(&b, problem, k))
+                        .collect::<PdResult<_>>()?,
+                    "cuda",
+                )),
+                Err(_) if name == "auto" => cpu(problem, kinds),
+                Err(e) => Err(PdError::Picard(format!("cannot open CUDA device 0: {e}"))),
+            },
+            #[cfg(not(feature = "cuda"))]
+            "auto" => cpu(problem, kinds),
+            #[cfg(not(feature = "cuda"))]
+            "cuda" => Err(PdError::Picard(format!("device: {NO_CUDA}"))),
+            o => Err(PdError::arg("device", format!("unknown device `{o}`"))),
+        }
+    }
+
+    fn cpu(
+        problem: &Problem<'_>,
+        kinds: &[&SamplerKind],
+    ) -> PdResult<(Vec<RunOutput>, &'static str)> {
+        let outs = kinds
+            .iter()
+            .map(|k| run_on_cpu(problem, k))
+            .collect::<PdResult<_>>()?;
+        Ok((outs, "cpu"))
+    }
+
+    fn run_on_cpu(p: &Problem<'_>, kind: &SamplerKind) -> PdResult<RunOutput> {
+        let (g, inputs, be) = (&p.grid, p.inputs(), &CpuBackend);
+        Ok(match &p.net {
+            Net::Gmm(m) => run(be, m, g, p.rule, kind, &inputs),
+            Net::Mlp(m) => run(be, *m, g, p.rule, kind, &inputs),
+            Net::Policy(m) => run(be, m.as_ref(), g, p.rule, kind, &inputs),
+            Net::Callback(m) => run(be, m, g, p.rule, kind, &inputs),
+        }?)
+    }
+
+    #[cfg(feature = "cuda")]
+    fn run_on(
+        be: &picardiff::backend::cuda::CudaBackend,
+        p: &Problem<'_>,
+        kind: &SamplerKind,
+    ) -> PdResult<RunOutput> {
+        let (g, inputs) = (&p.grid, p.inputs());
+        Ok(match &p.net {
+            Net::Gmm(m) => run(be, m, g, p.rule, kind, &inputs),
+            Net::Mlp(m) => run(be, *m, g, p.rule, kind, &inputs),
+            Net::Policy(_) => Err(picardiff::Error::device(
+                "run",
+                "Diffusion Policy models run on the CPU backend only for now (their CUDA ops \
+                 are not implemented): use device='cpu'",
+            )),
+            Net::Callback(_) => Err(picardiff::Error::device(
+                "run",
+                "a callback model runs on the CPU",
+            )),
+        }?)
+    }
+}
+
+/// The stats of one run (the CLI's stats JSON: the problem, the sampler's settings, the counters).
+fn stats_json(
+    command: &str,
+    device: &str,
+    sampler: &Sampler,
+    problem: &Problem<'_>,
+    stats: &RunStats,
+) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("command".into(), json!(command));
+    m.insert("device".into(), json!(device));
+    m.extend(sampler.info.clone());
+    m.extend(problem.info.clone());
+    m.insert("rounds".into(), json!(stats.rounds));
+    m.insert("nfe".into(), json!(stats.nfe));
+    m.insert("wall_ms".into(), json!(stats.wall_ms));
+    m.insert("host_syncs".into(), json!(stats.host_syncs));
+    m
+}
+
+/// `max_abs_diff` (the CLI's) and the per-sample deviations `max_i |par_i − seq_i|` of each
+/// sample: their 50th and 90th percentiles (numpy's default linear interpolation) and maximum.
+fn compare_stats(problem: &Problem<'_>, seq: &[f32], par: &[f32]) -> Map<String, Value> {
+    let dim = problem.dim().max(1);
+    let max_abs_diff = par
+        .iter()
+        .zip(seq)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
+    let mut dev: Vec<f64> = par
+        .chunks(dim)
+        .zip(seq.chunks(dim))
+        .map(|(a, b)| {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs() as f64)
+                .fold(0.0, f64::max)
+        })
+        .collect();
+    dev.sort_by(f64::total_cmp);
+    let pct = |q: f64| -> f64 {
+        if dev.is_empty() {
+            return 0.0;
+        }
+        let pos = q * (dev.len() - 1) as f64;
+        let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+        dev[lo] + (dev[hi] - dev[lo]) * (pos - lo as f64)
+    };
+    let mut m = Map::new();
+    m.insert("max_abs_diff".into(), json!(max_abs_diff));
+    m.insert("deviation_p50".into(), json!(pct(0.5)));
+    m.insert("deviation_p90".into(), json!(pct(0.9)));
+    m.insert(
+        "deviation_max".into(),
+        json!(dev.last().copied().unwrap_or(0.0)),
+    );
+    m
+}
+
+/// A JSON value as the Python object `json.loads` would give.
+fn to_py<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match v {
+        Value::Null => py.None().into_bound(py),
+        Value::Bool(b) => b.into_pyobject(py)?.to_owned().into_any(),
+        Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => u.into_pyobject(py)?.into_any(),
+            (None, Some(i)) => i.into_pyobject(py)?.into_any(),
+            _ => n.as_f64().unwrap_or(f64::NAN).into_pyobject(py)?.into_any(),
+        },
+        Value::String(s) => s.into_pyobject(py)?.into_any(),
+        Value::Array(a) => {
+            let items = a
+                .iter()
+                .map(|x| to_py(py, x))
+                .collect::<PyResult<Vec<_>>>()?;
+            PyList::new(py, items)?.into_any()
+        }
+        Value::Object(o) => {
+            let d = PyDict::new(py);
+            for (k, x) in o {
+                d.set_item(k, to_py(py, x)?)?;
+            }
+            d.into_any()
+        }
+    })
+}
+
+#[pymethods]
+impl Model {
+    /// Elements per sample (a policy's horizon × action_dim).
+    #[getter]
+    fn dim(&self) -> usize {
+        match &self.inner {
+            Loaded::Mixture(m) => m.dim,
+            Loaded::Mlp(m) => m.config().dim,
+            Loaded::Policy { policy, .. } => policy.config.horizon * policy.config.action_dim,
+            Loaded::Callback { dim, .. } => *dim,
+        }
+    }
+
+    /// "mixture", "mlp", "policy" or "callback".
+    #[getter]
+    fn kind(&self) -> &'static str {
+        match &self.inner {
+            Loaded::Mixture(_) => "mixture",
+            Loaded::Mlp(_) => "mlp",
+            Loaded::Policy { .. } => "policy",
+            Loaded::Callback { .. } => "callback",
+        }
+    }
+
+    /// Width of the per-sample conditioning `cond` (a policy's global_cond_dim; 0: none).
+    #[getter]
+    fn cond_dim(&self) -> usize {
+        self.policy().map_or(0, |p| p.config.global_cond_dim)
+    }
+
+    /// A policy's action horizon T (None for other models).
+    #[getter]
+    fn horizon(&self) -> Option<usize> {
+        self.policy().map(|p| p.config.horizon)
+    }
+
+    /// A policy's action dimension A (None for other models).
+    #[getter]
+    fn action_dim(&self) -> Option<usize> {
+        self.policy().map(|p| p.config.action_dim)
+    }
+
+    /// The schedule the model names (an MLP's or a callback's; a policy's as picardiff names it);
+    /// None for a mixture, which takes `schedule=` in `sample`.
+    #[getter]
+    fn schedule(&self) -> Option<String> {
+        match &self.inner {
+            Loaded::Mixture(_) => None,
+            Loaded::Mlp(m) => Some(m.config().schedule.clone()),
+            Loaded::Policy { policy, .. } => policy
+                .scheduler
+                .schedule()
+                .ok()
+                .map(|s| s.name().to_string()),
+            Loaded::Callback { schedule, .. } => Some(schedule.clone()),
+        }
+    }
+
+    /// What the model predicts: "epsilon", "score", "sample" or "v".
+    #[getter]
+    fn output(&self) -> &'static str {
+        let out = match &self.inner {
+            // GmmModel predicts ε exactly.
+            Loaded::Mixture(_) => ModelOutput::Epsilon,
+            Loaded::Mlp(m) => m.config().prediction,
+            Loaded::Policy { policy, .. } => policy.scheduler.prediction,
+            Loaded::Callback { output, .. } => *output,
+        };
+        match out {
+            ModelOutput::Epsilon => "epsilon",
+            ModelOutput::Score => "score",
+            ModelOutput::Sample => "sample",
+            ModelOutput::V => "v",
+        }
+    }
+
+    /// The file or directory the model was loaded from (None for a callback model).
+    #[getter]
+    fn path(&self) -> Option<PathBuf> {
+        self.path.clone()
+    }
+
+    /// `picardiff info`'s text (callback models: one line).
+    fn summary(&self) -> String {
+        match &self.inner {
+            Loaded::Mixture(m) => ModelFile::Mixture(m.clone()).summary(),
+            Loaded::Mlp(m) => m.summary(),
+            Loaded::Policy { policy, .. } => policy.summary(),
+            Loaded::Callback {
+                dim,
+                schedule,
+                train_steps,
+                ..
+            } => format!(
+                "Python callback model: dim {dim}, output {}, schedule {schedule} ({train_steps} train steps)",
+                self.output()
+            ),
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        match &self.path {
+            Some(p) => format!(
+                "picardiff.Model(kind={:?}, dim={}, path={:?})",
+                self.kind(),
+                self.dim(),
+                p.display().to_string()
+            ),
+            None => format!(
+                "picardiff.Model(kind={:?}, dim={})",
+                self.kind(),
+                self.dim()
+            ),
+        }
+    }
+
+    /// Runs one sampler; returns `(samples, stats)`. See the type stubs for the arguments.
+    #[pyo3(signature = (*, sampler = "picard", steps = None, rule = None, eta = None,
+        schedule = None, train_steps = None, spacing = None, horizon = None, t_end = None,
+        grid = None, kappa = None, tol = None, window = None, picard_form = None,
+        max_iters = None, block_len = None, iters = None, corrector = false,
+        corrector_gamma = None, corrector_time = None, corrector_steps = None,
+        corrector_iters = None, batch = None, seed = 0, device = "cpu", init = None,
+        noise = None, cond = None, set = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn sample<'py>(
+        &self,
+        py: Python<'py>,
+        sampler: &str,
+        steps: Option<usize>,
+        rule: Option<String>,
+        eta: Option<f64>,
+        schedule: Option<String>,
+        train_steps: Option<usize>,
+        spacing: Option<String>,
+        horizon: Option<f64>,
+        t_end: Option<f64>,
+        grid: Option<String>,
+        kappa: Option<f64>,
+        tol: Option<f64>,
+        window: Option<usize>,
+        picard_form: Option<String>,
+        max_iters: Option<usize>,
+        block_len: Option<f64>,
+        iters: Option<usize>,
+        corrector: bool,
+        corrector_gamma: Option<f64>,
+        corrector_time: Option<f64>,
+        corrector_steps: Option<usize>,
+        corrector_iters: Option<usize>,
+        batch: Option<usize>,
+        seed: u64,
+        device: &str,
+        init: Option<Bound<'py, PyAny>>,
+        noise: Option<Bound<'py, PyAny>>,
+        cond: Option<Bound<'py, PyAny>>,
+        set: Option<Bound<'py, PyDict>>,
+    ) -> PyResult<(Bound<'py, PyArrayDyn<f32>>, Bound<'py, PyDict>)> {
+        let opts = Opts {
+            sampler: sampler.to_string(),
+            steps,
+            rule,
+            eta,
+            schedule,
+            train_steps,
+            spacing,
+            horizon,
+            t_end,
+            grid,
+            kappa,
+            tol,
+            window,
+            picard_form,
+            max_iters,
+            block_len,
+            iters,
+            corrector,
+            corrector_gamma,
+            corrector_time,
+            corrector_steps,
+            corrector_iters,
+            batch,
+            seed,
+            device: device.to_string(),
+            set: overrides(py, set)?,
+        };
+        let (mut arrays, stats) = self.prepare_and_run(
+            py,
+            &opts,
+            init.as_ref(),
+            noise.as_ref(),
+            cond.as_ref(),
+            false,
+        )?;
+        Ok((arrays.remove(0), stats))
+    }
+
+    /// Runs the sequential sampler and `sampler` (picard or blocks) on the same noise; returns
+    /// `(samples, sequential_samples, stats)`.
+    #[pyo3(signature = (*, sampler = "picard", steps = None, rule = None, eta = None,
+        schedule = None, train_steps = None, spacing = None, horizon = None, t_end = None,
+        grid = None, kappa = None, tol = None, window = None, picard_form = None,
+        max_iters = None, block_len = None, iters = None, corrector = false,
+        corrector_gamma = None, corrector_time = None, corrector_steps = None,
+        corrector_iters = None, batch = None, seed = 0, device = "cpu", init = None,
+        noise = None, cond = None, set = None))]
+    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::type_complexity)]
+    fn compare<'py>(
+        &self,
+        py: Python<'py>,
+        sampler: &str,
+        steps: Option<usize>,
+        rule: Option<String>,
+        eta: Option<f64>,
+        schedule: Option<String>,
+        train_steps: Option<usize>,
+        spacing: Option<String>,
+        horizon: Option<f64>,
+        t_end: Option<f64>,
+        grid: Option<String>,
+        kappa: Option<f64>,
+        tol: Option<f64>,
+        window: Option<usize>,
+        picard_form: Option<String>,
+        max_iters: Option<usize>,
+        block_len: Option<f64>,
+        iters: Option<usize>,
+        corrector: bool,
+        corrector_gamma: Option<f64>,
+        corrector_time: Option<f64>,
+        corrector_steps: Option<usize>,
+        corrector_iters: Option<usize>,
+        batch: Option<usize>,
+        seed: u64,
+        device: &str,
+        init: Option<Bound<'py, PyAny>>,
+        noise: Option<Bound<'py, PyAny>>,
+        cond: Option<Bound<'py, PyAny>>,
+        set: Option<Bound<'py, PyDict>>,
+    ) -> PyResult<(
+        Bound<'py, PyArrayDyn<f32>>,
+        Bound<'py, PyArrayDyn<f32>>,
+        Bound<'py, PyDict>,
+    )> {
+        if sampler == "sequential" {
+            return Err(PyValueError::new_err(
+                "sampler: compare runs the sequential sampler against picard or blocks; choose one of those",
+            ));
+        }
+        let opts = Opts {
+            sampler: sampler.to_string(),
+            steps,
+            rule,
+            eta,
+            schedule,
+            train_steps,
+            spacing,
+            horizon,
+            t_end,
+            grid,
+            kappa,
+            tol,
+            window,
+            picard_form,
+            max_iters,
+            block_len,
+            iters,
+            corrector,
+            corrector_gamma,
+            corrector_time,
+            corrector_steps,
+            corrector_iters,
+            batch,
+            seed,
+            device: device.to_string(),
+            set: overrides(py, set)?,
+        };
+        let (mut arrays, stats) = self.prepare_and_run(
+            py,
+            &opts,
+            init.as_ref(),
+            noise.as_ref(),
+            cond.as_ref(),
+            true,
+        )?;
+        let par = arrays.pop().expect("two runs");
+        let seq = arrays.pop().expect("two runs");
+        Ok((par, seq, stats))
+    }
+}
+
+/// `set={"key": value}` as (key, JSON value) pairs, values through Python's `json.dumps`.
+fn overrides(py: Python<'_>, set: Option<Bound<'_, PyDict>>) -> PyResult<Vec<(String, Value)>> {
+    let Some(set) = set else {
+        return Ok(Vec::new());
+    };
+    let dumps = py.import("json")?.getattr("dumps")?;
+    let mut out = Vec::new();
+    for (k, v) in set.iter() {
+        let key: String = k
+            .extract()
+            .map_err(|_| PdError::arg("set", "keys must be strings (config.json field names)"))?;
+        let text: String = dumps.call1((&v,))?.extract()?;
+        let value: Value = serde_json::from_str(&text)
+            .map_err(|e| PdError::arg("set", format!("`{key}`: {e}")))?;
+        out.push((key, value));
+    }
+    Ok(out)
+}
