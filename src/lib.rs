@@ -24,6 +24,7 @@
 //! ```
 
 pub mod backend;
+pub mod defaults;
 pub mod error;
 pub mod ffi;
 pub mod files;

@@ -19,18 +19,13 @@ use crate::arrays::{expect_shape, shape_str, Inputs};
 use crate::callback::PyCallback;
 use crate::error::{PdError, PdResult};
 
-/// `window` when not given (at most the steps): the CLI's `DEFAULT_WINDOW`.
-pub const DEFAULT_WINDOW: usize = 256;
-/// Default early-stopping time η of the continuous schedules (the CLI's `DEFAULT_T_END`).
-const DEFAULT_T_END: f64 = 1e-3;
-/// Default step scale κ of the paper grid (the CLI's `DEFAULT_KAPPA`).
-const DEFAULT_KAPPA: f64 = 0.05;
-/// Default Picard iterations per block (the CLI's `DEFAULT_BLOCK_ITERS`).
-const DEFAULT_BLOCK_ITERS: usize = 8;
-/// Default block length of continuous schedules, in their time.
-const DEFAULT_BLOCK_LEN_CONTINUOUS: f64 = 1.0;
-/// Default block length of discrete schedules, in timesteps.
-const DEFAULT_BLOCK_LEN_DISCRETE: f64 = 100.0;
+// The defaults shared with the CLI and the C ABI: defined once, in the library.
+pub use picardiff::defaults::WINDOW as DEFAULT_WINDOW;
+use picardiff::defaults::{
+    BLOCK_LEN_CONTINUOUS as DEFAULT_BLOCK_LEN_CONTINUOUS,
+    BLOCK_LEN_DISCRETE as DEFAULT_BLOCK_LEN_DISCRETE, KAPPA as DEFAULT_KAPPA,
+    T_END as DEFAULT_T_END,
+};
 /// The CLI's limit on `steps` and `train_steps`.
 const MAX_STEPS: usize = 10_000_000;
 
@@ -780,8 +775,10 @@ pub fn sampler(a: &Opts, p: &Problem<'_>, warn: &mut Warnings) -> PdResult<Sampl
             } else {
                 DEFAULT_BLOCK_LEN_CONTINUOUS
             });
-            let iters = a.iters.unwrap_or(DEFAULT_BLOCK_ITERS);
             let ends = block_ends(&p.grid, block_len)?;
+            let iters = a
+                .iters
+                .unwrap_or_else(|| picardiff::defaults::block_iters(&ends));
             let blocks = ends.len();
             let plan = WindowPlan::blocks(steps, ends, iters, tol, form)?;
             let corrector = corrector(a, warn)?;

@@ -16,23 +16,16 @@ use serde_json::{json, Map, Value};
 use super::npy::{self, Array};
 use super::{warn, CliError, CliResult, RunArgs};
 
-/// `--window` when not given (at most the steps). On 1000-step grids it takes as many rounds as a
-/// window over all steps with a quarter of the model rows: DDPM τ = 0.1 on the H = 1024 MLP, 37 and
-/// 37 (`docs/perf/2026-11-26-h200-run8/`); on the 64-D mixture (`picardiff compare --window`) DDPM
-/// τ = 0.1 37 and 37, DDIM τ = 1e-3 26 and 27.
-const DEFAULT_WINDOW: usize = 256;
+use picardiff::defaults::WINDOW as DEFAULT_WINDOW;
+pub use picardiff::defaults::{KAPPA as DEFAULT_KAPPA, T_END as DEFAULT_T_END};
 
-/// Default early-stopping time η of the continuous schedules.
-pub const DEFAULT_T_END: f64 = 1e-3;
-/// Default step scale κ of the paper grid.
-pub const DEFAULT_KAPPA: f64 = 0.05;
 /// The demo's and bench's Picard iterations per block (run as the paper's fixed K, τ = 0); the
 /// CLI's `--iters` defaults to the longest block's length, which always suffices.
 pub const DEFAULT_BLOCK_ITERS: usize = 8;
-/// Default block length of continuous schedules (in their time).
-pub const DEFAULT_BLOCK_LEN_CONTINUOUS: f64 = 1.0;
-/// Default block length of discrete schedules (in timesteps).
-pub const DEFAULT_BLOCK_LEN_DISCRETE: f64 = 100.0;
+pub use picardiff::defaults::{
+    BLOCK_LEN_CONTINUOUS as DEFAULT_BLOCK_LEN_CONTINUOUS,
+    BLOCK_LEN_DISCRETE as DEFAULT_BLOCK_LEN_DISCRETE,
+};
 
 /// The model a run samples: the exact mixture or a trained MLP.
 pub enum CliModel {

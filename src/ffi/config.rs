@@ -11,14 +11,11 @@ use crate::schedule::{
     Grid, ModelOutput, Schedule, Spacing, StepRule, StepTable, DEFAULT_TRAIN_STEPS,
 };
 
-/// Default early-stopping time of the continuous schedules (the CLI's `--t-end` default).
-const DEFAULT_T_END: f64 = 1e-3;
-/// Default step scale κ of the paper grid (the CLI's `--kappa` default).
-const DEFAULT_KAPPA: f64 = 0.05;
-/// Default block length of the continuous schedules, in their time (the CLI's default).
-const DEFAULT_BLOCK_LEN_CONTINUOUS: f64 = 1.0;
-/// Default block length of the discrete schedules, in timesteps (the CLI's default).
-const DEFAULT_BLOCK_LEN_DISCRETE: f64 = 100.0;
+use crate::defaults::{
+    BLOCK_LEN_CONTINUOUS as DEFAULT_BLOCK_LEN_CONTINUOUS,
+    BLOCK_LEN_DISCRETE as DEFAULT_BLOCK_LEN_DISCRETE, KAPPA as DEFAULT_KAPPA,
+    T_END as DEFAULT_T_END,
+};
 /// Default steps (the CLI has none; 100 is a common DDPM/DDIM inference length).
 const DEFAULT_STEPS: usize = 100;
 
