@@ -66,9 +66,11 @@ fn thousands_of_runs_keep_memory_flat() {
             picardiff_context_new(picardiff_device::PICARDIFF_DEVICE_CPU as u32, 0, &mut ctx),
             PICARDIFF_OK
         );
-        let mut cfg = picardiff_sampler_config::default();
-        cfg.batch = 2;
-        cfg.seed = 3;
+        let cfg = picardiff_sampler_config {
+            batch: 2,
+            seed: 3,
+            ..Default::default()
+        };
         let mut sampler = null_mut();
         assert_eq!(picardiff_sampler_new(ctx, &cfg, &mut sampler), PICARDIFF_OK);
 

@@ -600,7 +600,7 @@ fn npy_headers_are_checked_before_the_data_is_read() {
     // A header declaring 10^12 values over a 16-value file (a version 1.0 header by hand).
     let mut dict =
         "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000, 1000000), }".to_string();
-    while (10 + dict.len() + 1) % 64 != 0 {
+    while !(10 + dict.len() + 1).is_multiple_of(64) {
         dict.push(' ');
     }
     dict.push('\n');

@@ -297,7 +297,11 @@ impl Ops for CpuBackend {
         x: Output<'_, Vec<f32>>,
     ) -> Result<()> {
         let ch = gn.ch;
-        if gn.groups == 0 || ch % gn.groups != 0 || gn.gamma.len() != ch || gn.beta.len() != ch {
+        if gn.groups == 0
+            || !ch.is_multiple_of(gn.groups)
+            || gn.gamma.len() != ch
+            || gn.beta.len() != ch
+        {
             return Err(Error::shape(
                 "group_norm",
                 format!("{} groups do not divide {ch} channels", gn.groups),
@@ -402,7 +406,7 @@ impl Ops for CpuBackend {
         out: Output<'_, Vec<f32>>,
     ) -> Result<()> {
         let half = dim / 2;
-        if half < 2 || dim % 2 != 0 {
+        if half < 2 || !dim.is_multiple_of(2) {
             return Err(Error::shape(
                 "sinusoidal",
                 format!("the embedding width must be even and at least 4, got {dim}"),

@@ -314,7 +314,7 @@ fn architecture(cfg: &Value, action_dim: usize) -> Result<UnetConfig> {
         global_cond_dim: 0,
         down_dims,
     };
-    if c.kernel_size % 2 == 0 {
+    if c.kernel_size.is_multiple_of(2) {
         return Err(cfg_err(
             "kernel_size",
             format!(
@@ -323,11 +323,11 @@ fn architecture(cfg: &Value, action_dim: usize) -> Result<UnetConfig> {
             ),
         ));
     }
-    if c.step_embed_dim % 2 != 0 {
+    if !c.step_embed_dim.is_multiple_of(2) {
         return Err(cfg_err("diffusion_step_embed_dim", "must be even"));
     }
     let levels = c.down_dims.len();
-    if c.horizon % (1 << (levels - 1)) != 0 {
+    if !c.horizon.is_multiple_of(1 << (levels - 1)) {
         return Err(cfg_err(
             "horizon",
             format!(
@@ -560,7 +560,7 @@ fn read_weights(r: &mut UnetReader<'_>, c: &UnetConfig) -> Result<UnetWeights<Ho
         });
     }
     // Upstream builds the final conv block with GroupNorm's default 8 groups, whatever n_groups is.
-    if d[0] % FINAL_GROUPS != 0 {
+    if !d[0].is_multiple_of(FINAL_GROUPS) {
         return Err(cfg_err("down_dims", format!("the first level's {} channels are not divisible by the final block's {FINAL_GROUPS} GroupNorm groups (LeRobot cannot build this U-Net either)", d[0])));
     }
     let final_block = r.conv_block_groups(
