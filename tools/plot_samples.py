@@ -32,7 +32,8 @@ def moons(n, rng, noise=0.05):
 
 def main():
     folder = sys.argv[1] if len(sys.argv) > 1 else "target/sample_mlp"
-    out = sys.argv[2] if len(sys.argv) > 2 else "docs/img/moons2d_samples.png"
+    # The tracked image changes only when asked for by name.
+    out = sys.argv[2] if len(sys.argv) > 2 else "/tmp/moons2d_samples.png"
     seq = np.load(os.path.join(folder, "sequential.npy"))
     par = np.load(os.path.join(folder, "picard.npy"))
     with open(os.path.join(folder, "stats.json")) as f:

@@ -67,7 +67,8 @@ impl Device {
     /// The device `auto` picks and why.
     #[cfg(not(feature = "cuda"))]
     fn open_auto() -> (Device, String) {
-        (Device::Cpu(CpuBackend), format!("; {NO_CUDA}"))
+        // Not a problem to report: a CPU-only build simply has no other device.
+        (Device::Cpu(CpuBackend), "; this build has no CUDA backend".to_string())
     }
 
     /// The backend's name (`cpu`, `cuda`).
