@@ -136,7 +136,7 @@ pub fn check_device_ptr(
             "{len} floats at {ptr:#x} run past the end of the address space"
         )));
     }
-    if ptr % size_of::<f32>() as u64 != 0 {
+    if !ptr.is_multiple_of(size_of::<f32>() as u64) {
         return Err(ExternalPtrError::Invalid(format!(
             "the device pointer {ptr:#x} is not aligned to 4 bytes (a float)"
         )));
