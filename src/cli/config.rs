@@ -285,7 +285,9 @@ pub fn problem(a: &RunArgs) -> CliResult<Problem> {
             (a.spacing.is_some(), "--spacing"),
         ] {
             if given {
-                warn(&format!("{opt} does not apply to the flow schedule; ignored"));
+                warn(&format!(
+                    "{opt} does not apply to the flow schedule; ignored"
+                ));
             }
         }
         let steps = a
@@ -297,11 +299,9 @@ pub fn problem(a: &RunArgs) -> CliResult<Problem> {
         match grid_name {
             "diffusers" => {
                 let shift = match (a.shift, a.mu) {
-                    (Some(_), Some(_)) => {
-                        return Err(CliError::new(
-                            "--shift and --mu exclude each other (--mu is diffusers' dynamic shifting)",
-                        ))
-                    }
+                    (Some(_), Some(_)) => return Err(CliError::new(
+                        "--shift and --mu exclude each other (--mu is diffusers' dynamic shifting)",
+                    )),
                     (_, Some(mu)) => {
                         info.insert("mu".into(), json!(mu));
                         FlowShift::Dynamic { mu }
@@ -324,11 +324,9 @@ pub fn problem(a: &RunArgs) -> CliResult<Problem> {
                 }
                 Grid::flow_uniform(&schedule, steps)?
             }
-            o => {
-                return Err(CliError::new(format!(
-                    "--grid: unknown grid `{o}` for the flow schedule (expected diffusers or uniform)"
-                )))
-            }
+            o => return Err(CliError::new(format!(
+                "--grid: unknown grid `{o}` for the flow schedule (expected diffusers or uniform)"
+            ))),
         }
     } else if discrete {
         for (given, opt) in flow_only {
@@ -576,11 +574,13 @@ pub fn sampler(a: &RunArgs, p: &Problem) -> CliResult<Sampler> {
                 (a.window.is_some(), "--window"),
                 (a.max_iters.is_some(), "--max-iters"),
             ]);
-            let block_len = a.block_len.unwrap_or(if p.schedule.is_discrete() || p.schedule.is_flow() {
-                DEFAULT_BLOCK_LEN_DISCRETE
-            } else {
-                DEFAULT_BLOCK_LEN_CONTINUOUS
-            });
+            let block_len =
+                a.block_len
+                    .unwrap_or(if p.schedule.is_discrete() || p.schedule.is_flow() {
+                        DEFAULT_BLOCK_LEN_DISCRETE
+                    } else {
+                        DEFAULT_BLOCK_LEN_CONTINUOUS
+                    });
             let ends = block_ends(&p.grid, block_len)?;
             let iters = a.iters.unwrap_or_else(|| sufficient_block_iters(&ends));
             let blocks = ends.len();

@@ -245,9 +245,7 @@ impl Grid {
             ));
         }
         check_flow_steps(steps)?;
-        let sigmas: Vec<f64> = (0..=steps)
-            .map(|k| 1.0 - k as f64 / steps as f64)
-            .collect();
+        let sigmas: Vec<f64> = (0..=steps).map(|k| 1.0 - k as f64 / steps as f64).collect();
         Self::from_flow_sigmas(schedule, &sigmas)
     }
 

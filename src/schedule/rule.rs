@@ -199,8 +199,10 @@ impl StepTable {
         }
         let flow = grid.process == Process::Flow;
         match (flow, rule) {
-            (true, StepRule::Euler) | (false, StepRule::Ddim { .. })
-            | (false, StepRule::ExpSde) | (false, StepRule::ExpOde) => {}
+            (true, StepRule::Euler)
+            | (false, StepRule::Ddim { .. })
+            | (false, StepRule::ExpSde)
+            | (false, StepRule::ExpOde) => {}
             (true, r) => {
                 return Err(Error::config(
                     "rule",

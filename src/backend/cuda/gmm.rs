@@ -163,8 +163,12 @@ impl ScoreModel<CudaBackend> for GmmModel {
             sched: ffi::GmmSchedule {
                 kind: ws.sched.0 as i32,
                 n_train: c_int(ws.sched.1, "train-steps")?,
-                alphas_cumprod: be.ptr(&ws.alphas_cumprod, ws.alphas_cumprod.len(), OP, "alphas_cumprod")?
-                    as *const f64,
+                alphas_cumprod: be.ptr(
+                    &ws.alphas_cumprod,
+                    ws.alphas_cumprod.len(),
+                    OP,
+                    "alphas_cumprod",
+                )? as *const f64,
                 beta_min: ws.sched.2,
                 beta_max: ws.sched.3,
             },
