@@ -324,9 +324,11 @@ pub fn problem(a: &RunArgs) -> CliResult<Problem> {
                 }
                 Grid::flow_uniform(&schedule, steps)?
             }
-            o => return Err(CliError::new(format!(
+            o => {
+                return Err(CliError::new(format!(
                 "--grid: unknown grid `{o}` for the flow schedule (expected diffusers or uniform)"
-            ))),
+            )))
+            }
         }
     } else if discrete {
         for (given, opt) in flow_only {
