@@ -146,7 +146,8 @@ impl Grid {
         let Schedule::Flow { train_steps } = schedule else {
             unreachable!("checked by the callers")
         };
-        if sigmas.windows(2).any(|w| !(w[0] > w[1])) || sigmas.iter().any(|s| !s.is_finite()) {
+        // Finite first, so that `<=` sees no NaN.
+        if sigmas.iter().any(|s| !s.is_finite()) || sigmas.windows(2).any(|w| w[0] <= w[1]) {
             return Err(Error::config(
                 "steps",
                 format!(

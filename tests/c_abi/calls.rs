@@ -629,7 +629,7 @@ fn flow_schedule_runs_euler_with_the_shift_field() {
     let model = GmmModel::new(Mixture::from_json(MIXTURE_JSON).unwrap(), s.clone());
     let want = run(&CpuBackend, &model, &grid, rule, &kind, &inputs).unwrap();
     assert_eq!(out, want.samples);
-    assert_eq!(stats.rounds as usize, want.stats.rounds);
+    assert_eq!(stats.rounds, want.stats.rounds);
     // The shift is the grid's: shift 0 is the default 1, and differs from shift 3.
     let c1 = picardiff_sampler_config { shift: 0.0, ..c };
     assert_ne!(run_ffi(&handles(mixture_model(), &c1), 8).unwrap().0, out);
