@@ -65,8 +65,10 @@ typedef enum picardiff_model_output {
   PICARDIFF_OUTPUT_SCORE = 1,
   // The clean sample x̂0.
   PICARDIFF_OUTPUT_SAMPLE = 2,
-  // v = α_t ε − σ_t x0.
+  // v = α_t ε − σ_t x0 (VP schedules).
   PICARDIFF_OUTPUT_V = 3,
+  // The rectified-flow velocity ε − x0 (the "flow" schedule).
+  PICARDIFF_OUTPUT_VELOCITY = 4,
 } picardiff_model_output;
 
 // A compute device. Create with `picardiff_context_new`, free with `picardiff_context_free`.
@@ -88,10 +90,12 @@ typedef struct picardiff_sampler picardiff_sampler;
 // NULL strings and the "default" values named below select the default. Settings that do not apply
 // to the chosen schedule or sampler are ignored.
 typedef struct picardiff_sampler_config {
-  // Noise schedule: "ddpm-linear", "scaled-linear", "cosine" (discrete) or "ou", "vp-linear"
-  // (continuous). Default "ddpm-linear".
+  // Noise schedule: "ddpm-linear", "scaled-linear", "cosine" (discrete), "ou", "vp-linear"
+  // (continuous) or "flow" (rectified flow, α = 1 − σ; model time σ·train_steps). Default
+  // "ddpm-linear".
   const char *schedule;
-  // Training timesteps of a discrete schedule; 0 = 1000 (diffusers' default).
+  // Training timesteps of a discrete schedule (flow: diffusers' num_train_timesteps, the model
+  // time is σ·train_steps); 0 = 1000 (diffusers' default).
   size_t train_steps;
   // Sampling steps N (ignored by the "paper" grid); 0 = 100.
   size_t steps;
@@ -102,11 +106,13 @@ typedef struct picardiff_sampler_config {
   // Continuous schedules: the early-stopping time (> 0); 0 = 1e-3.
   double t_end;
   // Continuous schedules: "uniform" (`steps` steps) or "paper" (step κ while t >= 1, then
-  // geometric). Default "uniform".
+  // geometric). Default "uniform". Flow: "diffusers" (FlowMatchEulerDiscreteScheduler with
+  // `shift`, the default) or "uniform" (pi0's σ = 1 − k/steps).
   const char *grid;
   // Step scale κ of the "paper" grid; 0 = 0.05.
   double kappa;
-  // Step rule: "ddpm", "ddim", "exp-sde", "exp-ode". Default "ddpm".
+  // Step rule: "ddpm", "ddim", "exp-sde", "exp-ode" (VP schedules) or "euler" (flow). Default
+  // "ddpm", "euler" on flow.
   const char *rule;
   // η of the ddpm/ddim rules; negative = the rule's default (ddpm 1, ddim 0).
   double eta;
@@ -145,6 +151,8 @@ typedef struct picardiff_sampler_config {
   // Global index of the batch's first sample: runs with sample0 = 0, batch 8 and sample0 = 8,
   // batch 8 give the same samples as one run of batch 16. Default 0.
   uint32_t sample0;
+  // Flow, "diffusers" grid: diffusers' `shift` s (σ' = sσ/(1 + (s − 1)σ)); 0 = 1 (no shift).
+  double shift;
 } picardiff_sampler_config;
 
 // A model callback: evaluates `n` rows of `dim` values at `x` (row-major), row i at model time

@@ -7,6 +7,9 @@
 //      coef_k = r_k / v_k (in place over dots), scale = {Σ_k coef_k, σ, α}
 //   3. cuBLAS:  G = coef · M                          (rows x D)
 //   4. gmm_finish: out = σ (x Σcoef − α G)
+// On the flow schedule (docs/algorithms.md §8) the output is the velocity E[ε − x0 | x]: gmm_coef writes
+// coef_k = r_k + α c_k, c_k = r_k (σ − α s_k²)/v_k, scale = {Σ_k c_k, 1, 1}, and gmm_finish unchanged
+// gives x Σc − G exactly.
 // Twin of GmmModel::eval_chunk (src/model/gmm.rs): the same f64 logits and the same f32 roundings.
 
 #include "common.cuh"
@@ -21,6 +24,14 @@ constexpr int FINISH_THREADS = 256;
 // (α, σ) at model time t, mirroring Schedule::alpha_sigma (f64).
 __device__ void alpha_sigma(const GmmSchedule& s, double t, double* alpha, double* sigma) {
     double log_alpha;
+    if (s.kind == PICARDIFF_SCHED_FLOW) {
+        // Rust: (t / n).clamp(0.0, 1.0), NaN stays NaN; α = 1 − σ.
+        double sg = __ddiv_rn(t, (double)s.n_train);
+        if (sg < 0.0) sg = 0.0;
+        else if (sg > 1.0) sg = 1.0;
+        *alpha = __dsub_rn(1.0, sg), *sigma = sg;
+        return;
+    }
     if (s.kind == PICARDIFF_SCHED_DISCRETE) {
         if (t < -0.5) {
             *alpha = 1.0, *sigma = 0.0;
@@ -84,16 +95,25 @@ __global__ void __launch_bounds__(COEF_THREADS) gmm_coef_f32(GmmParams P) {
         }
         z = block_reduce<false>(z, red);
         double sc = 0.0;
+        const bool flow = P.sched.kind == PICARDIFF_SCHED_FLOW;
         for (int j = threadIdx.x; j < K; j += blockDim.x) {
-            const double c = __ddiv_rn(__ddiv_rn((double)row[j], z), var(j));
-            row[j] = (float)c;
-            sc = __dadd_rn(sc, c);
+            if (flow) {
+                // Rust: resp * (σ − α·s²) / v, then resp + α·c (GmmModel::eval_chunk).
+                const double resp = __ddiv_rn((double)row[j], z);
+                const double c = __ddiv_rn(__dmul_rn(resp, __dsub_rn(sigma, __dmul_rn(alpha, P.std2[j]))), var(j));
+                row[j] = (float)__dadd_rn(resp, __dmul_rn(alpha, c));
+                sc = __dadd_rn(sc, c);
+            } else {
+                const double c = __ddiv_rn(__ddiv_rn((double)row[j], z), var(j));
+                row[j] = (float)c;
+                sc = __dadd_rn(sc, c);
+            }
         }
         sc = block_reduce<false>(sc, red);
         if (threadIdx.x == 0) {
             P.scale[3ll * r] = (float)sc;
-            P.scale[3ll * r + 1] = (float)sigma;
-            P.scale[3ll * r + 2] = (float)alpha;
+            P.scale[3ll * r + 1] = flow ? 1.0f : (float)sigma;
+            P.scale[3ll * r + 2] = flow ? 1.0f : (float)alpha;
         }
         __syncthreads(); // `red` and `row` are reused by the next row
     }
@@ -121,6 +141,7 @@ extern "C" cudaError_t launch_gmm_coef_f32(GmmParams p, cudaStream_t stream) {
     if (p.dim <= 0 || p.components <= 0) return cudaErrorInvalidValue;
     if (p.sched.kind == PICARDIFF_SCHED_DISCRETE && (p.sched.n_train <= 0 || p.sched.alphas_cumprod == nullptr))
         return cudaErrorInvalidValue;
+    if (p.sched.kind == PICARDIFF_SCHED_FLOW && p.sched.n_train <= 0) return cudaErrorInvalidValue;
     // Threads per row: enough for max(D, K) up to COEF_THREADS, a whole number of warps.
     const long long widest = p.dim > p.components ? p.dim : p.components;
     const int threads = widest >= COEF_THREADS ? COEF_THREADS : (int)((widest + WARP - 1) / WARP * WARP);

@@ -51,6 +51,7 @@ extern "C" {
 #define PICARDIFF_SCHED_DISCRETE 0
 #define PICARDIFF_SCHED_OU 1
 #define PICARDIFF_SCHED_VP_LINEAR 2
+#define PICARDIFF_SCHED_FLOW 3 /* rectified flow: sigma = t / n_train, alpha = 1 - sigma; velocity output */
 
 /* The Picard window state in device memory: WindowState (src/backend/window.rs) plus
  * old_end (the end before the last advance; new slots are old_end+1..=end) and bad_point (0, or the
@@ -145,14 +146,15 @@ typedef struct LangevinParams {
 /* The schedule of the mixture score: alphas_cumprod table (discrete) or a formula. */
 typedef struct GmmSchedule {
     int kind;                       /* PICARDIFF_SCHED_* */
-    int n_train;                    /* entries of alphas_cumprod */
+    int n_train;                    /* entries of alphas_cumprod (discrete); num_train_timesteps (flow) */
     const double* alphas_cumprod;   /* discrete only */
     double beta_min;                /* vp-linear only */
     double beta_max;
 } GmmSchedule;
 
 /* Softmax coefficients of the mixture score for `rows` rows. On entry coef holds the dots x . mu_k
- * (rows x K, from cuBLAS); on exit coef[r][k] = r_k / v_k and scale[r] = {sum_k coef, sigma, alpha}. */
+ * (rows x K, from cuBLAS); on exit coef[r][k] = r_k / v_k and scale[r] = {sum_k coef, sigma, alpha}
+ * (flow: coef[r][k] = r_k + alpha c_k with c_k = r_k (sigma - alpha s_k^2) / v_k, scale[r] = {sum_k c_k, 1, 1}). */
 typedef struct GmmParams {
     const float* x;          /* rows x dim */
     const float* times;      /* rows */

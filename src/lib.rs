@@ -45,5 +45,7 @@ pub mod prelude {
     pub use crate::error::{Error, Result};
     pub use crate::model::{GmmModel, Mixture, ScoreModel};
     pub use crate::sampler::{run, RunInputs, RunOutput, RunStats, SamplerKind};
-    pub use crate::schedule::{Grid, ModelOutput, Schedule, Spacing, StepRule, StepTable};
+    pub use crate::schedule::{
+        FlowShift, Grid, ModelOutput, Schedule, Spacing, StepRule, StepTable,
+    };
 }

@@ -273,6 +273,7 @@ fn caller_noise_and_initial_state_match_the_cpu() {
         sample0: 0,
         init: Some(&init),
         noise: Some(&noise),
+        ..Default::default()
     };
     for kind in [SamplerKind::Sequential, picard(50, 0.0, PicardForm::Scan)] {
         let (c, gp) = both(&be, &model, &g, "ddpm", &kind, &inputs);
@@ -468,5 +469,29 @@ fn two_streams_at_once_equal_alone() {
         ));
         assert_eq!(a.stats.rounds, t.stats.rounds);
         assert_bits_eq(&a.samples, &t.samples, kinds[i].name());
+    }
+}
+
+#[test]
+fn flow_euler_matches_the_cpu() {
+    let Some(be) = device("flow_euler_matches_the_cpu") else {
+        return;
+    };
+    // The mixture velocity kernel (PICARDIFF_SCHED_FLOW) through sequential and Picard runs, on
+    // diffusers' shifted grid (σ = 1 first: the velocity's a = 0 end) and pi0's uniform grid.
+    let s = Schedule::from_name("flow", 1000).unwrap();
+    let model = GmmModel::new(mixture_64d(), s.clone());
+    for (g, what) in [
+        (
+            Grid::flow(&s, 50, FlowShift::Static(3.0)).unwrap(),
+            "diffusers shift 3",
+        ),
+        (Grid::flow_uniform(&s, 40).unwrap(), "uniform"),
+    ] {
+        let n = g.steps();
+        for kind in [SamplerKind::Sequential, picard(n, 1e-3, PicardForm::Scan)] {
+            let (c, gp) = both(&be, &model, &g, "euler", &kind, &inputs(9));
+            assert_close(&c, &gp, &format!("flow {what} {kind:?}"));
+        }
     }
 }

@@ -22,6 +22,7 @@ struct Input {
     horizon: f64,
     t_end: f64,
     kappa: f64,
+    shift: f64,
     eta: f64,
     window: u16,
     tol: f64,
@@ -64,6 +65,7 @@ fuzz_target!(|inp: Input| unsafe {
     cfg.horizon = inp.horizon;
     cfg.t_end = inp.t_end;
     cfg.kappa = if inp.kappa.abs() < 0.02 { 0.05 } else { inp.kappa };
+    cfg.shift = inp.shift;
     cfg.eta = inp.eta;
     cfg.window = inp.window as usize;
     cfg.tol = inp.tol;

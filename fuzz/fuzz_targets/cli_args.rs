@@ -47,6 +47,8 @@ const FLAGS: &[&str] = &[
     "--kappa",
     "--spacing",
     "--train-steps",
+    "--shift",
+    "--mu",
     "--sampler",
     "--window",
     "--tol",
@@ -123,6 +125,9 @@ const NAMES: &[&str] = &[
     "1e308",
     "-0",
     "0x10",
+    "flow",
+    "euler",
+    "diffusers",
 ];
 
 /// The temp dir of the fixtures.

@@ -202,7 +202,7 @@ pub fn problem(a: &RunArgs) -> CliResult<Problem> {
     }
     let rule_name = a.rule.as_deref().ok_or_else(|| {
         CliError::new(
-            "--rule is required (ddpm, ddim, exp-sde or exp-ode) except for a policy directory",
+            "--rule is required (ddpm, ddim, exp-sde, exp-ode or euler) except for a policy directory",
         )
     })?;
     let file = load_model(Path::new(&a.model))?;
@@ -269,7 +269,68 @@ pub fn problem(a: &RunArgs) -> CliResult<Problem> {
         info.insert("eta".into(), json!(eta));
     }
 
-    let grid = if discrete {
+    let flow_only = [(a.shift.is_some(), "--shift"), (a.mu.is_some(), "--mu")];
+    let grid = if schedule.is_flow() {
+        for (given, opt) in [
+            (a.horizon.is_some(), "--horizon"),
+            (a.t_end.is_some(), "--t-end"),
+            (a.kappa.is_some(), "--kappa"),
+            (a.spacing.is_some(), "--spacing"),
+        ] {
+            if given {
+                warn(&format!(
+                    "{opt} does not apply to the flow schedule; ignored"
+                ));
+            }
+        }
+        let steps = a
+            .steps
+            .ok_or_else(|| CliError::new("--steps is required for the flow schedule"))?;
+        let grid_name = a.grid.as_deref().unwrap_or("diffusers");
+        info.insert("grid".into(), json!(grid_name));
+        info.insert("train_steps".into(), json!(train_steps));
+        match grid_name {
+            "diffusers" => {
+                let shift = match (a.shift, a.mu) {
+                    (Some(_), Some(_)) => return Err(CliError::new(
+                        "--shift and --mu exclude each other (--mu is diffusers' dynamic shifting)",
+                    )),
+                    (_, Some(mu)) => {
+                        info.insert("mu".into(), json!(mu));
+                        FlowShift::Dynamic { mu }
+                    }
+                    (s, None) => {
+                        let s = s.unwrap_or(1.0);
+                        info.insert("shift".into(), json!(s));
+                        FlowShift::Static(s)
+                    }
+                };
+                Grid::flow(&schedule, steps, shift)?
+            }
+            "uniform" => {
+                for (given, opt) in flow_only {
+                    if given {
+                        warn(&format!(
+                            "{opt} applies to --grid diffusers only; ignored for --grid uniform"
+                        ));
+                    }
+                }
+                Grid::flow_uniform(&schedule, steps)?
+            }
+            o => {
+                return Err(CliError::new(format!(
+                "--grid: unknown grid `{o}` for the flow schedule (expected diffusers or uniform)"
+            )))
+            }
+        }
+    } else if discrete {
+        for (given, opt) in flow_only {
+            if given {
+                warn(&format!(
+                    "{opt} applies to the flow schedule only; ignored for {schedule_name}"
+                ));
+            }
+        }
         for (given, opt) in [
             (a.horizon.is_some(), "--horizon"),
             (a.t_end.is_some(), "--t-end"),
@@ -295,6 +356,13 @@ pub fn problem(a: &RunArgs) -> CliResult<Problem> {
         info.insert("train_steps".into(), json!(train_steps));
         Grid::discrete(&schedule, steps, spacing)?
     } else {
+        for (given, opt) in flow_only {
+            if given {
+                warn(&format!(
+                    "{opt} applies to the flow schedule only; ignored for {schedule_name}"
+                ));
+            }
+        }
         for (given, opt) in [
             (a.spacing.is_some(), "--spacing"),
             (a.train_steps.is_some(), "--train-steps"),
@@ -501,11 +569,13 @@ pub fn sampler(a: &RunArgs, p: &Problem) -> CliResult<Sampler> {
                 (a.window.is_some(), "--window"),
                 (a.max_iters.is_some(), "--max-iters"),
             ]);
-            let block_len = a.block_len.unwrap_or(if p.schedule.is_discrete() {
-                DEFAULT_BLOCK_LEN_DISCRETE
-            } else {
-                DEFAULT_BLOCK_LEN_CONTINUOUS
-            });
+            let block_len =
+                a.block_len
+                    .unwrap_or(if p.schedule.is_discrete() || p.schedule.is_flow() {
+                        DEFAULT_BLOCK_LEN_DISCRETE
+                    } else {
+                        DEFAULT_BLOCK_LEN_CONTINUOUS
+                    });
             let ends = block_ends(&p.grid, block_len)?;
             let iters = a.iters.unwrap_or_else(|| sufficient_block_iters(&ends));
             let blocks = ends.len();

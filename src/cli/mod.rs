@@ -80,8 +80,8 @@ pub struct RunArgs {
     /// repeatable.
     #[arg(long, value_name = "KEY=VALUE", help_heading = "Problem")]
     pub set: Vec<String>,
-    /// Noise schedule: ddpm-linear, scaled-linear, cosine (discrete) or ou, vp-linear (continuous).
-    /// Required for a mixture; an MLP file names its own.
+    /// Noise schedule: ddpm-linear, scaled-linear, cosine (discrete), ou, vp-linear (continuous) or
+    /// flow (rectified flow, α = 1 − σ). Required for a mixture; an MLP file names its own.
     #[arg(long, value_name = "NAME", help_heading = "Problem")]
     pub schedule: Option<String>,
     /// MLP weight/GEMM dtype on the GPU: f32, bf16 or f16 (the CPU computes in f32) [default: f32].
@@ -90,8 +90,9 @@ pub struct RunArgs {
     /// Number of sampling steps (required, except with --grid paper where it is ignored).
     #[arg(long, value_name = "N", help_heading = "Problem")]
     pub steps: Option<usize>,
-    /// Step rule: ddpm (= ddim with eta 1), ddim (eta 0 unless --eta), exp-sde, exp-ode. Required,
-    /// except for a Diffusion Policy directory, whose scheduler gives it (ddpm or ddim override it).
+    /// Step rule: ddpm (= ddim with eta 1), ddim (eta 0 unless --eta), exp-sde, exp-ode (VP
+    /// schedules) or euler (flow). Required, except for a Diffusion Policy directory, whose
+    /// scheduler gives it (ddpm or ddim override it).
     #[arg(long, value_name = "RULE", help_heading = "Problem")]
     pub rule: Option<String>,
     /// Stochasticity of the ddpm/ddim rules (ddpm: 1, ddim: 0).
@@ -120,7 +121,8 @@ pub struct RunArgs {
     )]
     pub t_end: Option<f64>,
     /// Time grid: uniform (--steps steps) or paper (step κ while t ≥ 1, then geometric; --steps is
-    /// ignored) [default: uniform].
+    /// ignored) [default: uniform]. Flow: diffusers (FlowMatchEulerDiscreteScheduler, --shift/--mu)
+    /// or uniform (pi0's σ = 1 − k/N) [default: diffusers].
     #[arg(
         long,
         value_name = "GRID",
@@ -143,13 +145,32 @@ pub struct RunArgs {
         help_heading = "Discrete schedules (ddpm-linear, scaled-linear, cosine)"
     )]
     pub spacing: Option<String>,
-    /// Training timesteps of the schedule [default: 1000].
+    /// Training timesteps of the schedule [default: 1000]. Flow: diffusers' num_train_timesteps,
+    /// the model time is σ·N (1 passes σ itself).
     #[arg(
         long,
         value_name = "N",
         help_heading = "Discrete schedules (ddpm-linear, scaled-linear, cosine)"
     )]
     pub train_steps: Option<usize>,
+
+    /// Shift s of diffusers' flow grid: σ' = sσ/(1 + (s − 1)σ) [default: 1].
+    #[arg(
+        long,
+        value_name = "S",
+        allow_negative_numbers = true,
+        help_heading = "Flow schedule (flow)"
+    )]
+    pub shift: Option<f64>,
+    /// diffusers' dynamic shifting (use_dynamic_shifting) with mu: σ' = e^μ/(e^μ + 1/σ − 1);
+    /// replaces --shift.
+    #[arg(
+        long,
+        value_name = "MU",
+        allow_negative_numbers = true,
+        help_heading = "Flow schedule (flow)"
+    )]
+    pub mu: Option<f64>,
 
     /// Sampler: sequential, picard (sliding window) or blocks (PIADM) [default: picard].
     #[arg(long, value_name = "NAME", help_heading = "Sampler")]
@@ -295,6 +316,8 @@ const OPTION_FIELDS: &[&str] = &[
     "kappa",
     "spacing",
     "train-steps",
+    "shift",
+    "mu",
     "window",
     "tol",
     "max-iters",

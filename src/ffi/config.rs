@@ -8,7 +8,7 @@ use super::status::{ffi_boundary, picardiff_status, FfiError};
 use crate::backend::{PicardForm, WindowPlan};
 use crate::sampler::{block_ends, sufficient_block_iters, Corrector, SamplerKind};
 use crate::schedule::{
-    Grid, ModelOutput, Schedule, Spacing, StepRule, StepTable, DEFAULT_TRAIN_STEPS,
+    FlowShift, Grid, ModelOutput, Schedule, Spacing, StepRule, StepTable, DEFAULT_TRAIN_STEPS,
 };
 
 use crate::defaults::{
@@ -26,10 +26,12 @@ const DEFAULT_STEPS: usize = 100;
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct picardiff_sampler_config {
-    /// Noise schedule: "ddpm-linear", "scaled-linear", "cosine" (discrete) or "ou", "vp-linear"
-    /// (continuous). Default "ddpm-linear".
+    /// Noise schedule: "ddpm-linear", "scaled-linear", "cosine" (discrete), "ou", "vp-linear"
+    /// (continuous) or "flow" (rectified flow, α = 1 − σ; model time σ·train_steps). Default
+    /// "ddpm-linear".
     pub schedule: *const c_char,
-    /// Training timesteps of a discrete schedule; 0 = 1000 (diffusers' default).
+    /// Training timesteps of a discrete schedule (flow: diffusers' num_train_timesteps, the model
+    /// time is σ·train_steps); 0 = 1000 (diffusers' default).
     pub train_steps: usize,
     /// Sampling steps N (ignored by the "paper" grid); 0 = 100.
     pub steps: usize,
@@ -40,11 +42,13 @@ pub struct picardiff_sampler_config {
     /// Continuous schedules: the early-stopping time (> 0); 0 = 1e-3.
     pub t_end: f64,
     /// Continuous schedules: "uniform" (`steps` steps) or "paper" (step κ while t >= 1, then
-    /// geometric). Default "uniform".
+    /// geometric). Default "uniform". Flow: "diffusers" (FlowMatchEulerDiscreteScheduler with
+    /// `shift`, the default) or "uniform" (pi0's σ = 1 − k/steps).
     pub grid: *const c_char,
     /// Step scale κ of the "paper" grid; 0 = 0.05.
     pub kappa: f64,
-    /// Step rule: "ddpm", "ddim", "exp-sde", "exp-ode". Default "ddpm".
+    /// Step rule: "ddpm", "ddim", "exp-sde", "exp-ode" (VP schedules) or "euler" (flow). Default
+    /// "ddpm", "euler" on flow.
     pub rule: *const c_char,
     /// η of the ddpm/ddim rules; negative = the rule's default (ddpm 1, ddim 0).
     pub eta: f64,
@@ -83,6 +87,8 @@ pub struct picardiff_sampler_config {
     /// Global index of the batch's first sample: runs with sample0 = 0, batch 8 and sample0 = 8,
     /// batch 8 give the same samples as one run of batch 16. Default 0.
     pub sample0: u32,
+    /// Flow, "diffusers" grid: diffusers' `shift` s (σ' = sσ/(1 + (s − 1)σ)); 0 = 1 (no shift).
+    pub shift: f64,
 }
 
 impl Default for picardiff_sampler_config {
@@ -114,6 +120,7 @@ impl Default for picardiff_sampler_config {
             batch: 0,
             seed: 0,
             sample0: 0,
+            shift: 0.0,
         }
     }
 }
@@ -191,9 +198,22 @@ pub(crate) unsafe fn plan(c: &picardiff_sampler_config) -> Result<Plan, FfiError
         or(c.train_steps, DEFAULT_TRAIN_STEPS),
     )?;
     let eta = (c.eta >= 0.0 || c.eta.is_nan()).then_some(c.eta);
-    let rule = StepRule::from_name(&s(c.rule, "rule", "ddpm")?, eta)?;
+    let default_rule = if schedule.is_flow() { "euler" } else { "ddpm" };
+    let rule = StepRule::from_name(&s(c.rule, "rule", default_rule)?, eta)?;
     let steps = or(c.steps, DEFAULT_STEPS);
-    let grid = if schedule.is_discrete() {
+    let grid = if schedule.is_flow() {
+        match s(c.grid, "grid", "diffusers")?.as_str() {
+            "diffusers" => Grid::flow(&schedule, steps, FlowShift::Static(or_f(c.shift, 1.0)))?,
+            "uniform" => Grid::flow_uniform(&schedule, steps)?,
+            o => {
+                return Err(crate::Error::config(
+                    "grid",
+                    format!("unknown grid `{o}` for flow (expected diffusers or uniform)"),
+                )
+                .into())
+            }
+        }
+    } else if schedule.is_discrete() {
         let spacing: Spacing = s(c.spacing, "spacing", "leading")?.parse()?;
         Grid::discrete(&schedule, steps, spacing)?
     } else {
@@ -211,8 +231,14 @@ pub(crate) unsafe fn plan(c: &picardiff_sampler_config) -> Result<Plan, FfiError
             }
         }
     };
-    // Rejects grids on which the rule's table is not finite, before anything runs.
-    StepTable::new(&grid, rule, ModelOutput::Epsilon)?;
+    // Rejects grids on which the rule's table is not finite, before anything runs (with the
+    // process's natural output; the run checks the model's own).
+    let natural = if schedule.is_flow() {
+        ModelOutput::Velocity
+    } else {
+        ModelOutput::Epsilon
+    };
+    StepTable::new(&grid, rule, natural)?;
     let n = grid.steps();
     let tol = if c.tol < 0.0 {
         rule.default_tolerance()
@@ -234,7 +260,7 @@ pub(crate) unsafe fn plan(c: &picardiff_sampler_config) -> Result<Plan, FfiError
             }
         }
         "blocks" => {
-            let default_len = if schedule.is_discrete() {
+            let default_len = if schedule.is_discrete() || schedule.is_flow() {
                 DEFAULT_BLOCK_LEN_DISCRETE
             } else {
                 DEFAULT_BLOCK_LEN_CONTINUOUS

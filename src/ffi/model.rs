@@ -20,8 +20,10 @@ pub enum picardiff_model_output {
     PICARDIFF_OUTPUT_SCORE = 1,
     /// The clean sample x̂0.
     PICARDIFF_OUTPUT_SAMPLE = 2,
-    /// v = α_t ε − σ_t x0.
+    /// v = α_t ε − σ_t x0 (VP schedules).
     PICARDIFF_OUTPUT_V = 3,
+    /// The rectified-flow velocity ε − x0 (the "flow" schedule).
+    PICARDIFF_OUTPUT_VELOCITY = 4,
 }
 
 /// The kinds of model a handle holds; a new kind is a variant here, a constructor in this file and
@@ -71,6 +73,7 @@ fn output_kind(output: u32) -> Result<ModelOutput, FfiError> {
         o if o == PICARDIFF_OUTPUT_SCORE as u32 => ModelOutput::Score,
         o if o == PICARDIFF_OUTPUT_SAMPLE as u32 => ModelOutput::Sample,
         o if o == PICARDIFF_OUTPUT_V as u32 => ModelOutput::V,
+        o if o == PICARDIFF_OUTPUT_VELOCITY as u32 => ModelOutput::Velocity,
         o => {
             return Err(FfiError::invalid(format!(
                 "unknown model output {o} (expected a PICARDIFF_OUTPUT_* value)"

@@ -4,6 +4,10 @@
 //! `q_0 = Σ_k w_k N(μ_k, s_k² I)` stays a mixture: `q_t = Σ_k w_k N(α_t μ_k, v_k I)`, `v_k = α_t² s_k² + σ_t²`,
 //! and `ε̂(x, t) = σ_t Σ_k r_k (x − α_t μ_k) / v_k` with softmax responsibilities `r_k`. Per batch:
 //! one GEMM `x·μᵀ` for the distances, a softmax, one GEMM `(r/v)·μ`.
+//!
+//! On the flow schedule the model predicts the velocity `v = E[ε − x0 | x_t]` instead
+//! (`docs/algorithms.md` §8): `v = x·Σ_k c_k − Σ_k g_k μ_k` with `c_k = r_k (σ − α s_k²)/v_k` and
+//! `g_k = r_k + α c_k`, the same two GEMMs with other coefficients, finite at σ = 1.
 
 use std::path::Path;
 
@@ -199,6 +203,15 @@ impl GmmModel {
         }
     }
 
+    /// What the exact model predicts: ε, or the velocity on the flow schedule.
+    pub fn output_kind(&self) -> ModelOutput {
+        if self.schedule.is_flow() {
+            ModelOutput::Velocity
+        } else {
+            ModelOutput::Epsilon
+        }
+    }
+
     /// Rows per parallel task.
     const ROWS: usize = 32;
 
@@ -233,6 +246,7 @@ impl GmmModel {
                 1,
             );
         }
+        let flow = self.schedule.is_flow();
         let mut sum_coef = [0f64; Self::ROWS];
         let mut scale = [(0f32, 0f32); Self::ROWS];
         for r in 0..rows {
@@ -257,6 +271,20 @@ impl GmmModel {
                 z += e;
             }
             let mut sc = 0f64;
+            if flow {
+                // v = Σ_k r_k [((σ − α s_k²)/v_k)(x − α μ_k) − μ_k] = x·Σ c_k − Σ (r_k + α c_k) μ_k.
+                for (r, s) in row.iter_mut().zip(&self.mixture.stds) {
+                    let v = alpha * alpha * s * s + sigma * sigma;
+                    let resp = *r as f64 / z;
+                    let c = resp * (sigma - alpha * (s * s)) / v;
+                    *r = (resp + alpha * c) as f32;
+                    sc += c;
+                }
+                sum_coef[r] = sc;
+                // out = 1·(x·Σc − 1·G): the finish below with σ = α = 1, exactly x·Σc − G.
+                scale[r] = (1.0, 1.0);
+                continue;
+            }
             for (r, s) in row.iter_mut().zip(&self.mixture.stds) {
                 let v = alpha * alpha * s * s + sigma * sigma;
                 let c = *r as f64 / z / v;
@@ -306,7 +334,7 @@ impl ScoreModel<CpuBackend> for GmmModel {
     }
 
     fn output(&self) -> ModelOutput {
-        ModelOutput::Epsilon
+        self.output_kind()
     }
 
     fn workspace(&self, be: &CpuBackend, max_rows: usize) -> Result<Vec<f32>> {

@@ -88,11 +88,37 @@ pub fn discrete_timesteps(n_train: usize, steps: usize, spacing: Spacing) -> Res
     Ok(ts.into_iter().map(|t| t as usize).collect())
 }
 
+/// Which forward process a grid's (α, σ) belong to: the step rules and the error normaliser differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Process {
+    /// Variance preserving: α² + σ² = 1 (every schedule but `flow`).
+    #[default]
+    Vp,
+    /// Rectified flow: α = 1 − σ (`docs/algorithms.md` §8).
+    Flow,
+}
+
+/// The shift of diffusers' `FlowMatchEulerDiscreteScheduler` (`docs/algorithms.md` §8).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FlowShift {
+    /// `shift = s`: `σ' = s σ / (1 + (s − 1) σ)` (applied at construction and again in
+    /// `set_timesteps`, as diffusers does). s = 1 is no shift.
+    Static(f64),
+    /// `use_dynamic_shifting = True` with `mu = μ` (exponential time shift): `σ' = e^μ / (e^μ + (1/σ − 1))`,
+    /// applied in `set_timesteps` only.
+    Dynamic {
+        /// diffusers' `mu`.
+        mu: f64,
+    },
+}
+
 /// A decreasing grid of N + 1 points; step j maps point j to point j + 1.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Grid {
     /// The points, noise end first.
     pub points: Vec<GridPoint>,
+    /// The forward process of the points' (α, σ).
+    pub process: Process,
 }
 
 impl Grid {
@@ -109,7 +135,119 @@ impl Grid {
                 GridPoint { t, alpha, sigma }
             })
             .collect();
-        Grid { points }
+        Grid {
+            points,
+            process: Process::Vp,
+        }
+    }
+
+    /// A flow grid from its σ values (model time σ · train_steps, α = 1 − σ).
+    fn from_flow_sigmas(schedule: &Schedule, sigmas: &[f64]) -> Result<Self> {
+        let Schedule::Flow { train_steps } = schedule else {
+            unreachable!("checked by the callers")
+        };
+        // Finite first, so that `<=` sees no NaN.
+        if sigmas.iter().any(|s| !s.is_finite()) || sigmas.windows(2).any(|w| w[0] <= w[1]) {
+            return Err(Error::config(
+                "steps",
+                format!(
+                    "{} steps do not give a finite, strictly decreasing flow grid",
+                    sigmas.len() - 1
+                ),
+            ));
+        }
+        let n = *train_steps as f64;
+        Ok(Grid {
+            points: sigmas
+                .iter()
+                .map(|&sigma| GridPoint {
+                    t: sigma * n,
+                    alpha: 1.0 - sigma,
+                    sigma,
+                })
+                .collect(),
+            process: Process::Flow,
+        })
+    }
+
+    /// diffusers' `FlowMatchEulerDiscreteScheduler(num_train_timesteps = train_steps, shift,
+    /// use_dynamic_shifting).set_timesteps(steps, mu)` as diffusers 0.39 computes it
+    /// (`docs/algorithms.md` §8): the training σ = i/n (i = n..1, f32) shifted in f32 gives σ_max, σ_min;
+    /// `linspace(σ_max·n, σ_min·n, steps)/n` in f64, shifted again, rounded to f32; then σ = 0. Model
+    /// times are `σ · n` (diffusers' `timesteps`).
+    pub fn flow(schedule: &Schedule, steps: usize, shift: FlowShift) -> Result<Self> {
+        let Schedule::Flow { train_steps } = schedule else {
+            return Err(Error::config(
+                "grid",
+                format!(
+                    "the flow grids need the flow schedule, not `{}`",
+                    schedule.name()
+                ),
+            ));
+        };
+        check_flow_steps(steps)?;
+        let n = *train_steps;
+        let (n32, n64) = (n as f32, n as f64);
+        // Training sigmas at construction, in f32 as torch computes them.
+        let train = |i: usize| i as f32 / n32;
+        let (sigma_max, sigma_min) = match shift {
+            FlowShift::Static(s) => {
+                if !(s > 0.0 && s.is_finite()) {
+                    return Err(Error::config(
+                        "shift",
+                        format!("must be finite and > 0, got {s}"),
+                    ));
+                }
+                let (s32, sm1) = (s as f32, (s - 1.0) as f32);
+                let f = |x: f32| (s32 * x) / (1.0 + sm1 * x);
+                (f(train(n)) as f64, f(train(1)) as f64)
+            }
+            FlowShift::Dynamic { mu } => {
+                if !mu.is_finite() {
+                    return Err(Error::config("mu", format!("must be finite, got {mu}")));
+                }
+                (train(n) as f64, train(1) as f64)
+            }
+        };
+        // numpy.linspace: start + i·step, the last value exactly `stop`.
+        let (start, stop) = (sigma_max * n64, sigma_min * n64);
+        let lin = |i: usize| {
+            if steps > 1 && i == steps - 1 {
+                stop
+            } else if steps > 1 {
+                i as f64 * ((stop - start) / (steps - 1) as f64) + start
+            } else {
+                start
+            }
+        };
+        let mut sigmas: Vec<f64> = (0..steps)
+            .map(|i| {
+                let x = lin(i) / n64;
+                let shifted = match shift {
+                    FlowShift::Static(s) => s * x / (1.0 + (s - 1.0) * x),
+                    FlowShift::Dynamic { mu } => mu.exp() / (mu.exp() + (1.0 / x - 1.0)),
+                };
+                shifted as f32 as f64
+            })
+            .collect();
+        sigmas.push(0.0);
+        Self::from_flow_sigmas(schedule, &sigmas)
+    }
+
+    /// pi0's uniform flow grid: `σ_k = 1 − k/steps`, k = 0..=steps (model time σ · train_steps).
+    pub fn flow_uniform(schedule: &Schedule, steps: usize) -> Result<Self> {
+        if !schedule.is_flow() {
+            return Err(Error::config(
+                "grid",
+                format!(
+                    "the flow grids need the flow schedule, not `{}`",
+                    schedule.name()
+                ),
+            ));
+        }
+        check_flow_steps(steps)?;
+        let sigmas: Vec<f64> = (0..=steps).map(|k| 1.0 - k as f64 / steps as f64).collect();
+        Self::from_flow_sigmas(schedule, &sigmas)
     }
 
     /// A discrete grid: the chosen timesteps, then the clean end (t = −1, α = 1, σ = 0), as diffusers'
@@ -191,7 +329,23 @@ impl Grid {
     }
 }
 
+fn check_flow_steps(steps: usize) -> Result<()> {
+    if steps == 0 || steps > MAX_STEPS {
+        return Err(Error::config(
+            "steps",
+            format!("must be in 1..={MAX_STEPS}, got {steps}"),
+        ));
+    }
+    Ok(())
+}
+
 fn check_continuous(schedule: &Schedule, horizon: f64, t_end: f64) -> Result<()> {
+    if schedule.is_flow() {
+        return Err(Error::config(
+            "grid",
+            "schedule `flow` has its own grids: diffusers' (Grid::flow) or uniform (Grid::flow_uniform)",
+        ));
+    }
     if schedule.is_discrete() {
         return Err(Error::config(
             "grid",

@@ -1,4 +1,5 @@
-//! Noise schedules (α_t, σ_t of a variance-preserving process), time grids and step rules.
+//! Noise schedules (α_t, σ_t of a variance-preserving process or of rectified flow), time grids and
+//! step rules.
 //!
 //! Everything here runs once on the host in f64 and produces the per-step coefficient tables that the
 //! samplers and backends consume. The maths is in `docs/algorithms.md` §1–2.
@@ -6,7 +7,7 @@
 mod grid;
 mod rule;
 
-pub use grid::{discrete_timesteps, Grid, GridPoint, Spacing};
+pub use grid::{discrete_timesteps, FlowShift, Grid, GridPoint, Process, Spacing};
 pub use rule::{ClipKeep, ClipSample, ClipTable, ModelOutput, StepRule, StepTable};
 
 use crate::error::{Error, Result};
@@ -16,7 +17,8 @@ pub const DEFAULT_TRAIN_STEPS: usize = 1000;
 /// The most training timesteps of a discrete schedule (its table holds one f64 per step).
 pub const MAX_TRAIN_STEPS: usize = 10_000_000;
 
-/// A variance-preserving noise schedule: `x_t = α_t x_0 + σ_t ε`, `α_t² + σ_t² = 1`.
+/// A noise schedule `x_t = α_t x_0 + σ_t ε`: variance preserving (`α_t² + σ_t² = 1`) except
+/// [`Schedule::Flow`] (`α_t + σ_t = 1`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Schedule {
     /// A discrete schedule given by its cumulative products `ᾱ_i`, i = 0..N_train (model time = the
@@ -35,6 +37,13 @@ pub enum Schedule {
         beta_min: f64,
         /// β at t = 1 (default 20).
         beta_max: f64,
+    },
+    /// Rectified flow / flow matching (`docs/algorithms.md` §8): `x_σ = (1 − σ) x_0 + σ ε`, σ ∈ [0, 1],
+    /// NOT variance preserving. The model time is `σ · train_steps` (diffusers'
+    /// `FlowMatchEulerDiscreteScheduler` timestep with `num_train_timesteps = train_steps`).
+    Flow {
+        /// diffusers' `num_train_timesteps` (default 1000; 1 passes σ itself as pi0 does).
+        train_steps: usize,
     },
 }
 
@@ -55,14 +64,32 @@ enum Betas {
 }
 
 /// Names accepted by [`Schedule::from_name`].
-pub const SCHEDULE_NAMES: &[&str] = &["ddpm-linear", "scaled-linear", "cosine", "ou", "vp-linear"];
+pub const SCHEDULE_NAMES: &[&str] = &[
+    "ddpm-linear",
+    "scaled-linear",
+    "cosine",
+    "ou",
+    "vp-linear",
+    "flow",
+];
 
 impl Schedule {
     /// Builds a schedule by name with the defaults of `docs/algorithms.md` §1: discrete schedules
     /// with `n_train` steps and β from 1e-4 to 0.02 (diffusers' DDPM defaults), `vp-linear` with
-    /// β_min = 0.1, β_max = 20 (Song et al.).
+    /// β_min = 0.1, β_max = 20 (Song et al.), `flow` with model time `σ · n_train` (n_train ≥ 1).
     pub fn from_name(name: &str, n_train: usize) -> Result<Self> {
         let betas = match name {
+            "flow" => {
+                if n_train == 0 || n_train > MAX_TRAIN_STEPS {
+                    return Err(Error::config(
+                        "train-steps",
+                        format!("must be in 1..={MAX_TRAIN_STEPS} for flow, got {n_train}"),
+                    ));
+                }
+                return Ok(Schedule::Flow {
+                    train_steps: n_train,
+                });
+            }
             "ddpm-linear" => Betas::Linear,
             "scaled-linear" => Betas::ScaledLinear,
             "cosine" => Betas::Cosine,
@@ -164,7 +191,13 @@ impl Schedule {
             Schedule::Discrete { name, .. } => name,
             Schedule::Ou => "ou",
             Schedule::VpLinear { .. } => "vp-linear",
+            Schedule::Flow { .. } => "flow",
         }
+    }
+
+    /// True for the rectified-flow schedule (α = 1 − σ, not variance preserving).
+    pub fn is_flow(&self) -> bool {
+        matches!(self, Schedule::Flow { .. })
     }
 
     /// True for the discrete (table) schedules.
@@ -173,9 +206,15 @@ impl Schedule {
     }
 
     /// `(α_t, σ_t)` at time `t`. For discrete schedules `t` is a timestep index (rounded to the
-    /// nearest integer and clamped to the table); t < 0 is the clean-data end (α = 1, σ = 0).
+    /// nearest integer and clamped to the table); t < 0 is the clean-data end (α = 1, σ = 0). For
+    /// `flow`, `σ = t / train_steps` clamped to [0, 1] and `α = 1 − σ`.
     pub fn alpha_sigma(&self, t: f64) -> (f64, f64) {
         let log_alpha = match self {
+            Schedule::Flow { train_steps } => {
+                let sigma = (t / *train_steps as f64).clamp(0.0, 1.0);
+                // NaN stays NaN through clamp; the model sees it as a non-finite output.
+                return (1.0 - sigma, sigma);
+            }
             Schedule::Discrete { alphas_cumprod, .. } => {
                 if t < -0.5 {
                     return (1.0, 0.0);

@@ -1,6 +1,7 @@
-//! Step rules as affine maps `x_{j+1} = a_j x_j + b_j ε̂(x_j, t_j) + c_j z_j`, tabulated once per grid.
+//! Step rules as affine maps `x_{j+1} = a_j x_j + b_j d̂(x_j, t_j) + c_j z_j`, tabulated once per grid;
+//! the direction d̂ is ε̂ for the VP rules and the flow velocity v̂ for `euler`.
 
-use super::Grid;
+use super::{Grid, Process};
 use crate::error::{Error, Result};
 
 /// A sampler's step rule (`docs/algorithms.md` §2).
@@ -15,10 +16,13 @@ pub enum StepRule {
     ExpSde,
     /// The exponential integrator of the probability-flow ODE (PIADM-ODE's predictor).
     ExpOde,
+    /// The Euler step of a rectified flow, `x_s = x + (σ_s − σ_t)·v̂` (diffusers'
+    /// `FlowMatchEulerDiscreteScheduler.step`); flow schedule only.
+    Euler,
 }
 
 impl StepRule {
-    /// Parses `ddpm`, `ddim` (η from `eta`, default 0), `exp-sde`, `exp-ode`.
+    /// Parses `ddpm`, `ddim` (η from `eta`, default 0), `exp-sde`, `exp-ode`, `euler`.
     pub fn from_name(name: &str, eta: Option<f64>) -> Result<Self> {
         let rule = match name {
             "ddpm" => StepRule::Ddim {
@@ -29,10 +33,11 @@ impl StepRule {
             },
             "exp-sde" => StepRule::ExpSde,
             "exp-ode" => StepRule::ExpOde,
+            "euler" => StepRule::Euler,
             o => {
                 return Err(Error::config(
                     "rule",
-                    format!("unknown rule `{o}` (expected ddpm, ddim, exp-sde or exp-ode)"),
+                    format!("unknown rule `{o}` (expected ddpm, ddim, exp-sde, exp-ode or euler)"),
                 ))
             }
         };
@@ -52,7 +57,18 @@ impl StepRule {
         match self {
             StepRule::Ddim { eta } => *eta > 0.0,
             StepRule::ExpSde => true,
-            StepRule::ExpOde => false,
+            StepRule::ExpOde | StepRule::Euler => false,
+        }
+    }
+
+    /// The rule's name as [`StepRule::from_name`] parses it (`ddpm` for η = 1, else `ddim`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            StepRule::Ddim { eta } if *eta == 1.0 => "ddpm",
+            StepRule::Ddim { .. } => "ddim",
+            StepRule::ExpSde => "exp-sde",
+            StepRule::ExpOde => "exp-ode",
+            StepRule::Euler => "euler",
         }
     }
 
@@ -66,7 +82,8 @@ impl StepRule {
     }
 }
 
-/// What a model predicts; converted to ε̂ by `ε̂ = p·x + q·out` with per-point (p, q).
+/// What a model predicts; converted to the rule's direction (ε̂, or v̂ for `euler`) by
+/// `p·x + q·out` with per-point (p, q).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ModelOutput {
     /// ε itself.
@@ -76,42 +93,74 @@ pub enum ModelOutput {
     Score,
     /// The clean sample x̂0: ε̂ = (x − α x̂0)/σ.
     Sample,
-    /// v = α ε − σ x0: ε̂ = σ x + α v̂.
+    /// v = α ε − σ x0 (VP schedules only): ε̂ = σ x + α v̂.
     V,
+    /// The rectified-flow velocity v = ε − x0 (flow schedule only): ε̂ = x + α v̂, x̂0 = x − σ v̂.
+    Velocity,
 }
 
 impl ModelOutput {
-    /// Parses `epsilon`, `score`, `sample` (or `x0`), `v`.
+    /// Parses `epsilon`, `score`, `sample` (or `x0`), `v`, `velocity` (flow).
     pub fn from_name(name: &str) -> Result<Self> {
         match name {
             "epsilon" => Ok(ModelOutput::Epsilon),
             "score" => Ok(ModelOutput::Score),
             "sample" | "x0" => Ok(ModelOutput::Sample),
             "v" | "v_prediction" => Ok(ModelOutput::V),
+            "velocity" => Ok(ModelOutput::Velocity),
             o => Err(Error::config(
                 "output",
-                format!("unknown model output `{o}` (expected epsilon, score, sample or v)"),
+                format!(
+                    "unknown model output `{o}` (expected epsilon, score, sample, v or velocity)"
+                ),
             )),
         }
     }
 
-    /// `(u, v)` with x̂0 = u·x + v·out at a point with (α, σ) (σ = α = 0 never happens inside a grid).
+    /// `(u, v)` with x̂0 = u·x + v·out at a point with (α, σ) (σ = α = 0 never happens inside a grid;
+    /// `Velocity` uses the flow identity α + σ = 1).
     pub fn to_sample(&self, alpha: f64, sigma: f64) -> (f64, f64) {
         match self {
             ModelOutput::Epsilon => (1.0 / alpha, -sigma / alpha),
             ModelOutput::Score => (1.0 / alpha, sigma * sigma / alpha),
             ModelOutput::Sample => (0.0, 1.0),
             ModelOutput::V => (alpha, -sigma),
+            ModelOutput::Velocity => (1.0, -sigma),
         }
     }
 
-    /// `(p, q)` with ε̂ = p·x + q·out at a point with (α, σ).
+    /// `(p, q)` with ε̂ = p·x + q·out at a point with (α, σ) (`Velocity`: flow, α + σ = 1).
     pub fn to_epsilon(&self, alpha: f64, sigma: f64) -> (f64, f64) {
         match self {
             ModelOutput::Epsilon => (0.0, 1.0),
             ModelOutput::Score => (0.0, -sigma),
             ModelOutput::Sample => (1.0 / sigma, -alpha / sigma),
             ModelOutput::V => (sigma, alpha),
+            ModelOutput::Velocity => (1.0, alpha),
+        }
+    }
+
+    /// `(p, q)` with the flow velocity v̂ = ε̂ − x̂0 = p·x + q·out at a point of a flow grid (α = 1 − σ);
+    /// singular where the output does not determine v (α = 0 for `epsilon` and `score`). NaN for
+    /// the VP `v`, which has no flow meaning.
+    pub fn to_velocity(&self, alpha: f64, sigma: f64) -> (f64, f64) {
+        match self {
+            ModelOutput::Epsilon => (-1.0 / alpha, 1.0 / alpha),
+            ModelOutput::Score => (-1.0 / alpha, -sigma / alpha),
+            ModelOutput::Sample => (1.0 / sigma, -1.0 / sigma),
+            ModelOutput::Velocity => (0.0, 1.0),
+            ModelOutput::V => (f64::NAN, f64::NAN),
+        }
+    }
+
+    /// The name [`ModelOutput::from_name`] parses.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ModelOutput::Epsilon => "epsilon",
+            ModelOutput::Score => "score",
+            ModelOutput::Sample => "sample",
+            ModelOutput::V => "v",
+            ModelOutput::Velocity => "velocity",
         }
     }
 }
@@ -121,11 +170,11 @@ impl ModelOutput {
 pub struct StepTable {
     /// Coefficient of x_j.
     pub a: Vec<f64>,
-    /// Coefficient of ε̂(x_j, t_j).
+    /// Coefficient of the direction: ε̂(x_j, t_j), or v̂(x_j, t_j) for `euler`.
     pub b: Vec<f64>,
     /// Coefficient of the noise z_j.
     pub c: Vec<f64>,
-    /// ε̂ = p·x + q·out at point j (model-output conversion).
+    /// The direction (ε̂, or v̂ for `euler`) is p·x + q·out at point j (model-output conversion).
     pub p: Vec<f64>,
     /// See `p`.
     pub q: Vec<f64>,
@@ -135,16 +184,57 @@ pub struct StepTable {
     pub clip: Option<ClipTable>,
     /// The error normaliser `v_j` of point j = 1..=N, stored at index j − 1: the DDPM posterior
     /// variance of the step that consumes point j (the last step's for j = N), floored at the
-    /// table's smallest positive value where it is 0 (ParaDiGMS' normaliser, also used for ODE rules).
+    /// table's smallest positive value where it is 0 (ParaDiGMS' normaliser, also used for ODE rules;
+    /// on a flow grid the posterior of the flow process, `docs/algorithms.md` §8).
     pub var: Vec<f64>,
 }
 
 impl StepTable {
-    /// Tabulates `rule` over `grid` for a model predicting `output`.
+    /// Tabulates `rule` over `grid` for a model predicting `output`. The VP rules need a VP grid and
+    /// `euler` a flow grid; `velocity` outputs need a flow grid and `v` a VP one.
     pub fn new(grid: &Grid, rule: StepRule, output: ModelOutput) -> Result<Self> {
         let n = grid.steps();
         if n == 0 {
             return Err(Error::config("steps", "the grid has no steps"));
+        }
+        let flow = grid.process == Process::Flow;
+        match (flow, rule) {
+            (true, StepRule::Euler)
+            | (false, StepRule::Ddim { .. })
+            | (false, StepRule::ExpSde)
+            | (false, StepRule::ExpOde) => {}
+            (true, r) => {
+                return Err(Error::config(
+                    "rule",
+                    format!(
+                        "`{}` assumes a variance-preserving schedule (α² + σ² = 1); the flow \
+                         schedule takes the `euler` rule",
+                        r.name()
+                    ),
+                ))
+            }
+            (false, _) => {
+                return Err(Error::config(
+                    "rule",
+                    "`euler` is the flow-matching rule: it needs the flow schedule",
+                ))
+            }
+        }
+        match (flow, output) {
+            (true, ModelOutput::V) => {
+                return Err(Error::config(
+                    "output",
+                    "the VP v-prediction (α ε − σ x0) does not apply to the flow schedule; a flow \
+                     model predicts `velocity` (ε − x0)",
+                ))
+            }
+            (false, ModelOutput::Velocity) => {
+                return Err(Error::config(
+                    "output",
+                    "a flow `velocity` model needs the flow schedule",
+                ))
+            }
+            _ => {}
         }
         let mut tab = StepTable {
             a: Vec::with_capacity(n),
@@ -165,8 +255,24 @@ impl StepTable {
                     format!("σ = 0 at t = {} before the last point", from.t),
                 ));
             }
-            let a = to.alpha / from.alpha;
             let (st2, ss2) = (from.sigma * from.sigma, to.sigma * to.sigma);
+            if flow {
+                // Euler in velocity space: a = 1, b = σ_s − σ_t; p, q give v̂ (§8). The normaliser is
+                // the posterior variance of q(x_s | x_t, x_0) of the flow process:
+                // (σ_s²/σ_t²)(σ_t² − (α_t/α_s)² σ_s²) (the VP formula below is its α² + σ² = 1 case).
+                let ratio = from.alpha / to.alpha;
+                let post = ((ss2 / st2) * (st2 - ratio * ratio * ss2)).max(0.0);
+                let (p, q) = output.to_velocity(from.alpha, from.sigma);
+                tab.a.push(1.0);
+                tab.b.push(to.sigma - from.sigma);
+                tab.c.push(0.0);
+                tab.p.push(p);
+                tab.q.push(q);
+                tab.t.push(from.t);
+                posterior.push(post);
+                continue;
+            }
+            let a = to.alpha / from.alpha;
             let post = (ss2 / st2) * (1.0 - (from.alpha * from.alpha) / (to.alpha * to.alpha));
             let post = post.max(0.0);
             let (b, c) = match rule {
@@ -188,6 +294,7 @@ impl StepTable {
                 }
                 StepRule::ExpSde => (-2.0 * (a - 1.0) / from.sigma, (a * a - 1.0).max(0.0).sqrt()),
                 StepRule::ExpOde => (-(a - 1.0) / from.sigma, 0.0),
+                StepRule::Euler => unreachable!("refused on VP grids above"),
             };
             let (p, q) = output.to_epsilon(from.alpha, from.sigma);
             tab.a.push(a);
@@ -230,6 +337,12 @@ impl StepTable {
     /// `out' = out + f_j·(clamp(x̂0, −r, r) − x̂0)`, with `f_j` chosen so that the affine step with
     /// `out'` is the scheduler's clipped step (`docs/algorithms.md` §7).
     pub fn with_clip(mut self, grid: &Grid, output: ModelOutput, clip: ClipSample) -> Result<Self> {
+        if grid.process == Process::Flow {
+            return Err(Error::config(
+                "clip_sample",
+                "the clipped-x0 step is defined for the VP schedulers only, not for flow",
+            ));
+        }
         if !(clip.range > 0.0 && clip.range.is_finite()) {
             return Err(Error::config(
                 "clip_sample_range",

@@ -600,3 +600,48 @@ fn size_edges_are_statuses_not_panics() {
         expect_err(st, PICARDIFF_INVALID_CONFIG, words);
     }
 }
+
+#[test]
+fn flow_schedule_runs_euler_with_the_shift_field() {
+    // schedule "flow", rule NULL (euler on flow), grid NULL (diffusers'), shift 3.
+    let flow = CString::new("flow").unwrap();
+    let c = picardiff_sampler_config {
+        schedule: flow.as_ptr(),
+        steps: 12,
+        shift: 3.0,
+        ..config()
+    };
+    let (out, stats) = run_ffi(&handles(mixture_model(), &c), 8).unwrap();
+    let s = Schedule::from_name("flow", 1000).unwrap();
+    let grid = Grid::flow(&s, 12, FlowShift::Static(3.0)).unwrap();
+    let rule = StepRule::from_name("euler", None).unwrap();
+    let kind = SamplerKind::Picard {
+        window: 12,
+        tol: rule.default_tolerance(),
+        max_iters: None,
+        form: PicardForm::Scan,
+    };
+    let inputs = RunInputs {
+        batch: 4,
+        seed: 9,
+        ..Default::default()
+    };
+    let model = GmmModel::new(Mixture::from_json(MIXTURE_JSON).unwrap(), s.clone());
+    let want = run(&CpuBackend, &model, &grid, rule, &kind, &inputs).unwrap();
+    assert_eq!(out, want.samples);
+    assert_eq!(stats.rounds, want.stats.rounds);
+    // The shift is the grid's: shift 0 is the default 1, and differs from shift 3.
+    let c1 = picardiff_sampler_config { shift: 0.0, ..c };
+    assert_ne!(run_ffi(&handles(mixture_model(), &c1), 8).unwrap().0, out);
+    // VP rules are refused on flow; a negative shift is refused.
+    let ddim = CString::new("ddim").unwrap();
+    let bad = picardiff_sampler_config {
+        rule: ddim.as_ptr(),
+        ..c
+    };
+    let st = new_sampler(cpu(), &bad).unwrap_err();
+    expect_err(st, PICARDIFF_INVALID_CONFIG, &["euler"]);
+    let bad = picardiff_sampler_config { shift: -1.0, ..c };
+    let st = new_sampler(cpu(), &bad).unwrap_err();
+    expect_err(st, PICARDIFF_INVALID_CONFIG, &["shift"]);
+}

@@ -42,7 +42,7 @@ impl ScoreModel<CudaBackend> for GmmModel {
     }
 
     fn output(&self) -> ModelOutput {
-        ModelOutput::Epsilon
+        self.output_kind()
     }
 
     /// Two GEMMs and kernels on the backend's stream, nothing on the host: recordable.
@@ -72,6 +72,11 @@ impl ScoreModel<CudaBackend> for GmmModel {
             Schedule::Ou => ((ffi::PICARDIFF_SCHED_OU, 0, 0.0, 0.0), vec![0.0]),
             Schedule::VpLinear { beta_min, beta_max } => (
                 (ffi::PICARDIFF_SCHED_VP_LINEAR, 0, *beta_min, *beta_max),
+                vec![0.0],
+            ),
+            // n_train is the divisor of the model time (σ = t / n_train); no table.
+            Schedule::Flow { train_steps } => (
+                (ffi::PICARDIFF_SCHED_FLOW, *train_steps, 0.0, 0.0),
                 vec![0.0],
             ),
         };
@@ -158,8 +163,12 @@ impl ScoreModel<CudaBackend> for GmmModel {
             sched: ffi::GmmSchedule {
                 kind: ws.sched.0 as i32,
                 n_train: c_int(ws.sched.1, "train-steps")?,
-                alphas_cumprod: be.ptr(&ws.alphas_cumprod, ws.sched.1, OP, "alphas_cumprod")?
-                    as *const f64,
+                alphas_cumprod: be.ptr(
+                    &ws.alphas_cumprod,
+                    ws.alphas_cumprod.len(),
+                    OP,
+                    "alphas_cumprod",
+                )? as *const f64,
                 beta_min: ws.sched.2,
                 beta_max: ws.sched.3,
             },

@@ -504,6 +504,7 @@ pub(crate) fn prediction_name(p: ModelOutput) -> &'static str {
         ModelOutput::Score => "score",
         ModelOutput::Sample => "sample",
         ModelOutput::V => "v",
+        ModelOutput::Velocity => "velocity",
     }
 }
 
