@@ -68,7 +68,10 @@ impl Device {
     #[cfg(not(feature = "cuda"))]
     fn open_auto() -> (Device, String) {
         // Not a problem to report: a CPU-only build simply has no other device.
-        (Device::Cpu(CpuBackend), "; this build has no CUDA backend".to_string())
+        (
+            Device::Cpu(CpuBackend),
+            "; this build has no CUDA backend".to_string(),
+        )
     }
 
     /// The backend's name (`cpu`, `cuda`).
