@@ -273,6 +273,7 @@ fn caller_noise_and_initial_state_match_the_cpu() {
         sample0: 0,
         init: Some(&init),
         noise: Some(&noise),
+        ..Default::default()
     };
     for kind in [SamplerKind::Sequential, picard(50, 0.0, PicardForm::Scan)] {
         let (c, gp) = both(&be, &model, &g, "ddpm", &kind, &inputs);
