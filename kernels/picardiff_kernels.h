@@ -38,9 +38,6 @@ extern "C" {
 #define PICARDIFF_SWEEP_AUTO 0
 #define PICARDIFF_SWEEP_SERIAL 1
 #define PICARDIFF_SWEEP_SCAN 2
-/* The serial kernel's previous loop (GPU runs 2-8), the same results bit for bit: a measurement
-   baseline for SERIAL, to be removed after a GPU run compares them. */
-#define PICARDIFF_SWEEP_SERIAL_PREV 3
 
 /* Activations of the MLP epilogue (launch_bias_act_f32). */
 #define PICARDIFF_ACT_NONE 0

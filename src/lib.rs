@@ -24,6 +24,8 @@
 //! ```
 
 pub mod backend;
+#[cfg(feature = "bench-internals")]
+pub mod bench_internals;
 pub mod error;
 pub mod ffi;
 pub mod files;

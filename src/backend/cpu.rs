@@ -164,10 +164,9 @@ impl CpuBackend {
 
     /// [`Backend::step`] with its non-finite check (`CHECK = true`, all the library uses) or with
     /// the check compiled out (`false`: only to measure what the check costs,
-    /// `benches/nonfinite_check.rs`; a NaN state then goes undetected).
-    #[doc(hidden)]
+    /// `benches/nonfinite_check.rs` through `bench_internals`; a NaN state then goes undetected).
     #[allow(clippy::too_many_arguments)]
-    pub fn step_checked<const CHECK: bool>(
+    pub(crate) fn step_checked<const CHECK: bool>(
         &self,
         tab: &CpuTables,
         j: usize,
@@ -234,12 +233,12 @@ impl CpuBackend {
 
     /// [`Backend::picard_advance`] with its non-finite check (`CHECK = true`, all the library
     /// uses) or with the check compiled out (`false`: only to measure what the check costs,
-    /// `benches/nonfinite_check.rs`; a NaN error then reads as converged). The check is the pass
-    /// that looks for a non-finite point error before the window moves, and the NaN → ∞ mapping in
-    /// the point error; the sweep needs none, its squared-error sums carry a NaN or ∞ as they are.
-    #[doc(hidden)]
+    /// `benches/nonfinite_check.rs` through `bench_internals`; a NaN error then reads as converged).
+    /// The check is the pass that looks for a non-finite point error before the window moves, and
+    /// the NaN → ∞ mapping in the point error; the sweep needs none, its squared-error sums carry
+    /// a NaN or ∞ as they are.
     #[allow(clippy::too_many_arguments)]
-    pub fn picard_advance_checked<const CHECK: bool>(
+    pub(crate) fn picard_advance_checked<const CHECK: bool>(
         &self,
         plan: &WindowPlan,
         tab: &CpuTables,

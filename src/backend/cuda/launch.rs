@@ -12,7 +12,10 @@ use crate::error::{Error, Result};
 use crate::model::Activation;
 
 /// Which Picard sweep kernel the launches of the current thread use (see `PICARDIFF_SWEEP_*` in
-/// `kernels/picardiff_kernels.h`).
+/// `kernels/picardiff_kernels.h`). A measurement and test switch, compiled in only with the
+/// `bench-internals` feature (this package's tests and benches): the library always runs
+/// [`SweepPath::Auto`].
+#[cfg(feature = "bench-internals")]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SweepPath {
     /// The serial kernel for large `batch × dim`, the window-parallel scan for small ones
@@ -23,20 +26,34 @@ pub enum SweepPath {
     Serial,
     /// Window-parallel chunked scan: equal to the CPU up to rounding (~1e-6 relative).
     Scan,
-    /// The serial kernel's loop as it ran in GPU runs 2–8 (slot addresses recomputed per access, a
-    /// branch per element): a measurement baseline for [`SweepPath::Serial`], same results bit for
-    /// bit; to be removed once a GPU run has compared the two.
-    SerialPrevious,
 }
 
+#[cfg(feature = "bench-internals")]
 thread_local! {
     static SWEEP_PATH: std::cell::Cell<SweepPath> = const { std::cell::Cell::new(SweepPath::Auto) };
 }
 
 /// Forces the Picard sweep kernel for the CUDA launches made by the calling thread (tests and
 /// benches); returns the previous choice. The default is [`SweepPath::Auto`].
+#[cfg(feature = "bench-internals")]
 pub fn set_sweep_path(path: SweepPath) -> SweepPath {
     SWEEP_PATH.with(|c| c.replace(path))
+}
+
+/// The `PICARDIFF_SWEEP_*` of this thread's launches.
+#[cfg(feature = "bench-internals")]
+fn sweep_path() -> u32 {
+    match SWEEP_PATH.with(|c| c.get()) {
+        SweepPath::Auto => ffi::PICARDIFF_SWEEP_AUTO,
+        SweepPath::Serial => ffi::PICARDIFF_SWEEP_SERIAL,
+        SweepPath::Scan => ffi::PICARDIFF_SWEEP_SCAN,
+    }
+}
+
+/// The `PICARDIFF_SWEEP_*` of every launch: the kernel's own choice.
+#[cfg(not(feature = "bench-internals"))]
+fn sweep_path() -> u32 {
+    ffi::PICARDIFF_SWEEP_AUTO
 }
 
 /// The device address of element `off` of a buffer starting at `base`.
@@ -148,12 +165,7 @@ impl CudaBackend {
             num_blocks: c_int(num_blocks, "blocks")?,
             block_iters: c_int(block_iters, "iters")?,
             tol2: plan.tol2,
-            sweep_path: match SWEEP_PATH.with(|c| c.get()) {
-                SweepPath::Auto => ffi::PICARDIFF_SWEEP_AUTO,
-                SweepPath::Serial => ffi::PICARDIFF_SWEEP_SERIAL,
-                SweepPath::Scan => ffi::PICARDIFF_SWEEP_SCAN,
-                SweepPath::SerialPrevious => ffi::PICARDIFF_SWEEP_SERIAL_PREV,
-            } as i32,
+            sweep_path: sweep_path() as i32,
             noisy: i32::from(tables.noisy),
         })
     }

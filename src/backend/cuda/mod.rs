@@ -29,7 +29,7 @@ mod backend;
 pub mod external;
 mod ffi;
 mod gmm;
-mod launch;
+pub(crate) mod launch;
 pub(crate) mod mlp;
 mod pool;
 
@@ -47,7 +47,6 @@ use crate::error::{Error, Result};
 
 pub use backend::{CudaTables, CudaWindow};
 pub use gmm::GmmWorkspace;
-pub use launch::{set_sweep_path, SweepPath};
 
 /// The CUDA backend on one device. See the module docs.
 #[derive(Debug)]
