@@ -459,7 +459,7 @@ mod tests {
     fn virtual_memory_follows_contiguous_mappings() {
         // Three 0x100-byte handles mapped back to back from 0x1000, nothing after 0x1300.
         let map = |at: u64| -> Result<Option<AddrRange>, ()> {
-            Ok((0x1000..0x1300).contains(&at).then(|| AddrRange {
+            Ok((0x1000..0x1300).contains(&at).then_some(AddrRange {
                 start: at & !0xff,
                 size: 0x100,
             }))

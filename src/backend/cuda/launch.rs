@@ -5,7 +5,7 @@
 
 use cudarc::driver::CudaSlice;
 
-use super::backend::{CudaTables, CudaWindow, COEF_ROW};
+use super::backend::{CudaSeq, CudaTables, CudaWindow, COEF_ROW};
 use super::{check, ffi, CudaBackend};
 use crate::backend::{LangevinSweep, Noise, PicardForm, Shape, WindowMode, WindowPlan};
 use crate::error::{Error, Result};
@@ -257,16 +257,96 @@ impl CudaBackend {
             x: at(self.ptr_mut(x, x_off + slot, OP, "state")?, x_off),
             status: self.ptr(&tables.status, 1, OP, "step status")? as *mut i32,
             out: at(self.ptr(out, out_off + slot, OP, "model output")?, out_off),
+            step_counter: std::ptr::null(),
             tab: self.tables_raw(tables, tables.steps, OP)?,
             noise: self.noise_raw(noise, j + 1, shape, OP)?,
             dim: c_long(shape.dim, "dim")?,
             batch: c_int(shape.batch, "batch")?,
             j: c_int(j, "step")?,
+            steps: c_int(tables.steps, "steps")?,
         };
         self.bind(OP)?;
         // SAFETY: x and out hold batch × dim values at their offsets, the tables `steps` > j values,
         // a noise table (j + 1) × batch × dim, the status one i32 (all checked); the kernel touches
         // only those (the status is device memory the host never borrows, only copies).
+        let code = unsafe { ffi::launch_picard_step_f32(params, self.cu_stream()) };
+        check(code, OP)
+    }
+
+    /// Begins the sequential step the counter of `seq` names on the device: `times[..batch]` =
+    /// t_j, then the counter moves to j + 1 (kernels/elementwise.cu `seq_begin_f32`).
+    pub(super) fn launch_seq_begin(
+        &self,
+        tables: &CudaTables,
+        seq: &mut CudaSeq,
+        times: &mut CudaSlice<f32>,
+        batch: usize,
+    ) -> Result<()> {
+        const OP: &str = "sequential step (begin)";
+        if seq.steps != tables.steps {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "the step counter was made for {} steps, the table has {}",
+                    seq.steps, tables.steps
+                ),
+            ));
+        }
+        if batch == 0 {
+            return Ok(());
+        }
+        let counter = self.ptr_mut(&mut seq.counter, 1, OP, "step counter")? as *mut i32;
+        let t = self.ptr(&tables.t, tables.steps, OP, "step table")? as *const f32;
+        let tp = self.ptr_mut(times, batch, OP, "model times")? as *mut f32;
+        let (b, steps) = (c_int(batch, "batch")?, c_int(tables.steps, "steps")?);
+        self.bind(OP)?;
+        // SAFETY: the counter is one i32, t holds `steps` values and times `batch` (checked); the
+        // kernel reads t[j] only for 0 <= j < steps and writes times[..batch] and the counter.
+        let code = unsafe { ffi::launch_seq_begin_f32(counter, t, tp, b, steps, self.cu_stream()) };
+        check(code, OP)
+    }
+
+    /// The sequential step that [`CudaBackend::launch_seq_begin`] began, its index read on the
+    /// device: x (one slot at offset 0) updated in place from out (one slot at offset 0).
+    pub(super) fn launch_seq_step(
+        &self,
+        tables: &CudaTables,
+        seq: &CudaSeq,
+        shape: Shape,
+        x: &mut CudaSlice<f32>,
+        out: &CudaSlice<f32>,
+        noise: Noise<'_, Self>,
+    ) -> Result<()> {
+        const OP: &str = "step";
+        if seq.steps != tables.steps {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "the step counter was made for {} steps, the table has {}",
+                    seq.steps, tables.steps
+                ),
+            ));
+        }
+        let slot = shape.slot_len();
+        if slot == 0 {
+            return Ok(());
+        }
+        let params = ffi::PicardStepParams {
+            x: self.ptr_mut(x, slot, OP, "state")? as *mut f32,
+            status: self.ptr(&tables.status, 1, OP, "step status")? as *mut i32,
+            out: self.ptr(out, slot, OP, "model output")? as *const f32,
+            step_counter: self.ptr(&seq.counter, 1, OP, "step counter")? as *const i32,
+            tab: self.tables_raw(tables, tables.steps, OP)?,
+            noise: self.noise_raw(noise, tables.steps, shape, OP)?,
+            dim: c_long(shape.dim, "dim")?,
+            batch: c_int(shape.batch, "batch")?,
+            j: 0,
+            steps: c_int(tables.steps, "steps")?,
+        };
+        self.bind(OP)?;
+        // SAFETY: x and out hold batch × dim values, the tables and a noise table `steps` rows /
+        // slots, the status and the counter one i32 each (all checked); the kernel reads the step j
+        // from the counter and does nothing unless 0 <= j < steps, so it touches only those.
         let code = unsafe { ffi::launch_picard_step_f32(params, self.cu_stream()) };
         check(code, OP)
     }

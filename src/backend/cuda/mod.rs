@@ -45,7 +45,7 @@ use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr, DevicePtrMut
 use crate::backend::{RunGuard, RunLock};
 use crate::error::{Error, Result};
 
-pub use backend::{CudaTables, CudaWindow};
+pub use backend::{CudaSeq, CudaTables, CudaWindow};
 pub use gmm::GmmWorkspace;
 
 /// The CUDA backend on one device. See the module docs.
