@@ -5,16 +5,17 @@
 //! kernel is then measured beside it (`ddim_scan_serial_kernel`). `cuda_picard_small`: one sweep of
 //! the latency-bound small problem (1000-step DDPM, full window p = 1000, batch 1, D = 64) with each
 //! kernel, in time per sweep.
-//! Where the serial kernel runs (≥ 2^24 elements here) it is also measured with its previous loop
-//! (`*_previous_loop`, `SweepPath::SerialPrevious`: the loop of GPU runs 2–8, same results).
+//! The kernel is forced with `bench_internals::set_sweep_path` (feature `bench-internals`, on for
+//! this package's benches).
 //! Timing: `iter_custom`, enqueue `iters` launches, synchronise the stream, then read the clock.
 //! Without a CUDA device it prints a skip and returns.
 
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use picardiff::backend::cuda::{set_sweep_path, CudaBackend, SweepPath};
+use picardiff::backend::cuda::CudaBackend;
 use picardiff::backend::{Backend, Noise, PicardForm, Shape, WindowPlan};
+use picardiff::bench_internals::{set_sweep_path, SweepPath};
 use picardiff::prelude::*;
 
 #[path = "cuda_common/mod.rs"]
@@ -81,22 +82,9 @@ fn sweep(c: &mut Criterion, be: &CudaBackend) {
                 "ddim_scan_serial_kernel",
                 SweepPath::Serial,
             ),
-            (
-                StepRule::Ddim { eta: 0.0 },
-                "ddim_scan_previous_loop",
-                SweepPath::SerialPrevious,
-            ),
-            (
-                StepRule::Ddim { eta: 1.0 },
-                "ddpm_philox_scan_previous_loop",
-                SweepPath::SerialPrevious,
-            ),
         ] {
             if path == SweepPath::Serial && !small {
                 continue; // auto already is the serial kernel
-            }
-            if path == SweepPath::SerialPrevious && small {
-                continue; // the baseline of the serial kernel, where auto picks it
             }
             set_sweep_path(path);
             let table = StepTable::new(&g, rule, ModelOutput::Epsilon).unwrap();

@@ -9,9 +9,10 @@
 //! - the sequential step: an `is_finite` flag ANDed per element inside the fused step loop.
 //!
 //! Both are measured against the same code with the check compiled out
-//! (`CpuBackend::picard_advance_checked::<false>`, `CpuBackend::step_checked::<false>`; the library
-//! only ever uses `true`), and set against a whole iteration with a real model: the exact score of an
-//! 8-component mixture over the whole window (`GmmModel`), the fused sweep and the advance.
+//! (`picard_advance_checked::<false>`, `step_checked::<false>` of `bench_internals::CpuChecked`,
+//! feature `bench-internals`, on for this package's benches; the library only ever uses `true`), and
+//! set against a whole iteration with a real model: the exact score of an 8-component mixture over
+//! the whole window (`GmmModel`), the fused sweep and the advance.
 //!
 //! After the criterion groups, the sequential step is also timed interleaved (checked, unchecked,
 //! with the model), since its check is below what separate criterion runs resolve.
@@ -24,6 +25,7 @@ use std::time::Duration;
 use criterion::{criterion_group, BatchSize, BenchmarkId, Criterion};
 use picardiff::backend::cpu::{CpuTables, CpuWindow};
 use picardiff::backend::{Backend, Noise, PicardForm, Shape, WindowPlan, WindowState};
+use picardiff::bench_internals::CpuChecked;
 use picardiff::prelude::*;
 use picardiff::rng::TAG_INIT;
 

@@ -167,75 +167,6 @@ __global__ void __launch_bounds__(SWEEP_MAX_THREADS) picard_sweep_f32(PicardPara
 }
 
 // ---------------------------------------------------------------------------------------------------
-// picard_sweep_prev_f32 (PICARDIFF_SWEEP_SERIAL_PREV; a measurement baseline, to be deleted once a GPU
-// run has compared it with picard_sweep_f32)
-//
-// The serial sweep as it ran in the GPU runs 2-8: the same memory layout, mapping, arithmetic and
-// results bit for bit as picard_sweep_f32, but with the slot addresses recomputed (64-bit multiplies)
-// for every load and store and a branch per element for n < 4.
-template <bool VEC, bool DRIFT, bool NOISE>
-__global__ void __launch_bounds__(SWEEP_MAX_THREADS) picard_sweep_prev_f32(PicardParams P, int bps, int units) {
-    const int s = P.win->start, e = P.win->end;
-    if (s >= P.steps || P.win->bad_point != 0) return; // uniform over the grid
-    const int b = blockIdx.x / bps, blk = blockIdx.x % bps;
-    const long long g = (long long)blk * blockDim.x + threadIdx.x;
-    const long long left = P.dim - 4 * g;
-    const int n = left <= 0 ? 0 : (left >= 4 ? 4 : (int)left);
-    const int ring = P.window + 1;
-    const long long slot = (long long)P.batch * P.dim;
-    const long long row = (long long)b * P.dim + 4 * g;
-    const int lane = threadIdx.x % WARP, nwarps = blockDim.x / WARP;
-    const int unit = blk * nwarps + threadIdx.x / WARP; // warp-uniform
-    float* part = P.partial + (long long)b * units + unit;
-    const long long kstride = (long long)P.batch * units;
-
-    float y[4], xo[4];
-    int cur = s % ring;
-    load4<VEC>(P.x + cur * slot + row, n, y);
-#pragma unroll
-    for (int i = 0; i < 4; ++i) xo[i] = y[i];
-
-    // Software pipelining: the model output O[m] and old iterate X[m+1] of the next point are loaded
-    // one iteration ahead (X[m+2] is a different slot from the X[m+1] written now, since
-    // end - start <= window < ring), so their latency overlaps the noise and arithmetic of this point.
-    int nxt = cur + 1 == ring ? 0 : cur + 1;
-    float o_next[4], xn_next[4];
-    if (s < e) {
-        load4_cs<VEC>(P.out + cur * slot + row, n, o_next);
-        load4_cs<VEC>(P.x + nxt * slot + row, n, xn_next);
-    }
-    for (int m = s; m < e; ++m) {
-        float o[4], xn[4];
-#pragma unroll
-        for (int i = 0; i < 4; ++i) o[i] = o_next[i], xn[i] = xn_next[i];
-        const int after = nxt + 1 == ring ? 0 : nxt + 1;
-        if (m + 1 < e) {
-            load4_cs<VEC>(P.out + nxt * slot + row, n, o_next);
-            load4_cs<VEC>(P.x + after * slot + row, n, xn_next);
-        }
-        const StepCoef k = load_coef(P.tab, m);
-        float z[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-        if (NOISE && k.c != 0.0f && n > 0) step_noise(P.noise, P.batch, P.dim, m, b, g, n, z);
-        float sq = 0.0f;
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            if (i < n) {
-                const float yn = DRIFT ? drift(k, y[i], xo[i], o[i], z[i]) : affine(k, y[i], xo[i], o[i], z[i]);
-                const float d = __fsub_rn(yn, xn[i]);
-                sq = __fadd_rn(sq, __fmul_rn(d, d));
-                xo[i] = xn[i];
-                y[i] = yn;
-            }
-        }
-        store4_cs<VEC>(P.x + nxt * slot + row, n, y);
-        sq = warp_sum(sq);
-        if (lane == 0 && unit < units) part[(long long)(m - s) * kstride] = sq;
-        cur = nxt;
-        nxt = after;
-    }
-}
-
-// ---------------------------------------------------------------------------------------------------
 // picard_sweep_scan_f32 (window-parallel; PICARDIFF_SWEEP_SCAN)
 //
 // Memory: as picard_sweep_f32 (x/out rings, slot = batch x dim sample-major, point m in slot m % R;
@@ -501,27 +432,19 @@ __global__ void __launch_bounds__(COPY_THREADS) picard_new_slots_f32(PicardParam
 // reach a bitwise fixed point like the CPU's, while the scan's chunk boundaries move with the window
 // start and keep the last bits changing (measured on an H200: 115 rounds instead of 53 for a
 // 200-point window at tau = 0, samples equal within 6e-7).
-template <bool NOISE, bool PREV>
+template <bool NOISE>
 void launch_serial_n(const PicardParams& p, bool vec, bool drift, unsigned blocks, int threads, int bps, int units,
                      cudaStream_t stream) {
-    if (PREV) {
-        if (vec && drift) picard_sweep_prev_f32<true, true, NOISE><<<blocks, threads, 0, stream>>>(p, bps, units);
-        else if (vec) picard_sweep_prev_f32<true, false, NOISE><<<blocks, threads, 0, stream>>>(p, bps, units);
-        else if (drift) picard_sweep_prev_f32<false, true, NOISE><<<blocks, threads, 0, stream>>>(p, bps, units);
-        else picard_sweep_prev_f32<false, false, NOISE><<<blocks, threads, 0, stream>>>(p, bps, units);
-    } else {
-        if (vec && drift) picard_sweep_f32<true, true, NOISE><<<blocks, threads, 0, stream>>>(p, bps, units);
-        else if (vec) picard_sweep_f32<true, false, NOISE><<<blocks, threads, 0, stream>>>(p, bps, units);
-        else if (drift) picard_sweep_f32<false, true, NOISE><<<blocks, threads, 0, stream>>>(p, bps, units);
-        else picard_sweep_f32<false, false, NOISE><<<blocks, threads, 0, stream>>>(p, bps, units);
-    }
+    if (vec && drift) picard_sweep_f32<true, true, NOISE><<<blocks, threads, 0, stream>>>(p, bps, units);
+    else if (vec) picard_sweep_f32<true, false, NOISE><<<blocks, threads, 0, stream>>>(p, bps, units);
+    else if (drift) picard_sweep_f32<false, true, NOISE><<<blocks, threads, 0, stream>>>(p, bps, units);
+    else picard_sweep_f32<false, false, NOISE><<<blocks, threads, 0, stream>>>(p, bps, units);
 }
 
-template <bool PREV>
 void launch_serial(const PicardParams& p, bool vec, bool drift, unsigned blocks, int threads, int bps, int units,
                    cudaStream_t stream) {
-    if (p.noisy) launch_serial_n<true, PREV>(p, vec, drift, blocks, threads, bps, units, stream);
-    else launch_serial_n<false, PREV>(p, vec, drift, blocks, threads, bps, units, stream);
+    if (p.noisy) launch_serial_n<true>(p, vec, drift, blocks, threads, bps, units, stream);
+    else launch_serial_n<false>(p, vec, drift, blocks, threads, bps, units, stream);
 }
 
 int sweep_auto(const PicardParams& p) {
@@ -564,9 +487,8 @@ extern "C" cudaError_t launch_picard_sweep_f32(PicardParams p, cudaStream_t stre
         else picard_sweep_scan_f32<false, false><<<(unsigned)(units * p.batch), st, 0, stream>>>(p, (int)units);
         return launch_status();
     }
-    if (path == PICARDIFF_SWEEP_SERIAL) launch_serial<false>(p, vec, drift, (unsigned)blocks, threads, ibps, (int)units, stream);
-    else if (path == PICARDIFF_SWEEP_SERIAL_PREV) launch_serial<true>(p, vec, drift, (unsigned)blocks, threads, ibps, (int)units, stream);
-    else return cudaErrorInvalidValue;
+    if (path != PICARDIFF_SWEEP_SERIAL) return cudaErrorInvalidValue;
+    launch_serial(p, vec, drift, (unsigned)blocks, threads, ibps, (int)units, stream);
     return launch_status();
 }
 

@@ -38,9 +38,6 @@ extern "C" {
 #define PICARDIFF_SWEEP_AUTO 0
 #define PICARDIFF_SWEEP_SERIAL 1
 #define PICARDIFF_SWEEP_SCAN 2
-/* The serial kernel's previous loop (GPU runs 2-8), the same results bit for bit: a measurement
-   baseline for SERIAL, to be removed after a GPU run compares them. */
-#define PICARDIFF_SWEEP_SERIAL_PREV 3
 
 /* Activations of the MLP epilogue (launch_bias_act_f32). */
 #define PICARDIFF_ACT_NONE 0
@@ -117,16 +114,21 @@ typedef struct PicardParams {
 } PicardParams;
 
 /* One sequential step in place on batch x dim values: x = a_j x + b_j (p_j x + q_j o) + c_j z_j.
- * A non-finite result lowers *status to j (atomicMin; the host initialises it to INT_MAX). */
+ * A non-finite result lowers *status to j (atomicMin; the host initialises it to INT_MAX).
+ * j: the field j when step_counter is NULL; else read on the device, *step_counter - 1 (the step that
+ * launch_seq_begin_f32 began), so that one recorded CUDA graph serves every step; a j outside
+ * 0..steps-1 does nothing. A noise table holds j + 1 slots (with a step counter: steps). */
 typedef struct PicardStepParams {
     float* x;
     int* status;
     const float* out;
+    const int* step_counter;
     PicardTables tab;
     PicardNoise noise;
     long long dim;
     int batch;
     int j;
+    int steps;
 } PicardStepParams;
 
 /* One Picard sweep of the Langevin corrector (CpuBackend::langevin_sweep, backend::LangevinSweep):
@@ -182,6 +184,11 @@ cudaError_t launch_picard_new_slots_f32(PicardParams p, cudaStream_t stream);
 
 /* elementwise.cu */
 cudaError_t launch_picard_step_f32(PicardStepParams p, cudaStream_t stream);
+/* Begins sequential step j = *counter (device memory): times[0..batch) = t[j], then *counter = j + 1.
+ * At j == steps it only sets *counter = steps + 1 (the next step kernel then does nothing); beyond,
+ * nothing. One block. */
+cudaError_t launch_seq_begin_f32(int* counter, const float* t, float* times, int batch, int steps,
+                                 cudaStream_t stream);
 cudaError_t launch_normal_fill_f32(float* buf, int batch, long long dim, unsigned long long seed,
                                    unsigned int sample0, unsigned int step, unsigned int tag,
                                    cudaStream_t stream);

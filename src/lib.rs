@@ -24,6 +24,8 @@
 //! ```
 
 pub mod backend;
+#[cfg(feature = "bench-internals")]
+pub mod bench_internals;
 pub mod defaults;
 pub mod error;
 pub mod ffi;

@@ -1,8 +1,8 @@
 //! The C ABI on a CUDA context, through the `extern "C"` functions of `picardiff::ffi`: samples into
 //! caller device memory (`picardiff_sampler_run_device`) equal the host-buffer run's bit for bit; a
 //! callback model that receives device pointers and the run's stream (and evaluates on the host)
-//! matches the same callback on the CPU; a failing callback and a host pointer given as the device
-//! output are statuses. Without a device each test prints "skipped: no CUDA device (...)" and
+//! matches the same callback on the CPU; a failing callback, a host pointer given as the device
+//! output and a device output that runs past its allocation are statuses. Without a device each test prints "skipped: no CUDA device (...)" and
 //! passes; with `REQUIRE_GPU=1` it fails.
 #![cfg(feature = "cuda")]
 
@@ -447,4 +447,86 @@ fn host_memory_as_device_output_is_a_status() {
     let (st, _) = h.run_device(ptr, n);
     assert_eq!(st, PICARDIFF_OK, "{}", last_error());
     assert!(read_back(&be, &buf).iter().all(|v| v.is_finite()));
+}
+
+/// The extent the driver reports for the allocation that holds `ptr` (`cuMemGetAddressRange`).
+fn allocation_range(be: &CudaBackend, ptr: u64) -> (u64, u64) {
+    be.context().bind_to_thread().unwrap();
+    let (mut base, mut size) = (0u64, 0usize);
+    let r = unsafe { sys::cuMemGetAddressRange_v2(&mut base, &mut size, ptr) };
+    assert_eq!(r, sys::CUresult::CUDA_SUCCESS, "cuMemGetAddressRange");
+    (base, size as u64)
+}
+
+/// `picardiff_sampler_run_device` checks the floats to write against the extent of the
+/// allocation that holds `out_device`: for a cuMemAlloc (cudaMalloc) allocation, a stream-ordered
+/// pool allocation and managed memory, the last `out_len` floats of the reported extent are
+/// accepted (and equal the host run's), one float later is PICARDIFF_SHAPE_MISMATCH before
+/// anything runs (nothing written).
+#[test]
+fn device_output_past_its_allocation_is_a_shape_mismatch() {
+    let Some(be) = device("device_output_past_its_allocation_is_a_shape_mismatch") else {
+        return;
+    };
+    let h = Handles::cuda(mixture(MIXTURE_2D), 50);
+    let n = h.out_len();
+    let bytes = (n * 4) as u64;
+    let (host, _) = h
+        .run_host()
+        .unwrap_or_else(|s| panic!("{s:?}: {}", last_error()));
+    be.context().bind_to_thread().unwrap();
+    let plain = unsafe { result::malloc_sync(n * 4) }.unwrap();
+    let managed =
+        unsafe { result::malloc_managed(n * 4, sys::CUmemAttach_flags::CU_MEM_ATTACH_GLOBAL) }
+            .unwrap();
+    let (_pool_buf, pool) = device_zeros(&be, n);
+    for (what, ptr) in [("cuMemAlloc", plain), ("pool", pool), ("managed", managed)] {
+        let (base, size) = allocation_range(&be, ptr);
+        report(format!(
+            "  {what}: {bytes} bytes asked, extent {size} bytes at {base:#x} (pointer {ptr:#x})"
+        ));
+        assert!(base <= ptr && ptr + bytes <= base + size, "{what}: extent");
+        let last = base + size - bytes; // the last n floats of the extent
+                                        // A pool may report a range larger than this allocation (memory of other buffers): write
+                                        // only inside our own allocation there; cuMemAlloc and managed extents are ours.
+        let own = what != "pool" || (base == ptr && size == bytes);
+        if own {
+            be.context().bind_to_thread().unwrap();
+            unsafe { result::memset_d8_sync(base, 0, size as usize) }.unwrap();
+            let (st, _) = h.run_device(last, n);
+            assert_eq!(st, PICARDIFF_OK, "{what}: {}", last_error());
+            let mut back = vec![f32::NAN; n];
+            be.context().bind_to_thread().unwrap();
+            unsafe { result::memcpy_dtoh_sync(&mut back, last) }.unwrap();
+            assert_bits_eq(
+                &host,
+                &back,
+                &format!("run_device ({what}, end of extent) vs run"),
+            );
+            unsafe { result::memset_d8_sync(base, 0, size as usize) }.unwrap();
+        }
+        // One float later: 4 bytes past the end. Refused before the run: nothing written.
+        let (st, _) = h.run_device(last + 4, n);
+        expect_err(
+            st,
+            PICARDIFF_SHAPE_MISMATCH,
+            &[
+                "picardiff_sampler_run_device",
+                "out_device",
+                "4 bytes short",
+            ],
+        );
+        if own {
+            let mut all = vec![f32::NAN; (size / 4) as usize];
+            be.context().bind_to_thread().unwrap();
+            unsafe { result::memcpy_dtoh_sync(&mut all, base) }.unwrap();
+            assert!(
+                all.iter().all(|&v| v == 0.0),
+                "{what}: written after a refusal"
+            );
+        }
+    }
+    be.context().bind_to_thread().unwrap();
+    unsafe { result::free_sync(plain) }.unwrap();
+    unsafe { result::free_sync(managed) }.unwrap();
 }

@@ -7,8 +7,9 @@ mod common;
 mod gpu_common;
 
 use gpu_common::*;
-use picardiff::backend::cuda::{set_sweep_path, CudaBackend, SweepPath};
+use picardiff::backend::cuda::CudaBackend;
 use picardiff::backend::{Backend, Noise, PicardForm, Shape, WindowPlan, WindowState};
+use picardiff::bench_internals::{set_sweep_path, SweepPath};
 use picardiff::model::Activation;
 use picardiff::prelude::*;
 

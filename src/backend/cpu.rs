@@ -164,10 +164,9 @@ impl CpuBackend {
 
     /// [`Backend::step`] with its non-finite check (`CHECK = true`, all the library uses) or with
     /// the check compiled out (`false`: only to measure what the check costs,
-    /// `benches/nonfinite_check.rs`; a NaN state then goes undetected).
-    #[doc(hidden)]
+    /// `benches/nonfinite_check.rs` through `bench_internals`; a NaN state then goes undetected).
     #[allow(clippy::too_many_arguments)]
-    pub fn step_checked<const CHECK: bool>(
+    pub(crate) fn step_checked<const CHECK: bool>(
         &self,
         tab: &CpuTables,
         j: usize,
@@ -234,12 +233,12 @@ impl CpuBackend {
 
     /// [`Backend::picard_advance`] with its non-finite check (`CHECK = true`, all the library
     /// uses) or with the check compiled out (`false`: only to measure what the check costs,
-    /// `benches/nonfinite_check.rs`; a NaN error then reads as converged). The check is the pass
-    /// that looks for a non-finite point error before the window moves, and the NaN → ∞ mapping in
-    /// the point error; the sweep needs none, its squared-error sums carry a NaN or ∞ as they are.
-    #[doc(hidden)]
+    /// `benches/nonfinite_check.rs` through `bench_internals`; a NaN error then reads as converged).
+    /// The check is the pass that looks for a non-finite point error before the window moves, and
+    /// the NaN → ∞ mapping in the point error; the sweep needs none, its squared-error sums carry
+    /// a NaN or ∞ as they are.
     #[allow(clippy::too_many_arguments)]
-    pub fn picard_advance_checked<const CHECK: bool>(
+    pub(crate) fn picard_advance_checked<const CHECK: bool>(
         &self,
         plan: &WindowPlan,
         tab: &CpuTables,
@@ -297,10 +296,17 @@ impl CpuBackend {
     }
 }
 
+/// The sequential sampler's step counter on the CPU: the steps begun ([`Backend::seq_begin`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuSeq {
+    begun: usize,
+}
+
 impl Backend for CpuBackend {
     type Buf = Vec<f32>;
     type Tables = CpuTables;
     type Window = CpuWindow;
+    type Seq = CpuSeq;
 
     fn name(&self) -> &'static str {
         "cpu"
@@ -426,6 +432,47 @@ impl Backend for CpuBackend {
         noise: Noise<'_, Self>,
     ) -> Result<()> {
         self.step_checked::<true>(tab, j, shape, x, x_off, out, out_off, noise)
+    }
+
+    fn seq_new(&self, _tab: &CpuTables) -> Result<CpuSeq> {
+        Ok(CpuSeq { begun: 0 })
+    }
+
+    fn seq_begin(
+        &self,
+        tab: &CpuTables,
+        seq: &mut CpuSeq,
+        times: &mut Vec<f32>,
+        batch: usize,
+    ) -> Result<()> {
+        let Some(&t) = tab.t.get(seq.begun) else {
+            return Err(Error::shape(
+                "sequential step",
+                format!("step {} of a {}-step table", seq.begun, tab.t.len()),
+            ));
+        };
+        self.fill(times, 0, batch, t)?;
+        seq.begun += 1;
+        Ok(())
+    }
+
+    fn seq_step(
+        &self,
+        tab: &CpuTables,
+        seq: &CpuSeq,
+        shape: Shape,
+        x: &mut Vec<f32>,
+        out: &Vec<f32>,
+        noise: Noise<'_, Self>,
+    ) -> Result<()> {
+        let Some(j) = seq.begun.checked_sub(1) else {
+            return Err(Error::shape("sequential step", "no step was begun"));
+        };
+        self.step(tab, j, shape, x, 0, out, 0, noise)
+    }
+
+    fn seq_finish(&self, _tab: &CpuTables, _seq: &CpuSeq) -> Result<()> {
+        Ok(())
     }
 
     fn window_new(

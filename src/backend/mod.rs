@@ -199,6 +199,9 @@ pub trait Backend {
     type Tables;
     /// The Picard window state (start, end, counters) in the backend's memory.
     type Window;
+    /// The sequential sampler's step counter (steps begun) in the backend's memory, so that a
+    /// recorded step (a CUDA graph) reads which step it is from memory and serves every step.
+    type Seq;
 
     /// A short name (`cpu`, `cuda`).
     fn name(&self) -> &'static str;
@@ -267,6 +270,58 @@ pub trait Backend {
         out_off: usize,
         noise: Noise<'_, Self>,
     ) -> Result<()>;
+
+    /// A step counter for `tables` at 0 (no step begun).
+    fn seq_new(&self, tables: &Self::Tables) -> Result<Self::Seq>;
+
+    /// Begins the step j that `seq` counts next (the number of steps begun so far): writes the
+    /// model time t_j to `times[..batch]` and counts step j as begun. Past the last step the
+    /// CPU returns an error; a device (which cannot report it without a sync) writes nothing, and
+    /// the [`Backend::seq_step`] after it does nothing either.
+    fn seq_begin(
+        &self,
+        tables: &Self::Tables,
+        seq: &mut Self::Seq,
+        times: &mut Self::Buf,
+        batch: usize,
+    ) -> Result<()>;
+
+    /// [`Backend::step`] on the first slot of `x` and `out` for the step `seq` began last (read
+    /// from the backend's memory), with the same bits.
+    fn seq_step(
+        &self,
+        tables: &Self::Tables,
+        seq: &Self::Seq,
+        shape: Shape,
+        x: &mut Self::Buf,
+        out: &Self::Buf,
+        noise: Noise<'_, Self>,
+    ) -> Result<()>;
+
+    /// After the last step: the first non-finite step a device recorded, as
+    /// [`Error::NonFinite`](crate::error::Error::NonFinite) (waits for the device). The CPU
+    /// reports one from [`Backend::seq_step`] at once and returns `Ok` here.
+    fn seq_finish(&self, tables: &Self::Tables, seq: &Self::Seq) -> Result<()>;
+
+    /// Runs one sequential step: `body` begins it ([`Backend::seq_begin`]), evaluates the model and
+    /// runs it ([`Backend::seq_step`]). A backend that can record work (CUDA graphs) records `body`
+    /// the first time it runs for this `seq` and afterwards launches the recording instead of
+    /// calling `body`: the recording reads the step from the counter, so one serves every step.
+    /// With `recordable` false, `body` always runs.
+    ///
+    /// # Safety
+    /// As [`Backend::iteration`]: every call for one `seq` must pass a `body` that enqueues the same
+    /// work on the same live buffers, and does nothing on the host a replay would have to repeat.
+    unsafe fn sequential_step(
+        &self,
+        seq: &mut Self::Seq,
+        recordable: bool,
+        body: &mut dyn FnMut(&mut Self::Seq) -> Result<()>,
+    ) -> Result<IterationRun> {
+        let _ = recordable;
+        body(seq)?;
+        Ok(IterationRun::Eager)
+    }
 
     /// A fresh window state for `plan` (start 0), with the ring's model times filled for its first window.
     fn window_new(

@@ -27,7 +27,9 @@ use super::status::{ffi_boundary, picardiff_status, FfiError};
 /// Statuses: a CPU context gives `PICARDIFF_UNSUPPORTED` (use `picardiff_sampler_run` with a host
 /// buffer); a NULL handle or `out_device` `PICARDIFF_NULL_ARGUMENT`; a wrong `out_len`
 /// `PICARDIFF_SHAPE_MISMATCH`; an address that is not device memory of the context's device and
-/// context (a host pointer, another GPU's memory, another context's) `PICARDIFF_INVALID_ARGUMENT`,
+/// context (a host pointer, pinned or not, memory the driver does not know, another GPU's memory,
+/// another context's) `PICARDIFF_INVALID_ARGUMENT`; device memory whose allocation, as the driver
+/// reports its extent, ends before `out_device + out_len` floats `PICARDIFF_SHAPE_MISMATCH`; all
 /// before anything runs. On failure `*stats_out` is not written, and `out_device` is not written
 /// except when the final copy itself fails (`PICARDIFF_DEVICE`).
 ///
@@ -35,7 +37,8 @@ use super::status::{ffi_boundary, picardiff_status, FfiError};
 /// `sampler` and `model` must be NULL or live handles; `stats_out` NULL or valid for a write;
 /// `out_device` NULL or an address that, when the driver reports it as device memory of the
 /// context, holds `out_len` floats: picardiff checks the kind of memory, its device and context,
-/// but cannot check its length.
+/// and that the floats fit in the allocation that holds the address, but cannot see inside an
+/// allocation the application divides itself (a caching allocator's segment).
 #[no_mangle]
 pub unsafe extern "C" fn picardiff_sampler_run_device(
     sampler: *const picardiff_sampler,
@@ -89,6 +92,10 @@ unsafe fn run_cuda(
     let need = check_out_len(s, model, out_len)?;
     check_device_ptr(be, out, need).map_err(|e| match e {
         ExternalPtrError::Invalid(msg) => FfiError::invalid(format!("`out_device`: {msg}")),
+        ExternalPtrError::Extent(msg) => FfiError::new(
+            picardiff_status::PICARDIFF_SHAPE_MISMATCH,
+            format!("`out_device`: {msg} (out_len {out_len})"),
+        ),
         ExternalPtrError::Device(e) => FfiError::from(e),
     })?;
     let inputs = RunInputs {

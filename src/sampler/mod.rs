@@ -88,9 +88,10 @@ pub struct RunStats {
     pub wall_ms: f64,
     /// Host reads of the window state (device synchronisations inside the loop).
     pub host_syncs: usize,
-    /// Picard iterations recorded into a CUDA graph (one per model-slot shape; 0 on the CPU).
+    /// Picard iterations recorded into a CUDA graph (one per model-slot shape), or sequential steps
+    /// (one per run: the graph reads the step from a device counter); 0 on the CPU.
     pub recorded: usize,
-    /// Picard iterations run by replaying a recorded graph.
+    /// Picard iterations or sequential steps run by replaying a recorded graph.
     pub replayed: usize,
     /// Blocks sampler: the largest residual any block ended with (the root of its worst normalised
     /// squared point error in its last iteration, comparable with τ); 0 for the other samplers.
@@ -345,11 +346,29 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
     let mut stats = RunStats::default();
     let final_slot = match &plan {
         None => {
-            for j in 0..n {
-                backend.fill(&mut times, 0, shape.batch, table.t[j] as f32)?;
-                model.eval(backend, &mut ws, &x, &times, 0, shape.batch, &mut out)?;
-                backend.step(&tables, j, shape, &mut x, 0, &out, 0, noise)?;
+            // The step index lives in the backend's memory (`seq`), so that on CUDA one recorded
+            // step (begin: the model times; the model; the step) is replayed for every step.
+            let mut seq = backend.seq_new(&tables)?;
+            let recordable = model.recordable();
+            for _ in 0..n {
+                // SAFETY: one counter per run, and this closure is the only body passed for it: it
+                // enqueues the same work on the same buffers (x, out, times, ws and the tables, all
+                // made before the loop and dropped after `seq`) and keeps no host-side state
+                // between calls that a replay would miss (the step index is the device counter).
+                let ran = unsafe {
+                    backend.sequential_step(&mut seq, recordable, &mut |sq| {
+                        backend.seq_begin(&tables, sq, &mut times, shape.batch)?;
+                        model.eval(backend, &mut ws, &x, &times, 0, shape.batch, &mut out)?;
+                        backend.seq_step(&tables, sq, shape, &mut x, &out, noise)
+                    })
+                }?;
+                match ran {
+                    IterationRun::Eager => {}
+                    IterationRun::Recorded => stats.recorded += 1,
+                    IterationRun::Replayed => stats.replayed += 1,
+                }
             }
+            backend.seq_finish(&tables, &seq)?;
             stats.rounds = n;
             stats.nfe = n;
             0

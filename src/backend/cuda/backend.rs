@@ -52,6 +52,24 @@ pub struct CudaWindow {
     graph: Option<([Option<SlotRange>; 2], CudaGraph)>,
 }
 
+/// The sequential sampler's step counter in device memory (one i32: the steps begun, advanced by
+/// the `seq_begin_f32` kernel) and the CUDA graph of one step recorded for it: the step kernel reads
+/// its index from the counter, so one graph replays every step.
+pub struct CudaSeq {
+    pub(super) counter: CudaSlice<i32>,
+    pub(super) steps: usize,
+    graph: Option<CudaGraph>,
+}
+
+impl std::fmt::Debug for CudaSeq {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CudaSeq")
+            .field("steps", &self.steps)
+            .field("recorded", &self.graph.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl std::fmt::Debug for CudaWindow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CudaWindow")
@@ -128,10 +146,10 @@ impl CudaBackend {
     /// Records `body` on the stream into an instantiated graph. `Ok(Err(why))`: the driver or
     /// cuBLAS refused the capture (the caller runs the body eagerly); `Err`: an error of the run
     /// itself (one stored on the context before or during the capture), never taken for a refusal.
-    fn capture(
+    fn capture<W>(
         &self,
-        w: &mut CudaWindow,
-        body: &mut dyn FnMut(&mut CudaWindow) -> Result<()>,
+        w: &mut W,
+        body: &mut dyn FnMut(&mut W) -> Result<()>,
     ) -> Result<std::result::Result<CudaGraph, String>> {
         self.ctx.check_err().during("iteration")?;
         self.bind("iteration (capture)")?;
@@ -158,12 +176,40 @@ impl CudaBackend {
             Err(e) => Err(format!("end capture: {e:?}")),
         })
     }
+
+    /// Records `body` and launches the recording: `Some(graph)` once it ran. When the capture or
+    /// the graph's first launch fails, the body runs eagerly instead (`None`): if it fails again,
+    /// that is the run's error (graphs stay on); if it succeeds, the driver or cuBLAS refused the
+    /// graph, and graphs are turned off with the reason kept. An asynchronous error stored on the
+    /// context is the run's error, not a refusal.
+    fn record_and_launch<W>(
+        &self,
+        w: &mut W,
+        body: &mut dyn FnMut(&mut W) -> Result<()>,
+    ) -> Result<Option<CudaGraph>> {
+        // A graph whose first launch fails enqueued nothing: like a refused capture, the body
+        // then runs eagerly and decides whether graphs were the problem.
+        let refusal = match self.capture(w, body)? {
+            Ok(graph) => match graph.launch() {
+                Ok(()) => return Ok(Some(graph)),
+                Err(e) => {
+                    self.ctx.check_err().during("iteration")?;
+                    format!("first graph launch: {e:?}")
+                }
+            },
+            Err(why) => why,
+        };
+        body(w)?;
+        self.disable_graphs(&refusal);
+        Ok(None)
+    }
 }
 
 impl Backend for CudaBackend {
     type Buf = CudaSlice<f32>;
     type Tables = CudaTables;
     type Window = CudaWindow;
+    type Seq = CudaSeq;
 
     fn name(&self) -> &'static str {
         "cuda"
@@ -463,24 +509,94 @@ impl Backend for CudaBackend {
             }
         }
         w.graph = None;
-        // A graph whose first launch fails enqueued nothing: like a refused capture, the body
-        // then runs eagerly and decides whether graphs were the problem.
-        let refusal = match self.capture(w, body)? {
-            Ok(graph) => match graph.launch() {
-                Ok(()) => {
-                    w.graph = Some((key, graph));
-                    return Ok(IterationRun::Recorded);
-                }
-                Err(e) => {
-                    self.ctx.check_err().during("iteration")?;
-                    format!("first graph launch: {e:?}")
-                }
-            },
-            Err(why) => why,
-        };
-        body(w)?;
-        self.disable_graphs(&refusal);
-        Ok(IterationRun::Eager)
+        Ok(match self.record_and_launch(w, body)? {
+            Some(graph) => {
+                w.graph = Some((key, graph));
+                IterationRun::Recorded
+            }
+            None => IterationRun::Eager,
+        })
+    }
+
+    fn seq_new(&self, tables: &CudaTables) -> Result<CudaSeq> {
+        let _exclusive = self.exclusive();
+        c_int(tables.steps, "steps")?;
+        Ok(CudaSeq {
+            counter: self.stream.clone_htod(&[0i32]).during("seq_new")?,
+            steps: tables.steps,
+            graph: None,
+        })
+    }
+
+    fn seq_begin(
+        &self,
+        tables: &CudaTables,
+        seq: &mut CudaSeq,
+        times: &mut CudaSlice<f32>,
+        batch: usize,
+    ) -> Result<()> {
+        let _exclusive = self.exclusive();
+        range_check("seq_begin (times)", times.len(), 0, batch)?;
+        self.launch_seq_begin(tables, seq, times, batch)
+    }
+
+    fn seq_step(
+        &self,
+        tables: &CudaTables,
+        seq: &CudaSeq,
+        shape: Shape,
+        x: &mut CudaSlice<f32>,
+        out: &CudaSlice<f32>,
+        noise: Noise<'_, Self>,
+    ) -> Result<()> {
+        let _exclusive = self.exclusive();
+        self.launch_seq_step(tables, seq, shape, x, out, noise)
+    }
+
+    /// Reads the first non-finite step the step kernels recorded (a synchronisation).
+    fn seq_finish(&self, tables: &CudaTables, seq: &CudaSeq) -> Result<()> {
+        let _exclusive = self.exclusive();
+        self.owns(seq.counter.stream(), "seq_finish")?;
+        let mut first = [i32::MAX];
+        self.stream
+            .memcpy_dtoh(&tables.status, &mut first)
+            .during("step (status)")?;
+        self.synchronize()?;
+        if first[0] != i32::MAX {
+            return Err(Error::NonFinite {
+                op: "sequential step (state or model output)".into(),
+                step: first[0].max(0) as usize,
+            });
+        }
+        Ok(())
+    }
+
+    /// [`Backend::iteration`] for the sequential sampler: records `body` (begin, model, step) into a
+    /// CUDA graph on the first call for `seq` and replays it for every later step (the kernels read
+    /// the step from the device counter); eager when `recordable` is false or graphs are off, with
+    /// the same fallback on a refused graph as [`Backend::iteration`].
+    unsafe fn sequential_step(
+        &self,
+        seq: &mut CudaSeq,
+        recordable: bool,
+        body: &mut dyn FnMut(&mut CudaSeq) -> Result<()>,
+    ) -> Result<IterationRun> {
+        let _exclusive = self.exclusive();
+        if !recordable || !self.graphs_enabled() {
+            body(seq)?;
+            return Ok(IterationRun::Eager);
+        }
+        if let Some(graph) = &seq.graph {
+            graph.launch().during("sequential step (graph launch)")?;
+            return Ok(IterationRun::Replayed);
+        }
+        Ok(match self.record_and_launch(seq, body)? {
+            Some(graph) => {
+                seq.graph = Some(graph);
+                IterationRun::Recorded
+            }
+            None => IterationRun::Eager,
+        })
     }
 
     fn picard_sweep(

@@ -5,14 +5,17 @@
 
 use cudarc::driver::CudaSlice;
 
-use super::backend::{CudaTables, CudaWindow, COEF_ROW};
+use super::backend::{CudaSeq, CudaTables, CudaWindow, COEF_ROW};
 use super::{check, ffi, CudaBackend};
 use crate::backend::{LangevinSweep, Noise, PicardForm, Shape, WindowMode, WindowPlan};
 use crate::error::{Error, Result};
 use crate::model::Activation;
 
 /// Which Picard sweep kernel the launches of the current thread use (see `PICARDIFF_SWEEP_*` in
-/// `kernels/picardiff_kernels.h`).
+/// `kernels/picardiff_kernels.h`). A measurement and test switch, compiled in only with the
+/// `bench-internals` feature (this package's tests and benches): the library always runs
+/// [`SweepPath::Auto`].
+#[cfg(feature = "bench-internals")]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SweepPath {
     /// The serial kernel for large `batch × dim`, the window-parallel scan for small ones
@@ -23,20 +26,34 @@ pub enum SweepPath {
     Serial,
     /// Window-parallel chunked scan: equal to the CPU up to rounding (~1e-6 relative).
     Scan,
-    /// The serial kernel's loop as it ran in GPU runs 2–8 (slot addresses recomputed per access, a
-    /// branch per element): a measurement baseline for [`SweepPath::Serial`], same results bit for
-    /// bit; to be removed once a GPU run has compared the two.
-    SerialPrevious,
 }
 
+#[cfg(feature = "bench-internals")]
 thread_local! {
     static SWEEP_PATH: std::cell::Cell<SweepPath> = const { std::cell::Cell::new(SweepPath::Auto) };
 }
 
 /// Forces the Picard sweep kernel for the CUDA launches made by the calling thread (tests and
 /// benches); returns the previous choice. The default is [`SweepPath::Auto`].
+#[cfg(feature = "bench-internals")]
 pub fn set_sweep_path(path: SweepPath) -> SweepPath {
     SWEEP_PATH.with(|c| c.replace(path))
+}
+
+/// The `PICARDIFF_SWEEP_*` of this thread's launches.
+#[cfg(feature = "bench-internals")]
+fn sweep_path() -> u32 {
+    match SWEEP_PATH.with(|c| c.get()) {
+        SweepPath::Auto => ffi::PICARDIFF_SWEEP_AUTO,
+        SweepPath::Serial => ffi::PICARDIFF_SWEEP_SERIAL,
+        SweepPath::Scan => ffi::PICARDIFF_SWEEP_SCAN,
+    }
+}
+
+/// The `PICARDIFF_SWEEP_*` of every launch: the kernel's own choice.
+#[cfg(not(feature = "bench-internals"))]
+fn sweep_path() -> u32 {
+    ffi::PICARDIFF_SWEEP_AUTO
 }
 
 /// The device address of element `off` of a buffer starting at `base`.
@@ -148,12 +165,7 @@ impl CudaBackend {
             num_blocks: c_int(num_blocks, "blocks")?,
             block_iters: c_int(block_iters, "iters")?,
             tol2: plan.tol2,
-            sweep_path: match SWEEP_PATH.with(|c| c.get()) {
-                SweepPath::Auto => ffi::PICARDIFF_SWEEP_AUTO,
-                SweepPath::Serial => ffi::PICARDIFF_SWEEP_SERIAL,
-                SweepPath::Scan => ffi::PICARDIFF_SWEEP_SCAN,
-                SweepPath::SerialPrevious => ffi::PICARDIFF_SWEEP_SERIAL_PREV,
-            } as i32,
+            sweep_path: sweep_path() as i32,
             noisy: i32::from(tables.noisy),
         })
     }
@@ -245,16 +257,96 @@ impl CudaBackend {
             x: at(self.ptr_mut(x, x_off + slot, OP, "state")?, x_off),
             status: self.ptr(&tables.status, 1, OP, "step status")? as *mut i32,
             out: at(self.ptr(out, out_off + slot, OP, "model output")?, out_off),
+            step_counter: std::ptr::null(),
             tab: self.tables_raw(tables, tables.steps, OP)?,
             noise: self.noise_raw(noise, j + 1, shape, OP)?,
             dim: c_long(shape.dim, "dim")?,
             batch: c_int(shape.batch, "batch")?,
             j: c_int(j, "step")?,
+            steps: c_int(tables.steps, "steps")?,
         };
         self.bind(OP)?;
         // SAFETY: x and out hold batch × dim values at their offsets, the tables `steps` > j values,
         // a noise table (j + 1) × batch × dim, the status one i32 (all checked); the kernel touches
         // only those (the status is device memory the host never borrows, only copies).
+        let code = unsafe { ffi::launch_picard_step_f32(params, self.cu_stream()) };
+        check(code, OP)
+    }
+
+    /// Begins the sequential step the counter of `seq` names on the device: `times[..batch]` =
+    /// t_j, then the counter moves to j + 1 (kernels/elementwise.cu `seq_begin_f32`).
+    pub(super) fn launch_seq_begin(
+        &self,
+        tables: &CudaTables,
+        seq: &mut CudaSeq,
+        times: &mut CudaSlice<f32>,
+        batch: usize,
+    ) -> Result<()> {
+        const OP: &str = "sequential step (begin)";
+        if seq.steps != tables.steps {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "the step counter was made for {} steps, the table has {}",
+                    seq.steps, tables.steps
+                ),
+            ));
+        }
+        if batch == 0 {
+            return Ok(());
+        }
+        let counter = self.ptr_mut(&mut seq.counter, 1, OP, "step counter")? as *mut i32;
+        let t = self.ptr(&tables.t, tables.steps, OP, "step table")? as *const f32;
+        let tp = self.ptr_mut(times, batch, OP, "model times")? as *mut f32;
+        let (b, steps) = (c_int(batch, "batch")?, c_int(tables.steps, "steps")?);
+        self.bind(OP)?;
+        // SAFETY: the counter is one i32, t holds `steps` values and times `batch` (checked); the
+        // kernel reads t[j] only for 0 <= j < steps and writes times[..batch] and the counter.
+        let code = unsafe { ffi::launch_seq_begin_f32(counter, t, tp, b, steps, self.cu_stream()) };
+        check(code, OP)
+    }
+
+    /// The sequential step that [`CudaBackend::launch_seq_begin`] began, its index read on the
+    /// device: x (one slot at offset 0) updated in place from out (one slot at offset 0).
+    pub(super) fn launch_seq_step(
+        &self,
+        tables: &CudaTables,
+        seq: &CudaSeq,
+        shape: Shape,
+        x: &mut CudaSlice<f32>,
+        out: &CudaSlice<f32>,
+        noise: Noise<'_, Self>,
+    ) -> Result<()> {
+        const OP: &str = "step";
+        if seq.steps != tables.steps {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "the step counter was made for {} steps, the table has {}",
+                    seq.steps, tables.steps
+                ),
+            ));
+        }
+        let slot = shape.slot_len();
+        if slot == 0 {
+            return Ok(());
+        }
+        let params = ffi::PicardStepParams {
+            x: self.ptr_mut(x, slot, OP, "state")? as *mut f32,
+            status: self.ptr(&tables.status, 1, OP, "step status")? as *mut i32,
+            out: self.ptr(out, slot, OP, "model output")? as *const f32,
+            step_counter: self.ptr(&seq.counter, 1, OP, "step counter")? as *const i32,
+            tab: self.tables_raw(tables, tables.steps, OP)?,
+            noise: self.noise_raw(noise, tables.steps, shape, OP)?,
+            dim: c_long(shape.dim, "dim")?,
+            batch: c_int(shape.batch, "batch")?,
+            j: 0,
+            steps: c_int(tables.steps, "steps")?,
+        };
+        self.bind(OP)?;
+        // SAFETY: x and out hold batch × dim values, the tables and a noise table `steps` rows /
+        // slots, the status and the counter one i32 each (all checked); the kernel reads the step j
+        // from the counter and does nothing unless 0 <= j < steps, so it touches only those.
         let code = unsafe { ffi::launch_picard_step_f32(params, self.cu_stream()) };
         check(code, OP)
     }

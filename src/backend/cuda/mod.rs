@@ -29,7 +29,7 @@ mod backend;
 pub mod external;
 mod ffi;
 mod gmm;
-mod launch;
+pub(crate) mod launch;
 pub(crate) mod mlp;
 mod pool;
 
@@ -45,9 +45,8 @@ use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr, DevicePtrMut
 use crate::backend::{RunGuard, RunLock};
 use crate::error::{Error, Result};
 
-pub use backend::{CudaTables, CudaWindow};
+pub use backend::{CudaSeq, CudaTables, CudaWindow};
 pub use gmm::GmmWorkspace;
-pub use launch::{set_sweep_path, SweepPath};
 
 /// The CUDA backend on one device. See the module docs.
 #[derive(Debug)]

@@ -150,6 +150,8 @@ fn check_step() {
                         dim: d as i64,
                         batch: b as i32,
                         j: j as i32,
+                        step_counter: std::ptr::null(),
+                        steps: 50,
                     };
                     assert_eq!(unsafe { ffi::launch_picard_step_f32(p, null()) }, 0);
                     assert!(cx.iter().zip(&ex).all(|(x, y)| x.to_bits() == y.to_bits()), "step {rule} {b}x{d} j={j} table={use_table}");
@@ -174,10 +176,68 @@ fn check_step() {
         dim: 5,
         batch: 2,
         j: 13,
+        step_counter: std::ptr::null(),
+        steps: 50,
     };
     assert_eq!(unsafe { ffi::launch_picard_step_f32(p, null()) }, 0);
     assert_eq!(status, 13);
     println!("step: bit-identical (ddpm/ddim, philox/table), non-finite status ok");
+}
+
+/// The sequential sampler's counter path (the CUDA graph's kernels): seq_begin_f32 writes t_j to
+/// the model times and advances the device counter, picard_step_f32 reads j from it. Against the
+/// CPU backend's seq_begin / seq_step over every step of a 50-step table: times, counter and the
+/// state bits after each step; one step past the last leaves times and state alone (the CPU errs).
+fn check_seq() {
+    for rule in ["ddpm", "ddim"] {
+        let st = table(50, rule);
+        let tabs = Tabs::new(&st);
+        let ctab = CpuBackend.upload_tables(&st).unwrap();
+        for &(b, d) in &[(1usize, 1usize), (3, 3), (2, 1000), (300, 2), (1, 4097)] {
+            let shape = Shape { batch: b, dim: d };
+            let noise_tab = rand_vec(50 * b * d, 5);
+            for use_table in [false, true] {
+                let noise = if use_table { Noise::Table(&noise_tab) } else { Noise::Philox { seed: 99, sample0: 4 } };
+                let mut cseq = CpuBackend.seq_new(&ctab).unwrap();
+                let (mut cx, mut ex) = (rand_vec(b * d, 1), vec![0f32; b * d]);
+                ex.copy_from_slice(&cx);
+                let (mut ctimes, mut etimes) = (vec![0f32; b], vec![f32::NAN; b]);
+                let mut counter = 0i32;
+                let mut status = i32::MAX;
+                for j in 0..=50usize {
+                    let o = rand_vec(b * d, j as u64 + 100);
+                    assert_eq!(unsafe { ffi::launch_seq_begin_f32(&mut counter, tabs.t.as_ptr(), etimes.as_mut_ptr(), b as i32, 50, null()) }, 0);
+                    let p = ffi::PicardStepParams {
+                        x: ex.as_mut_ptr(),
+                        status: &mut status,
+                        out: o.as_ptr(),
+                        step_counter: &counter,
+                        tab: tabs.raw(),
+                        noise: ffi::PicardNoise { seed: 99, sample0: 4, table: if use_table { noise_tab.as_ptr() } else { std::ptr::null() } },
+                        dim: d as i64,
+                        batch: b as i32,
+                        j: 0,
+                        steps: 50,
+                    };
+                    assert_eq!(unsafe { ffi::launch_picard_step_f32(p, null()) }, 0);
+                    if j == 50 {
+                        // Past the end: no time written, the step after it a no-op.
+                        assert_eq!(counter, 51, "seq: counter past the last step");
+                        assert!(CpuBackend.seq_begin(&ctab, &mut cseq, &mut ctimes, b).is_err());
+                    } else {
+                        CpuBackend.seq_begin(&ctab, &mut cseq, &mut ctimes, b).unwrap();
+                        CpuBackend.seq_step(&ctab, &cseq, shape, &mut cx, &o, noise).unwrap();
+                        assert_eq!(counter, j as i32 + 1, "seq: counter after step {j}");
+                    }
+                    let bits = |a: &[f32], e: &[f32]| a.iter().zip(e).all(|(x, y)| x.to_bits() == y.to_bits());
+                    assert!(bits(&ctimes, &etimes), "seq {rule} {b}x{d} table={use_table}: times at step {j}");
+                    assert!(bits(&cx, &ex), "seq {rule} {b}x{d} table={use_table}: state after step {j}");
+                }
+                assert_eq!(status, i32::MAX);
+            }
+        }
+    }
+    println!("sequential counter path: bit-identical (ddpm/ddim, philox/table, 50 steps + one past)");
 }
 
 fn to_state(w: &ffi::PicardWindow) -> WindowState {
@@ -296,26 +356,9 @@ fn check_picard(plan: &WindowPlan, rule: &str, shape: Shape, noise_table: bool, 
                 assert!(ok, "scan err k={kk} b={b}: cpu {c} scan {g} (iter {iters})");
             }
         }
-        // The serial kernel's previous loop (the measurement baseline), on copies: the same bits.
-        let deeper: Vec<(Vec<f32>, Vec<f32>)> = [ffi::PICARDIFF_SWEEP_SERIAL_PREV]
-            .iter()
-            .map(|&path| {
-                let mut dx = ex.clone();
-                let mut derr = vec![f32::NAN; eerr.len()];
-                let dparams = ffi::PicardParams { x: dx.as_mut_ptr(), partial: derr.as_mut_ptr(), win: &mut ew, sweep_path: path as i32, ..params };
-                assert_eq!(unsafe { ffi::launch_picard_sweep_f32(dparams, null()) }, 0);
-                (dx, derr)
-            })
-            .collect();
         assert_eq!(unsafe { ffi::launch_picard_sweep_f32(params, null()) }, 0);
         let same = cx.iter().zip(&ex).all(|(a, b)| a.to_bits() == b.to_bits());
         assert!(same, "sweep state differs (iter {iters})");
-        for (i, (dx, derr)) in deeper.iter().enumerate() {
-            let bits = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(p, q)| p.to_bits() == q.to_bits());
-            assert!(bits(dx, &ex), "previous loop {i}: state differs (iter {iters})");
-            let k = (e - s) * shape.batch * bps;
-            assert!(bits(&derr[..k], &eerr[..k]), "previous loop {i}: error partials differ (iter {iters})");
-        }
         // Per (point, sample) sums.
         for kk in 0..e - s {
             for b in 0..shape.batch {
@@ -494,6 +537,7 @@ fn main() {
     let quick = std::env::args().nth(1).as_deref() == Some("quick");
     check_normals();
     check_step();
+    check_seq();
     check_langevin();
     let mut cases = vec![];
     let shapes: &[(usize, usize, usize, usize)] = if quick {
