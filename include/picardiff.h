@@ -403,7 +403,9 @@ enum picardiff_status picardiff_sampler_model_steps(const struct picardiff_sampl
 // Statuses: a CPU context gives `PICARDIFF_UNSUPPORTED` (use `picardiff_sampler_run` with a host
 // buffer); a NULL handle or `out_device` `PICARDIFF_NULL_ARGUMENT`; a wrong `out_len`
 // `PICARDIFF_SHAPE_MISMATCH`; an address that is not device memory of the context's device and
-// context (a host pointer, another GPU's memory, another context's) `PICARDIFF_INVALID_ARGUMENT`,
+// context (a host pointer, pinned or not, memory the driver does not know, another GPU's memory,
+// another context's) `PICARDIFF_INVALID_ARGUMENT`; device memory whose allocation, as the driver
+// reports its extent, ends before `out_device + out_len` floats `PICARDIFF_SHAPE_MISMATCH`; all
 // before anything runs. On failure `*stats_out` is not written, and `out_device` is not written
 // except when the final copy itself fails (`PICARDIFF_DEVICE`).
 //
@@ -411,7 +413,8 @@ enum picardiff_status picardiff_sampler_model_steps(const struct picardiff_sampl
 // `sampler` and `model` must be NULL or live handles; `stats_out` NULL or valid for a write;
 // `out_device` NULL or an address that, when the driver reports it as device memory of the
 // context, holds `out_len` floats: picardiff checks the kind of memory, its device and context,
-// but cannot check its length.
+// and that the floats fit in the allocation that holds the address, but cannot see inside an
+// allocation the application divides itself (a caching allocator's segment).
 enum picardiff_status picardiff_sampler_run_device(const struct picardiff_sampler *sampler,
                                                    const struct picardiff_model *model,
                                                    void *out_device,
