@@ -309,6 +309,14 @@ pub fn problem<'a>(
         .train_steps
         .or(model_train_steps)
         .unwrap_or(DEFAULT_TRAIN_STEPS);
+    if schedule_name == "flow" {
+        // The flow grids (diffusers' shifted one, pi0's uniform one) are not wired here yet:
+        // refuse rather than build a VP grid for a flow schedule.
+        return Err(PdError::arg(
+            "schedule",
+            "flow matching is not available from Python yet (use the CLI: --schedule flow --rule euler)",
+        ));
+    }
     let schedule = Schedule::from_name(&schedule_name, train_steps)?;
     let rule = StepRule::from_name(rule_name, a.eta)?;
     if a.eta.is_some() && !matches!(rule, StepRule::Ddim { .. }) {

@@ -440,6 +440,7 @@ impl Model {
             ModelOutput::Score => "score",
             ModelOutput::Sample => "sample",
             ModelOutput::V => "v",
+            ModelOutput::Velocity => "velocity",
         }
     }
 

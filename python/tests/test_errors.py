@@ -127,3 +127,9 @@ def test_an_explicit_conversion_is_accepted(mix):
     x = np.zeros((4, 2))[:, ::-1]
     out, _ = mix.sample(init=np.ascontiguousarray(x, dtype=np.float32), **KW)
     assert out.shape == (4, 2)
+
+
+def test_flow_is_refused_until_it_is_wired(mix):
+    # The CLI has flow matching; the Python front end refuses it rather than build a VP grid.
+    with pytest.raises(ValueError, match="flow matching is not available from Python"):
+        mix.sample(schedule="flow", rule="euler", steps=10)
