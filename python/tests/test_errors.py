@@ -45,7 +45,7 @@ def test_malformed_models_are_picardiff_errors(tmp_path):
         (dict(schedule="ddpm-linear", rule="ddpm"), "steps: required for the discrete schedule"),
         (dict(KW, steps=0), "steps: must be at least 1"),
         (dict(KW, sampler="fast"), "sampler: unknown sampler `fast`"),
-        (dict(KW, rule="euler"), "unknown rule `euler`"),
+        (dict(KW, rule="euler"), "`euler` is the flow-matching rule"),
         (dict(KW, schedule="linear"), "unknown schedule `linear`"),
         (dict(KW, spacing="even"), "spacing"),
         (dict(KW, tol=-1.0), "tol: must be finite and >= 0"),

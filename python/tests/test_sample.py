@@ -58,7 +58,8 @@ def test_cli_defaults():
     _, st = m.sample(schedule="ddpm-linear", steps=300, rule="ddim")
     assert (st["window"], st["tol"], st["eta"]) == (256, 1e-3, 0.0)
     _, st = m.sample(schedule="ou", steps=20, rule="exp-sde", sampler="blocks")
-    assert (st["horizon"], st["t_end"], st["grid"], st["block_len"], st["iters"]) == (10.0, 1e-3, "uniform", 1.0, 8)
+    # iters: the longest block's length (picardiff::defaults::block_iters), here 3 points.
+    assert (st["horizon"], st["t_end"], st["grid"], st["block_len"], st["iters"]) == (10.0, 1e-3, "uniform", 1.0, 3)
     _, st = m.sample(schedule="vp-linear", rule="exp-ode", grid="paper")
     assert st["horizon"] == 1.0 and st["kappa"] == 0.05
     _, st = m.sample(schedule="cosine", steps=200, rule="ddpm", sampler="blocks")
