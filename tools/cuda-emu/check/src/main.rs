@@ -420,7 +420,7 @@ fn check_gmm() {
         ]
     };
     for mix in mixes {
-        for sname in ["ddpm-linear", "ou", "vp-linear"] {
+        for sname in ["ddpm-linear", "ou", "vp-linear", "flow"] {
             let sched = Schedule::from_name(sname, 1000).unwrap();
             let (d, k) = (mix.dim, mix.components());
             let model = GmmModel::new(mix.clone(), sched.clone());
@@ -429,6 +429,8 @@ fn check_gmm() {
             let times: Vec<f32> = match sname {
                 "ddpm-linear" => vec![0.0, 1.0, 999.0, 500.4, 500.5, -1.0, 1500.0, 20.0, 3.0],
                 "ou" => vec![1e-3, 0.01, 0.5, 1.0, 2.0, 5.0, 10.0, 0.1, 3.0],
+                // σ = t / 1000 from the noise end (σ = 1) to near the data end.
+                "flow" => vec![1000.0, 999.0, 750.0, 500.5, 250.0, 20.0, 3.0, 1.0, 0.5],
                 _ => vec![1e-3, 0.01, 0.2, 0.5, 0.9, 1.0, 0.05, 0.3, 0.7],
             };
             let mut ws = ScoreModel::<C>::workspace(&model, &C, rows).unwrap();
@@ -448,10 +450,15 @@ fn check_gmm() {
             let mut scale = vec![0f32; rows * 3];
             let log_w: Vec<f64> = mix.weights.iter().map(|w| w.ln()).collect();
             let std2: Vec<f64> = mix.stds.iter().map(|s| s.powi(2)).collect();
-            let (kind, table, bmin, bmax) = match &sched {
-                Schedule::Discrete { alphas_cumprod, .. } => (0, alphas_cumprod.clone(), 0.0, 0.0),
-                Schedule::Ou => (1, vec![0.0], 0.0, 0.0),
-                Schedule::VpLinear { beta_min, beta_max } => (2, vec![0.0], *beta_min, *beta_max),
+            // (kind, n_train, table, β_min, β_max) as `backend/cuda/gmm.rs` fills them.
+            let (kind, n_train, table, bmin, bmax) = match &sched {
+                Schedule::Discrete { alphas_cumprod, .. } => {
+                    (0, alphas_cumprod.len(), alphas_cumprod.clone(), 0.0, 0.0)
+                }
+                Schedule::Ou => (1, 0, vec![0.0], 0.0, 0.0),
+                Schedule::VpLinear { beta_min, beta_max } => (2, 0, vec![0.0], *beta_min, *beta_max),
+                // σ = t / n_train on the device: n_train is the flow's train steps, no table.
+                Schedule::Flow { train_steps } => (3, *train_steps, vec![0.0], 0.0, 0.0),
             };
             let p = ffi::GmmParams {
                 x: x.as_ptr(),
@@ -463,7 +470,7 @@ fn check_gmm() {
                 mean_norm2: model.mean_norm2.as_ptr(),
                 sched: ffi::GmmSchedule {
                     kind,
-                    n_train: if kind == 0 { table.len() as i32 } else { 0 },
+                    n_train: n_train as i32,
                     alphas_cumprod: table.as_ptr(),
                     beta_min: bmin,
                     beta_max: bmax,
