@@ -27,11 +27,11 @@ valgrind --quiet --leak-check=full --show-leak-kinds=definite,possible --error-e
 grep -q '^end$' "$out_dir/stdout.txt" || { echo "valgrind-cpp: the example's output is incomplete" >&2; exit 1; }
 echo "valgrind-cpp: no memory errors, no leaks ($(grep -c '^sample ' "$out_dir/stdout.txt") samples written)"
 
-# The control-loop example on a small LeRobot policy (tests/data/lerobot/film_scale_k5).
+# The control-loop example on a small LeRobot policy (tests/data/lerobot/film_bias_k3_g4, its own DDIM-10).
 "$cxx" -std=c++17 -O1 -g -Wall -Wextra -Werror -Iinclude examples/cpp/policy_loop.cpp \
   -L"$lib_dir" -lpicardiff -Wl,-rpath,"$lib_dir" -o "$out_dir/picardiff-policy-loop"
 valgrind --quiet --leak-check=full --show-leak-kinds=definite,possible --error-exitcode=1 \
   --suppressions=scripts/valgrind-cpp.supp \
-  "$out_dir/picardiff-policy-loop" tests/data/lerobot/film_scale_k5 3 >"$out_dir/policy-stdout.txt"
+  "$out_dir/picardiff-policy-loop" tests/data/lerobot/film_bias_k3_g4 3 >"$out_dir/policy-stdout.txt"
 grep -q '^end$' "$out_dir/policy-stdout.txt" || { echo "valgrind-cpp: the policy loop's output is incomplete" >&2; exit 1; }
 echo "valgrind-cpp: policy loop: no memory errors, no leaks ($(grep -c '^tick ' "$out_dir/policy-stdout.txt") action chunks)"
