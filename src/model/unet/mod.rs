@@ -21,10 +21,11 @@
 //! never used (as upstream). Per-sample conditioning comes from the run ([`ScoreModel::set_condition`]):
 //! row r of an evaluation is sample `r % batch`.
 
+mod config;
 mod load;
 mod weights;
 
-pub use load::{DpScheduler, Features, SchedulerType, MAX_POLICY_BYTES};
+pub use config::{DpScheduler, Features, SchedulerType, MAX_POLICY_BYTES};
 pub use weights::{ConvBlock, DownLevel, MapWeights, ResBlock, UnetWeights, UpLevel};
 
 use crate::backend::ops::{HostTensor, Input, Ops, Output};
