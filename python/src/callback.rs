@@ -90,16 +90,6 @@ impl<'a> PyCallback<'a> {
     }
 }
 
-fn check_rows(what: &str, have: usize, need: usize) -> Result<()> {
-    if have < need {
-        return Err(Error::shape(
-            "callback model",
-            format!("{what}: need {need} values, the buffer has {have}"),
-        ));
-    }
-    Ok(())
-}
-
 impl ScoreModel<CpuBackend> for PyCallback<'_> {
     type Workspace = ();
 
@@ -127,9 +117,9 @@ impl ScoreModel<CpuBackend> for PyCallback<'_> {
     ) -> Result<()> {
         let d = self.dim;
         let (lo, hi) = (row0 * d, (row0 + rows) * d);
-        check_rows("x", x.len(), hi)?;
-        check_rows("out", out.len(), hi)?;
-        check_rows("times", times.len(), row0 + rows)?;
+        picardiff::model::check_rows("x", x.len(), hi)?;
+        picardiff::model::check_rows("out", out.len(), hi)?;
+        picardiff::model::check_rows("times", times.len(), row0 + rows)?;
         let (x, t, o) = (&x[lo..hi], &times[row0..row0 + rows], &mut out[lo..hi]);
         if let Err(e) = Python::attach(|py| self.call(py, x, t, rows, o)) {
             let mut slot = self.error.lock().unwrap_or_else(|e| e.into_inner());

@@ -123,16 +123,6 @@ impl CallbackModel {
     }
 }
 
-fn check_rows(what: &str, have: usize, need: usize) -> Result<()> {
-    if have < need {
-        return Err(Error::shape(
-            "callback model",
-            format!("{what}: need {need} values, the buffer has {have}"),
-        ));
-    }
-    Ok(())
-}
-
 impl ScoreModel<CpuBackend> for CallbackModel {
     type Workspace = ();
 
@@ -160,9 +150,9 @@ impl ScoreModel<CpuBackend> for CallbackModel {
     ) -> Result<()> {
         let d = self.dim;
         let (lo, hi) = (row0 * d, (row0 + rows) * d);
-        check_rows("x", x.len(), hi)?;
-        check_rows("out", out.len(), hi)?;
-        check_rows("times", times.len(), row0 + rows)?;
+        crate::model::check_rows("x", x.len(), hi)?;
+        crate::model::check_rows("out", out.len(), hi)?;
+        crate::model::check_rows("times", times.len(), row0 + rows)?;
         let (x, t, o) = (&x[lo..hi], &times[row0..row0 + rows], &mut out[lo..hi]);
         // SAFETY: the slices hold rows × dim, rows and rows × dim values (checked above), in host
         // memory, which is what the callback gets on the CPU (stream NULL).
@@ -223,9 +213,9 @@ impl ScoreModel<crate::backend::cuda::CudaBackend> for CallbackModel {
         use cudarc::driver::{DevicePtr, DevicePtrMut};
         let d = self.dim;
         let hi = (row0 + rows) * d;
-        check_rows("x", x.len(), hi)?;
-        check_rows("out", out.len(), hi)?;
-        check_rows("times", times.len(), row0 + rows)?;
+        crate::model::check_rows("x", x.len(), hi)?;
+        crate::model::check_rows("out", out.len(), hi)?;
+        crate::model::check_rows("times", times.len(), row0 + rows)?;
         let stream = be.stream();
         be.context()
             .bind_to_thread()

@@ -18,6 +18,18 @@ use crate::backend::Backend;
 use crate::error::Result;
 use crate::schedule::ModelOutput;
 
+/// Fails with a shape error naming `what` when a buffer of `have` values is shorter than the `need`
+/// an evaluation's rows take (for models that hand the rows to a callback: the C ABI's, Python's).
+pub fn check_rows(what: &str, have: usize, need: usize) -> Result<()> {
+    if have < need {
+        return Err(crate::error::Error::shape(
+            "callback model",
+            format!("{what}: need {need} values, the buffer has {have}"),
+        ));
+    }
+    Ok(())
+}
+
 /// A score network on a backend. Rows are states of `dim` elements; row i is evaluated at `times[i]`
 /// (model time: a timestep index for discrete schedules, t for continuous ones).
 pub trait ScoreModel<B: Backend>: Sync {
