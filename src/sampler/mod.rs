@@ -3,11 +3,13 @@
 //! iteration loop allocates nothing.
 
 mod corrector;
+mod memory;
 
 use std::time::Instant;
 
 pub use corrector::Corrector;
 use corrector::CorrectorRun;
+use memory::{check_memory, check_sizes};
 
 use crate::backend::{Backend, IterationRun, Noise, PicardForm, Shape, WindowPlan};
 use crate::error::{Error, Result};
@@ -494,91 +496,6 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
         });
     }
     Ok(RunOutput { samples, stats })
-}
-
-/// Validates once, with checked arithmetic, that every buffer length the run computes fits in
-/// memory's address space: `batch × dim` ([`Shape::slot_len`], infallible after this), the ring and
-/// a noise table (at most `(steps + 1)` slots) and the corrector's buffer (`steps + 1` slots), each
-/// in bytes.
-fn check_sizes(shape: Shape, steps: usize, kind: &SamplerKind) -> Result<()> {
-    let corrector_steps = match kind {
-        SamplerKind::Blocks {
-            corrector: Some(c), ..
-        } => c.steps,
-        _ => 0,
-    };
-    let slots = steps.max(corrector_steps).checked_add(1);
-    let fits = shape
-        .batch
-        .checked_mul(shape.dim)
-        .and_then(|slot| slot.checked_mul(slots?))
-        .and_then(|n| n.checked_mul(4))
-        .is_some_and(|b| b <= isize::MAX as usize);
-    if !fits {
-        return Err(Error::config(
-            "batch",
-            format!(
-                "batch {} × dim {} × {} points overflows the address space",
-                shape.batch,
-                shape.dim,
-                steps.max(corrector_steps).saturating_add(1)
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// Floats per step of a backend's step tables: an upper bound (the CPU keeps 7 per step, CUDA 10).
-const TABLE_FLOATS_PER_STEP: u128 = 10;
-
-/// Fails before allocating when the run's buffers (the iterate and output rings, times, errors, a
-/// caller noise table or a window's noise ring, the corrector's ring, the step tables, an
-/// uploaded x_T and the samples) plus the model's workspaces (`model_bytes`,
-/// [`ScoreModel::workspace_bytes`]) exceed the backend's free memory; the message gives both.
-#[allow(clippy::too_many_arguments)]
-fn check_memory<B: Backend>(
-    backend: &B,
-    plan: Option<&WindowPlan>,
-    kind: &SamplerKind,
-    shape: Shape,
-    steps: usize,
-    inputs: &RunInputs<'_>,
-    noisy_rule: bool,
-    model_bytes: usize,
-) -> Result<()> {
-    let Some(free) = backend.free_memory() else {
-        return Ok(());
-    };
-    let slot = shape.slot_len() as u128;
-    let ring = plan.map_or(1, |p| p.ring()) as u128;
-    let mut floats = 2 * ring * slot + ring * shape.batch as u128;
-    floats += TABLE_FLOATS_PER_STEP * steps as u128;
-    // The samples read back, and a caller x_T uploaded.
-    floats += slot * (1 + inputs.init.is_some() as u128);
-    let noise_table = inputs.noise.is_some();
-    if let Some(p) = plan {
-        floats += backend.err_len(p, shape) as u128;
-        if noisy_rule {
-            floats += backend.noise_ring_len(p, shape) as u128;
-        }
-    }
-    if noise_table {
-        floats += steps as u128 * slot;
-    }
-    if let SamplerKind::Blocks {
-        corrector: Some(c), ..
-    } = kind
-    {
-        floats += (2 * c.steps as u128 + 1) * slot + c.steps as u128 * shape.batch as u128;
-    }
-    let bytes = floats * 4 + model_bytes as u128;
-    if bytes > free as u128 {
-        return Err(Error::device(
-            "allocate sampler workspace",
-            format!("the run needs {:.1} MiB but only {:.1} MiB are free on the {} backend (reduce the window or batch)", bytes as f64 / 1048576.0, free as f64 / 1048576.0, backend.name()),
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
