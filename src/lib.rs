@@ -35,6 +35,7 @@ pub mod model;
 pub mod rng;
 pub mod sampler;
 pub mod schedule;
+pub mod spec;
 
 pub use error::{Error, Result};
 

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use picardiff::backend::Backend;
 use picardiff::prelude::*;
+use picardiff::spec::DeviceName;
 
 use super::config::{CliModel, Problem};
 use super::{CliError, CliResult};
@@ -25,18 +26,15 @@ const NO_CUDA: &str = "built without CUDA support: rebuild with --features cuda"
 impl Device {
     /// Opens the backend named by `--device`. `auto` prefers CUDA when built with it and a GPU
     /// opens, and says on stderr which device it chose.
-    pub fn open(name: &str) -> CliResult<Device> {
+    pub fn open(name: DeviceName) -> CliResult<Device> {
         match name {
-            "cpu" => Ok(Device::Cpu(CpuBackend)),
-            "cuda" => Self::open_cuda(),
-            "auto" => {
+            DeviceName::Cpu => Ok(Device::Cpu(CpuBackend)),
+            DeviceName::Cuda => Self::open_cuda(),
+            DeviceName::Auto => {
                 let (device, why) = Self::open_auto();
                 eprintln!("picardiff: device {} (auto{why})", device.name());
                 Ok(device)
             }
-            o => Err(CliError::new(format!(
-                "--device: unknown device `{o}` (expected cpu, cuda or auto)"
-            ))),
         }
     }
 
