@@ -162,7 +162,7 @@ pub fn setup(a: &RunArgs) -> CliResult<(Problem, Sampler)> {
             let run = ModelRun::Trained {
                 schedule: own,
                 train_steps: m.config().train_steps,
-                what: "the model",
+                what: "the model was trained with",
             };
             let plan = spec.plan(run, ScoreModel::<CpuBackend>::output(m.as_ref()))?;
             m.set_compute_dtype(spec.dtype.unwrap_or_default());

@@ -260,3 +260,34 @@ pub(crate) unsafe fn plan(c: &picardiff_sampler_config) -> Result<Plan, FfiError
         spec,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The default config is the library's default spec: every setting "not given" (seed and
+    /// sample0 are plain numbers in C, 0 like the library's defaults), and its plan is the
+    /// library's plan of the C fallbacks (ddpm-linear, ddpm, 100 steps) with nothing else set.
+    #[test]
+    fn the_default_config_is_the_default_spec() {
+        // SAFETY: the default config's strings are NULL.
+        let p = unsafe { plan(&picardiff_sampler_config::default()) }.unwrap();
+        let want = RunSpec {
+            seed: Some(crate::defaults::SEED),
+            sample0: Some(0),
+            ..RunSpec::default()
+        };
+        assert_eq!(p.spec, want);
+        let lib = RunSpec {
+            schedule: Some(FALLBACK_SCHEDULE),
+            rule: Some(RuleName::Ddpm),
+            steps: Some(FALLBACK_STEPS),
+            ..RunSpec::default()
+        }
+        .plan(ModelRun::AnySchedule, ModelOutput::Epsilon)
+        .unwrap();
+        assert_eq!(p.base.kind, lib.kind);
+        assert_eq!(p.base.settings, lib.settings);
+        assert_eq!(p.batch, 1);
+    }
+}

@@ -337,7 +337,7 @@ pub(super) fn model_plan<'a>(
             let run = ModelRun::Trained {
                 schedule: m.config().schedule.parse()?,
                 train_steps: m.config().train_steps,
-                what: "the MLP",
+                what: "the MLP was trained with",
             };
             Cow::Owned(
                 s.plan

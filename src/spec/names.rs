@@ -87,7 +87,10 @@ macro_rules! named {
         impl<'de> Deserialize<'de> for $ty {
             fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
                 let s = String::deserialize(d)?;
-                s.parse().map_err(serde::de::Error::custom)
+                s.parse().map_err(|e| match e {
+                    Error::Config { msg, .. } => serde::de::Error::custom(msg),
+                    e => serde::de::Error::custom(e),
+                })
             }
         }
     };

@@ -28,7 +28,7 @@ pub enum ModelRun<'a> {
         schedule: ScheduleName,
         /// Its training steps.
         train_steps: usize,
-        /// What the model is, for messages ("the model", "the callback model").
+        /// How messages introduce its schedule ("the model was trained with").
         what: &'static str,
     },
     /// A LeRobot Diffusion Policy: its own scheduler, which `steps`, `train_steps` and `rule`
@@ -170,16 +170,13 @@ impl RunSpec {
                 what,
             } => {
                 if let Some(g) = self.schedule.filter(|g| *g != schedule) {
-                    return bad(
-                        "schedule",
-                        format!("{what} was trained with `{schedule}`, not `{g}`"),
-                    );
+                    return bad("schedule", format!("{what} `{schedule}`, not `{g}`"));
                 }
                 if let Some(n) = self.train_steps.filter(|n| *n != train_steps) {
                     return bad(
                         "train-steps",
                         format!(
-                            "{what} was trained with {train_steps} training steps (its time input \
+                            "{what} {train_steps} training steps (its time input \
                              is a timestep of that schedule), not {n}"
                         ),
                     );
