@@ -27,6 +27,7 @@ pub mod backend;
 #[cfg(feature = "bench-internals")]
 pub mod bench_internals;
 pub mod defaults;
+pub mod device;
 pub mod error;
 pub mod ffi;
 pub mod files;

@@ -191,10 +191,10 @@ fn run_native(
     }
 }
 
-/// Backend selection (the CLI's `device.rs`): `cpu`, `cuda` (a build with the `cuda` feature) or
-/// `auto` (CUDA when built with it and a GPU opens, else the CPU).
+/// Backend selection over the library's one dispatch (`picardiff::device`).
 mod device {
     use super::*;
+    use picardiff::device::{Device, ModelRef};
 
     #[cfg(not(feature = "cuda"))]
     const NO_CUDA: &str = "built without CUDA support: reinstall with \
@@ -206,73 +206,32 @@ mod device {
         problem: &Problem<'_>,
         kinds: &[&SamplerKind],
     ) -> PdResult<(Vec<RunOutput>, &'static str)> {
-        if matches!(problem.net, Net::Callback(_)) {
-            // A Python function gets host arrays: the CPU backend whatever `auto` would pick.
-            return cpu(problem, kinds);
-        }
-        match name {
-            DeviceName::Cpu => cpu(problem, kinds),
+        // A Python function gets host arrays: the CPU backend whatever `auto` would pick.
+        let name = match problem.net {
+            Net::Callback(_) => DeviceName::Cpu,
+            _ => name,
+        };
+        let device = match Device::open(name, 0) {
+            Ok((d, _)) => d,
+            #[cfg(not(feature = "cuda"))]
+            Err(_) => return Err(PdError::Picard(format!("device: {NO_CUDA}"))),
             #[cfg(feature = "cuda")]
-            DeviceName::Cuda | DeviceName::Auto => {
-                match picardiff::backend::cuda::CudaBackend::new(0) {
-                    Ok(b) => Ok((
-                        kinds
-                            .iter()
-                            .map(|k| run_on(&b, problem, k))
-                            .collect::<PdResult<_>>()?,
-                        "cuda",
-                    )),
-                    Err(_) if name == DeviceName::Auto => cpu(problem, kinds),
-                    Err(e) => Err(PdError::Picard(format!("cannot open CUDA device 0: {e}"))),
-                }
-            }
-            #[cfg(not(feature = "cuda"))]
-            DeviceName::Auto => cpu(problem, kinds),
-            #[cfg(not(feature = "cuda"))]
-            DeviceName::Cuda => Err(PdError::Picard(format!("device: {NO_CUDA}"))),
-        }
-    }
-
-    fn cpu(
-        problem: &Problem<'_>,
-        kinds: &[&SamplerKind],
-    ) -> PdResult<(Vec<RunOutput>, &'static str)> {
+            Err(e) => return Err(PdError::Picard(format!("cannot open CUDA device 0: {e}"))),
+        };
         let outs = kinds
             .iter()
-            .map(|k| run_on_cpu(problem, k))
+            .map(|k| run_one(&device, problem, k))
             .collect::<PdResult<_>>()?;
-        Ok((outs, "cpu"))
+        Ok((outs, device.name()))
     }
 
-    fn run_on_cpu(p: &Problem<'_>, kind: &SamplerKind) -> PdResult<RunOutput> {
-        let (g, inputs, be) = (&p.grid, p.inputs(), &CpuBackend);
-        Ok(match &p.net {
-            Net::Gmm(m) => run(be, m, g, p.rule, kind, &inputs),
-            Net::Mlp(m) => run(be, *m, g, p.rule, kind, &inputs),
-            Net::Policy(m) => run(be, m.as_ref(), g, p.rule, kind, &inputs),
-            Net::Callback(m) => run(be, m, g, p.rule, kind, &inputs),
-        }?)
-    }
-
-    #[cfg(feature = "cuda")]
-    fn run_on(
-        be: &picardiff::backend::cuda::CudaBackend,
-        p: &Problem<'_>,
-        kind: &SamplerKind,
-    ) -> PdResult<RunOutput> {
+    fn run_one(d: &Device, p: &Problem<'_>, kind: &SamplerKind) -> PdResult<RunOutput> {
         let (g, inputs) = (&p.grid, p.inputs());
         Ok(match &p.net {
-            Net::Gmm(m) => run(be, m, g, p.rule, kind, &inputs),
-            Net::Mlp(m) => run(be, *m, g, p.rule, kind, &inputs),
-            Net::Policy(_) => Err(picardiff::Error::device(
-                "run",
-                "Diffusion Policy models run on the CPU backend only for now (their CUDA ops \
-                 are not implemented): use device='cpu'",
-            )),
-            Net::Callback(_) => Err(picardiff::Error::device(
-                "run",
-                "a callback model runs on the CPU",
-            )),
+            Net::Gmm(m) => ModelRef::Gmm(m).run(d, g, p.rule, kind, &inputs),
+            Net::Mlp(m) => ModelRef::Mlp(m).run(d, g, p.rule, kind, &inputs),
+            Net::Policy(m) => ModelRef::Policy(m).run(d, g, p.rule, kind, &inputs),
+            Net::Callback(m) => d.run_cpu_only("callback models", m, g, p.rule, kind, &inputs),
         }?)
     }
 }

@@ -35,13 +35,19 @@ pub enum CliModel {
 }
 
 impl CliModel {
+    /// The model for the library's dispatch.
+    pub fn as_ref(&self) -> picardiff::device::ModelRef<'_> {
+        use picardiff::device::ModelRef;
+        match self {
+            CliModel::Gmm(m) => ModelRef::Gmm(m),
+            CliModel::Mlp(m) => ModelRef::Mlp(m),
+            CliModel::Policy(m) => ModelRef::Policy(m),
+        }
+    }
+
     /// Elements per sample.
     pub fn dim(&self) -> usize {
-        match self {
-            CliModel::Gmm(m) => m.mixture.dim,
-            CliModel::Mlp(m) => ScoreModel::<CpuBackend>::dim(m.as_ref()),
-            CliModel::Policy(m) => ScoreModel::<CpuBackend>::dim(m.as_ref()),
-        }
+        self.as_ref().dim()
     }
 }
 

@@ -9,8 +9,9 @@ use super::context::{picardiff_context, Device};
 use super::model::{picardiff_model, ModelKind};
 use super::status::{ffi_boundary, picardiff_status, FfiError};
 use crate::backend::cpu::CpuBackend;
+use crate::device::ModelRef;
 use crate::model::{GmmModel, ScoreModel};
-use crate::sampler::{run, RunInputs, RunOutput, RunStats};
+use crate::sampler::{RunInputs, RunOutput, RunStats};
 use crate::spec::{ModelRun, Plan as SpecPlan};
 
 /// Counters and timing of one run.
@@ -363,26 +364,15 @@ pub(super) fn dispatch(
         ..inputs.clone()
     };
     let (g, r, k) = (&p.grid, p.rule, &p.kind);
-    let out = match (&*s.device, &model.kind) {
-        (Device::Cpu(b), ModelKind::Mixture(m)) => {
-            run(b, &GmmModel::new(m.clone(), p.schedule.clone()), g, r, k, &inputs)
+    let device = &*s.device;
+    let out = match &model.kind {
+        ModelKind::Mixture(m) => {
+            let gmm = GmmModel::new(m.clone(), p.schedule.clone());
+            ModelRef::Gmm(&gmm).run(device, g, r, k, &inputs)
         }
-        (Device::Cpu(b), ModelKind::Callback(c)) => run(b, c, g, r, k, &inputs),
-        (Device::Cpu(b), ModelKind::Mlp(m)) => run(b, m.as_ref(), g, r, k, &inputs),
-        (Device::Cpu(b), ModelKind::Policy(m)) => run(b, m.as_ref(), g, r, k, &inputs),
-        #[cfg(feature = "cuda")]
-        (Device::Cuda(b), ModelKind::Mixture(m)) => {
-            run(b, &GmmModel::new(m.clone(), p.schedule.clone()), g, r, k, &inputs)
-        }
-        #[cfg(feature = "cuda")]
-        (Device::Cuda(b), ModelKind::Callback(c)) => run(b, c, g, r, k, &inputs),
-        #[cfg(feature = "cuda")]
-        (Device::Cuda(b), ModelKind::Mlp(m)) => run(b, m.as_ref(), g, r, k, &inputs),
-        #[cfg(feature = "cuda")]
-        (Device::Cuda(_), ModelKind::Policy(_)) => Err(crate::Error::device(
-            "run",
-            "Diffusion Policy models run on the CPU device only for now (their CUDA ops are not implemented)",
-        )),
+        ModelKind::Callback(c) => device.run(c, g, r, k, &inputs),
+        ModelKind::Mlp(m) => ModelRef::Mlp(m).run(device, g, r, k, &inputs),
+        ModelKind::Policy(m) => ModelRef::Policy(m).run(device, g, r, k, &inputs),
     };
     Ok(out?)
 }
