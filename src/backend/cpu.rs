@@ -197,7 +197,7 @@ impl Backend for CpuBackend {
 
     fn download(&self, buf: &Vec<f32>, offset: usize, out: &mut [f32]) -> Result<()> {
         let src = buf
-            .get(offset..offset + out.len())
+            .get(range(offset, out.len(), buf.len(), "download")?)
             .ok_or_else(|| Error::shape("download", "range out of bounds"))?;
         out.copy_from_slice(src);
         Ok(())
@@ -211,12 +211,15 @@ impl Backend for CpuBackend {
         dst_off: usize,
         len: usize,
     ) -> Result<()> {
-        dst[dst_off..dst_off + len].copy_from_slice(&src[src_off..src_off + len]);
+        let from = range(src_off, len, src.len(), "copy (source)")?;
+        let to = range(dst_off, len, dst.len(), "copy (destination)")?;
+        dst[to].copy_from_slice(&src[from]);
         Ok(())
     }
 
     fn fill(&self, buf: &mut Vec<f32>, offset: usize, len: usize, value: f32) -> Result<()> {
-        buf[offset..offset + len].fill(value);
+        let r = range(offset, len, buf.len(), "fill")?;
+        buf[r].fill(value);
         Ok(())
     }
 
@@ -525,5 +528,17 @@ impl Backend for CpuBackend {
             }
         });
         Ok(())
+    }
+}
+
+/// `offset..offset + len` when it lies within a buffer of `have` values, else the shape error the
+/// CUDA backend gives for the same call (no panic on a bad range).
+fn range(offset: usize, len: usize, have: usize, op: &str) -> Result<std::ops::Range<usize>> {
+    match offset.checked_add(len) {
+        Some(end) if end <= have => Ok(offset..end),
+        _ => Err(Error::shape(
+            op,
+            format!("range {offset}..{offset}+{len} is outside the buffer of {have} values"),
+        )),
     }
 }

@@ -18,6 +18,13 @@ impl Device {
     /// Opens the backend named by `--device`. `auto` prefers CUDA when built with it and a GPU
     /// opens, and says on stderr which device it chose (and why, when CUDA was wanted but failed).
     pub fn open(name: DeviceName) -> CliResult<Device> {
+        #[cfg(not(feature = "cuda"))]
+        if name == DeviceName::Cuda {
+            // The user asked for CUDA: say how to get it.
+            return Err(CliError::new(
+                "--device cuda: built without CUDA support: rebuild with --features cuda",
+            ));
+        }
         let (device, why) = picardiff::device::Device::open(name, 0).map_err(|e| match name {
             DeviceName::Cuda => CliError::new(format!("cannot open CUDA device 0: {e}")),
             _ => CliError::from(e),
