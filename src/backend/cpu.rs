@@ -130,7 +130,10 @@ fn noise_lanes(
 /// A raw pointer that may cross threads; every use writes disjoint elements (see SAFETY notes).
 #[derive(Clone, Copy)]
 struct SharedMut(*mut f32);
+// SAFETY: the pointer is only dereferenced at elements that one work unit alone writes, while the
+// buffer it points into outlives the parallel loop (see the SAFETY notes at each use).
 unsafe impl Send for SharedMut {}
+// SAFETY: as for `Send`: shared references only ever write disjoint elements.
 unsafe impl Sync for SharedMut {}
 
 impl SharedMut {

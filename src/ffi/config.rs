@@ -207,7 +207,8 @@ fn given<T: PartialEq + Default>(v: T) -> Option<T> {
 /// # Safety
 /// The string fields of `c` must be NULL or NUL-terminated.
 pub(crate) unsafe fn spec_of(c: &picardiff_sampler_config) -> Result<RunSpec, FfiError> {
-    // SAFETY (every `choice` call): the caller's contract on the string fields.
+    // SAFETY: every `choice` call reads a string field of `c`, NULL or NUL-terminated by the
+    // caller's contract.
     unsafe {
         Ok(RunSpec {
             schedule: choice(c.schedule, "schedule")?,
