@@ -307,10 +307,12 @@ fn argv(inp: &Input) -> Vec<OsString> {
 
 /// Whether validating `a` is cheap enough for one fuzz input (the grid and step tables are built).
 fn cheap_to_validate(a: &RunArgs) -> bool {
-    a.steps.is_none_or(|n| n <= 20_000)
-        && a.train_steps.is_none_or(|n| n <= 100_000)
-        && a.kappa.is_none_or(|k| k >= 0.01)
-        && a.horizon.is_none_or(|h| h.abs() <= 100.0)
+    let s = &a.spec;
+    s.steps.is_none_or(|n| n <= 20_000)
+        && s.train_steps.is_none_or(|n| n <= 100_000)
+        && s.kappa.is_none_or(|k| k >= 0.01)
+        && s.horizon.is_none_or(|h| h.abs() <= 100.0)
+        && a.config.is_none()
 }
 
 /// Every CLI error is one line.
