@@ -9,6 +9,8 @@ use clap::Args;
 use picardiff::backend::PicardForm;
 use picardiff::model::{load_model, ModelFile};
 use picardiff::prelude::*;
+use picardiff::schedule::DEFAULT_TRAIN_STEPS;
+use picardiff::spec::{ModelRun, Named, RuleName, RunSpec, SamplerName, ScheduleName};
 use serde_json::{json, Value};
 
 use super::commands::max_abs_diff;
@@ -45,8 +47,8 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',')]
     pub window: Vec<usize>,
     /// Picard forms to run: scan, drift (ParaDiGMS' form), or both (`scan,drift`).
-    #[arg(long, value_delimiter = ',', default_values_t = [String::from("scan")])]
-    pub forms: Vec<String>,
+    #[arg(long, value_delimiter = ',', default_values_t = [PicardForm::Scan])]
+    pub forms: Vec<PicardForm>,
     /// CUDA graphs for the Picard iterations and the sequential steps: on, off, or both (every
     /// sampler twice, the eager rows marked `eager`; speedups are against the first, sequential,
     /// row). Ignored on the CPU.
@@ -91,10 +93,64 @@ pub(super) fn timed(
     Ok(out)
 }
 
+/// A row's label and sampler.
+type Row = (String, SamplerKind);
+
+/// The rows of one (model, steps) cell as run specs planned by the library: sequential, picard
+/// per window and form, blocks (a tenth of the training steps long, exactly `--iters` iterations);
+/// 1000-step ddpm-linear, leading spacing, the ddpm rule, `--tol`. Also the grid and rule.
+fn plans(a: &BenchArgs, steps: usize) -> CliResult<(Vec<Row>, Grid, StepRule)> {
+    let base = RunSpec {
+        schedule: Some(ScheduleName::DdpmLinear),
+        rule: Some(RuleName::Ddpm),
+        steps: Some(steps),
+        tol: Some(a.tol),
+        ..RunSpec::default()
+    };
+    let plan = |s: RunSpec| s.plan(ModelRun::AnySchedule, ModelOutput::Epsilon);
+    let seq = plan(RunSpec {
+        sampler: Some(SamplerName::Sequential),
+        tol: None,
+        ..base.clone()
+    })?;
+    let mut kinds = vec![(String::from("sequential"), seq.kind)];
+    let windows = if a.window.is_empty() {
+        vec![steps]
+    } else {
+        a.window.clone()
+    };
+    for &window in &windows {
+        for &form in &a.forms {
+            let mut label = String::from(match form {
+                PicardForm::Scan => "picard",
+                PicardForm::Drift => "picard-drift",
+            });
+            if window < steps {
+                label += &format!(" p={window}");
+            }
+            let p = plan(RunSpec {
+                sampler: Some(SamplerName::Picard),
+                window: Some(window),
+                picard_form: Some(form),
+                ..base.clone()
+            })?;
+            kinds.push((label, p.kind));
+        }
+    }
+    let blocks = plan(RunSpec {
+        sampler: Some(SamplerName::Blocks),
+        block_len: Some(DEFAULT_TRAIN_STEPS as f64 / 10.0),
+        iters: Some(a.iters),
+        tol: Some(0.0),
+        ..base.clone()
+    })?;
+    kinds.push(("blocks".into(), blocks.kind));
+    Ok((kinds, seq.grid, seq.rule))
+}
+
 /// `picardiff bench`.
 pub fn bench(a: &BenchArgs) -> CliResult<()> {
-    let schedule = Schedule::from_name("ddpm-linear", 1000)?;
-    let rule = StepRule::from_name("ddpm", None)?;
+    let schedule = Schedule::from_name(ScheduleName::DdpmLinear.name(), DEFAULT_TRAIN_STEPS)?;
     let mut models: Vec<(String, CliModel)> = Vec::new();
     for &d in &a.dims {
         // The mixture's means (rows and the flattened copy in f64, the model's f32 copy, a row
@@ -129,17 +185,6 @@ pub fn bench(a: &BenchArgs) -> CliResult<()> {
             }
         }
     }
-    let forms = a
-        .forms
-        .iter()
-        .map(|f| match f.as_str() {
-            "scan" => Ok(PicardForm::Scan),
-            "drift" => Ok(PicardForm::Drift),
-            o => Err(CliError::new(format!(
-                "--forms: unknown form `{o}` (expected scan or drift)"
-            ))),
-        })
-        .collect::<CliResult<Vec<_>>>()?;
     let graph_modes: &[bool] = match a.graphs.as_str() {
         "on" => &[true],
         "off" => &[false],
@@ -173,7 +218,7 @@ pub fn bench(a: &BenchArgs) -> CliResult<()> {
         let mut model = Some(model);
         for &steps in &a.steps {
             for &batch in &a.batches {
-                let grid = Grid::discrete(&schedule, steps, Spacing::Leading)?;
+                let (plans, grid, rule) = plans(a, steps)?;
                 let p = Problem {
                     model: model.take().expect("model"),
                     grid,
@@ -187,42 +232,7 @@ pub fn bench(a: &BenchArgs) -> CliResult<()> {
                     sample_shape: Vec::new(),
                     info: Default::default(),
                 };
-                let mut kinds = vec![(String::from("sequential"), SamplerKind::Sequential)];
-                let windows = if a.window.is_empty() {
-                    vec![steps]
-                } else {
-                    a.window.clone()
-                };
-                for &window in &windows {
-                    for &form in &forms {
-                        let mut label = String::from(match form {
-                            PicardForm::Scan => "picard",
-                            PicardForm::Drift => "picard-drift",
-                        });
-                        if window < steps {
-                            label += &format!(" p={window}");
-                        }
-                        kinds.push((
-                            label,
-                            SamplerKind::Picard {
-                                window,
-                                tol: a.tol,
-                                max_iters: None,
-                                form,
-                            },
-                        ));
-                    }
-                }
-                kinds.push((
-                    "blocks".into(),
-                    SamplerKind::Blocks {
-                        block_len: 1000.0 / 10.0,
-                        iters: a.iters,
-                        tol: 0.0,
-                        form: PicardForm::Scan,
-                        corrector: None,
-                    },
-                ));
+                let kinds = plans;
                 // The baseline: the sequential sampler with graphs (one recorded step replayed for
                 // every step) unless only eager rows are asked for; with both, its eager run too.
                 let seq_graphs = graph_modes.contains(&true);
