@@ -12,14 +12,7 @@ use picardiff::sampler::Corrector;
 fn main() -> Result<()> {
     let schedule = Schedule::from_name("ou", 0)?;
     let mixtures = [
-        (
-            "2-D",
-            Mixture::new(
-                vec![0.3, 0.7],
-                vec![vec![-2.0, 1.0], vec![1.5, -1.0]],
-                vec![0.4, 0.6],
-            )?,
-        ),
+        ("2-D", Mixture::example_2d()),
         (
             "16-D",
             Mixture::new(

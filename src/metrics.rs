@@ -5,6 +5,34 @@ use crate::model::Mixture;
 use crate::rng;
 
 impl Mixture {
+    /// The 2-D, 2-component mixture of `examples/mixture_2d.json` (weights 0.3, 0.7; the one
+    /// definition: the demo and the tests use it, `tools/make_mixtures.py` writes the file from
+    /// the same numbers and `tests/cli.rs` checks that they agree).
+    pub fn example_2d() -> Mixture {
+        Mixture::new(
+            vec![0.3, 0.7],
+            vec![vec![-2.0, 1.0], vec![1.5, -1.0]],
+            vec![0.4, 0.6],
+        )
+        .expect("a valid mixture")
+    }
+
+    /// The 64-D, 8-component mixture of `examples/mixture_64d.json`: weights 1 + k/4, means
+    /// 1.5·(((7k + 3j) mod 11)/5 − 1), stds 0.3 + 0.05k (as [`Mixture::example_2d`]).
+    pub fn example_64d() -> Mixture {
+        let (k, d) = (8, 64);
+        let weights: Vec<f64> = (0..k).map(|i| 1.0 + i as f64 * 0.25).collect();
+        let means: Vec<Vec<f64>> = (0..k)
+            .map(|i| {
+                (0..d)
+                    .map(|j| 1.5 * (((i * 7 + j * 3) % 11) as f64 / 5.0 - 1.0))
+                    .collect()
+            })
+            .collect();
+        let stds: Vec<f64> = (0..k).map(|i| 0.3 + 0.05 * i as f64).collect();
+        Mixture::new(weights, means, stds).expect("a valid mixture")
+    }
+
     /// The benchmark mixture of `picardiff bench` and the scaling study: `k` components with weights
     /// 1, 2, …, k, means drawn N(0, 1) per coordinate (Philox seed 2024, tag 7, sample = component)
     /// and std 0.5, in `dim` dimensions. Deterministic.

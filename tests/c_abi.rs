@@ -23,8 +23,8 @@ use picardiff::ffi::picardiff_status::*;
 use picardiff::ffi::*;
 use picardiff::prelude::*;
 
-const MIXTURE_JSON: &str =
-    r#"{"weights": [0.3, 0.7], "means": [[-2.0, 1.0], [1.5, -1.0]], "stds": [0.4, 0.6]}"#;
+/// `Mixture::example_2d` as the C side sees it: the example file.
+const MIXTURE_JSON: &str = include_str!("../examples/mixture_2d.json");
 
 // ---- helpers -------------------------------------------------------------------------------------
 

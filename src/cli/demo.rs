@@ -12,31 +12,6 @@ use super::config::{
 use super::device::Device;
 use super::{emit, CliError, CliResult, DemoArgs};
 
-/// The 2-D, 2-component mixture of `examples/mixture_2d.json`.
-pub fn mixture_2d() -> picardiff::Result<Mixture> {
-    Mixture::new(
-        vec![0.3, 0.7],
-        vec![vec![-2.0, 1.0], vec![1.5, -1.0]],
-        vec![0.4, 0.6],
-    )
-}
-
-/// The 64-D, 8-component mixture of `examples/mixture_64d.json` (`tools/make_mixtures.py`):
-/// weights 1 + k/4, means 1.5·(((7k + 3j) mod 11)/5 − 1), stds 0.3 + 0.05k.
-pub fn mixture_64d() -> picardiff::Result<Mixture> {
-    let (k, d) = (8, 64);
-    let weights: Vec<f64> = (0..k).map(|i| 1.0 + i as f64 * 0.25).collect();
-    let means: Vec<Vec<f64>> = (0..k)
-        .map(|i| {
-            (0..d)
-                .map(|j| 1.5 * (((i * 7 + j * 3) % 11) as f64 / 5.0 - 1.0))
-                .collect()
-        })
-        .collect();
-    let stds: Vec<f64> = (0..k).map(|i| 0.3 + 0.05 * i as f64).collect();
-    Mixture::new(weights, means, stds)
-}
-
 /// One table: the sequential sampler, then each parallel one, on the same noise.
 fn table(
     device: &Device,
@@ -93,8 +68,8 @@ fn samplers(tol: f64, block_len: f64, block_desc: &str) -> Vec<(String, SamplerK
 /// `picardiff demo`.
 pub fn demo(args: &DemoArgs) -> CliResult<()> {
     let (mixture, desc) = match args.mixture.as_str() {
-        "64d" => (mixture_64d()?, "64-D mixture of 8 Gaussians"),
-        "2d" => (mixture_2d()?, "2-D mixture of 2 Gaussians"),
+        "64d" => (Mixture::example_64d(), "64-D mixture of 8 Gaussians"),
+        "2d" => (Mixture::example_2d(), "2-D mixture of 2 Gaussians"),
         o => {
             return Err(CliError::new(format!(
                 "--mixture: unknown mixture `{o}` (expected 64d or 2d)"

@@ -3,29 +3,14 @@
 
 use picardiff::prelude::*;
 
-/// A 2-D, 2-component mixture with unequal weights.
+/// The 2-D example mixture (`Mixture::example_2d`, `examples/mixture_2d.json`).
 pub fn mixture_2d() -> Mixture {
-    Mixture::new(
-        vec![0.3, 0.7],
-        vec![vec![-2.0, 1.0], vec![1.5, -1.0]],
-        vec![0.4, 0.6],
-    )
-    .unwrap()
+    Mixture::example_2d()
 }
 
-/// A 64-D, 8-component mixture with distinct weights, well-separated means and spreads.
+/// The 64-D example mixture (`Mixture::example_64d`, `examples/mixture_64d.json`).
 pub fn mixture_64d() -> Mixture {
-    let (k, d) = (8, 64);
-    let weights: Vec<f64> = (0..k).map(|i| 1.0 + i as f64 * 0.25).collect();
-    let means: Vec<Vec<f64>> = (0..k)
-        .map(|i| {
-            (0..d)
-                .map(|j| 1.5 * (((i * 7 + j * 3) % 11) as f64 / 5.0 - 1.0))
-                .collect()
-        })
-        .collect();
-    let stds: Vec<f64> = (0..k).map(|i| 0.3 + 0.05 * i as f64).collect();
-    Mixture::new(weights, means, stds).unwrap()
+    Mixture::example_64d()
 }
 
 /// 1000-step DDPM grid and its schedule.
