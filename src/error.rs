@@ -90,6 +90,24 @@ pub enum Error {
         /// The code the callback returned.
         code: i32,
     },
+    /// A user-supplied model callback panicked (or raised, in a binding's terms).
+    #[error("the model callback panicked: {msg}")]
+    CallbackPanicked {
+        /// The panic's message.
+        msg: String,
+    },
+    /// A user-supplied model callback wrote a NaN or an infinity.
+    #[error("the model callback wrote {value} at row {row} element {element} (t = {t})")]
+    CallbackOutput {
+        /// The value written.
+        value: f32,
+        /// Its row of the evaluation.
+        row: usize,
+        /// Its element within the row.
+        element: usize,
+        /// The row's model time.
+        t: f32,
+    },
 }
 
 /// Result alias used throughout the crate.

@@ -124,22 +124,18 @@ impl ScoreModel<CpuBackend> for PyCallback<'_> {
         if let Err(e) = Python::attach(|py| self.call(py, x, t, rows, o)) {
             let mut slot = self.error.lock().unwrap_or_else(|e| e.into_inner());
             slot.get_or_insert(e);
-            return Err(Error::model(
-                "callback",
-                "the Python model callback raised an exception",
-            ));
+            // The exception itself is raised to the caller; this only stops the run.
+            return Err(Error::CallbackPanicked {
+                msg: "the Python model callback raised an exception".into(),
+            });
         }
         if let Some(i) = o.iter().position(|v| !v.is_finite()) {
-            return Err(Error::model(
-                "callback output",
-                format!(
-                    "the model callback returned {} at row {} element {} (t = {})",
-                    o[i],
-                    i / d,
-                    i % d,
-                    t[i / d]
-                ),
-            ));
+            return Err(Error::CallbackOutput {
+                value: o[i],
+                row: i / d,
+                element: i % d,
+                t: t[i / d],
+            });
         }
         Ok(())
     }

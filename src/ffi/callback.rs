@@ -3,7 +3,6 @@
 use std::ffi::{c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use super::status::{CALLBACK_FIELD, CALLBACK_OUTPUT_FIELD};
 use crate::backend::cpu::CpuBackend;
 use crate::error::{Error, Result};
 use crate::model::ScoreModel;
@@ -114,10 +113,9 @@ impl CallbackModel {
                     .copied()
                     .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
                     .unwrap_or("(non-string payload)");
-                Err(Error::model(
-                    CALLBACK_FIELD,
-                    format!("the model callback panicked: {msg}"),
-                ))
+                Err(Error::CallbackPanicked {
+                    msg: msg.to_string(),
+                })
             }
         }
     }
@@ -166,16 +164,12 @@ impl ScoreModel<CpuBackend> for CallbackModel {
             )
         }?;
         if let Some(i) = o.iter().position(|v| !v.is_finite()) {
-            return Err(Error::model(
-                CALLBACK_OUTPUT_FIELD,
-                format!(
-                    "the model callback wrote {} at row {} element {} (t = {})",
-                    o[i],
-                    i / d,
-                    i % d,
-                    t[i / d]
-                ),
-            ));
+            return Err(Error::CallbackOutput {
+                value: o[i],
+                row: i / d,
+                element: i % d,
+                t: t[i / d],
+            });
         }
         Ok(())
     }

@@ -110,24 +110,13 @@ impl FfiError {
     }
 }
 
-/// The `Error::Model` field a callback model reports a panicking callback with (a non-zero return
-/// code is `Error::Callback`).
-pub(crate) const CALLBACK_FIELD: &str = "callback";
-/// The `Error::Model` field a callback model reports a non-finite callback output with.
-pub(crate) const CALLBACK_OUTPUT_FIELD: &str = "callback output";
-
 impl From<Error> for FfiError {
     fn from(e: Error) -> Self {
         let status = match &e {
             Error::NotConverged { .. } | Error::BlockNotConverged { .. } => PICARDIFF_NOT_CONVERGED,
-            Error::Callback { .. } => PICARDIFF_CALLBACK_FAILED,
+            Error::Callback { .. } | Error::CallbackPanicked { .. } => PICARDIFF_CALLBACK_FAILED,
+            Error::CallbackOutput { .. } => PICARDIFF_NON_FINITE,
             Error::Config { .. } => PICARDIFF_INVALID_CONFIG,
-            Error::Model { field, msg } if field == CALLBACK_FIELD => {
-                return FfiError::new(PICARDIFF_CALLBACK_FAILED, msg.clone())
-            }
-            Error::Model { field, msg } if field == CALLBACK_OUTPUT_FIELD => {
-                return FfiError::new(PICARDIFF_NON_FINITE, msg.clone())
-            }
             Error::Model { .. } => PICARDIFF_INVALID_MODEL,
             Error::Shape { .. } => PICARDIFF_SHAPE_MISMATCH,
             Error::Io { .. } => PICARDIFF_IO,
@@ -280,9 +269,14 @@ mod tests {
         let e = FfiError::from(Error::Callback { code: -5 });
         assert_eq!(e.status, PICARDIFF_CALLBACK_FAILED);
         assert!(e.msg.contains("returned -5"), "{}", e.msg);
-        let e = Error::model(CALLBACK_FIELD, "the model callback panicked: boom");
+        let e = Error::CallbackPanicked { msg: "boom".into() };
         assert_eq!(FfiError::from(e).status, PICARDIFF_CALLBACK_FAILED);
-        let e = Error::model(CALLBACK_OUTPUT_FIELD, "NaN");
+        let e = Error::CallbackOutput {
+            value: f32::NAN,
+            row: 0,
+            element: 1,
+            t: 3.0,
+        };
         assert_eq!(FfiError::from(e).status, PICARDIFF_NON_FINITE);
         let e = Error::model("means", "empty");
         assert_eq!(FfiError::from(e).status, PICARDIFF_INVALID_MODEL);
