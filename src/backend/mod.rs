@@ -297,7 +297,8 @@ pub trait Backend {
     ) -> Result<()>;
 
     /// [`Backend::step`] on the first slot of `x` and `out` for the step `seq` began last (read
-    /// from the backend's memory), with the same bits.
+    /// from the backend's memory), with the same bits (a multistep table's directions in the
+    /// slots of `x` after the first).
     fn seq_step(
         &self,
         tables: &Self::Tables,
