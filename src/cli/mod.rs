@@ -90,8 +90,8 @@ pub struct RunArgs {
     /// Number of sampling steps (required, except with --grid paper where it is ignored).
     #[arg(long, value_name = "N", help_heading = "Problem")]
     pub steps: Option<usize>,
-    /// Step rule: ddpm (= ddim with eta 1), ddim (eta 0 unless --eta), exp-sde, exp-ode (VP
-    /// schedules) or euler (flow). Required, except for a Diffusion Policy directory, whose
+    /// Step rule: ddpm (= ddim with eta 1), ddim (eta 0 unless --eta), exp-sde, exp-ode,
+    /// dpmpp-2m, dpmpp-3m (DPM-Solver++ multistep; CPU only) (VP schedules) or euler (flow). Required, except for a Diffusion Policy directory, whose
     /// scheduler gives it (ddpm or ddim override it).
     #[arg(long, value_name = "RULE", help_heading = "Problem")]
     pub rule: Option<String>,
@@ -138,7 +138,8 @@ pub struct RunArgs {
     )]
     pub kappa: Option<f64>,
 
-    /// Timestep spacing (diffusers): leading, trailing or linspace [default: leading].
+    /// Timestep spacing (diffusers): leading, trailing, linspace (DDIM's) or dpm-linspace (the
+    /// linspace of DPMSolverMultistepScheduler) [default: leading].
     #[arg(
         long,
         value_name = "SPACING",
