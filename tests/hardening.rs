@@ -53,7 +53,6 @@ fn a_nan_model_output_stops_every_sampler_naming_the_step() {
         inner: GmmModel::new(mixture_2d(), s),
         at,
     };
-    let rule = StepRule::from_name("ddpm", None).unwrap();
     let inputs = RunInputs {
         batch: 3,
         seed: 1,
@@ -81,10 +80,14 @@ fn a_nan_model_output_stops_every_sampler_naming_the_step() {
             corrector: None,
         },
     ];
-    for kind in kinds {
-        match run(&CpuBackend, &model, &g, rule, &kind, &inputs) {
-            Err(Error::NonFinite { step, .. }) => assert_eq!(step, 37, "{kind:?}"),
-            other => panic!("{kind:?}: expected a non-finite error, got {other:?}"),
+    // A one-step rule and a multistep one (whose later steps also read point 37's output).
+    for rule in ["ddpm", "dpmpp-2m"] {
+        let rule = StepRule::from_name(rule, None).unwrap();
+        for kind in &kinds {
+            match run(&CpuBackend, &model, &g, rule, kind, &inputs) {
+                Err(Error::NonFinite { step, .. }) => assert_eq!(step, 37, "{rule:?} {kind:?}"),
+                other => panic!("{rule:?} {kind:?}: expected a non-finite error, got {other:?}"),
+            }
         }
     }
 }
