@@ -88,11 +88,13 @@ class Model:
         *,
         sampler: Literal["picard", "sequential", "blocks"] = "picard",
         steps: Optional[int] = None,
-        rule: Optional[Literal["ddpm", "ddim", "exp-sde", "exp-ode"]] = None,
+        rule: Optional[
+            Literal["ddpm", "ddim", "exp-sde", "exp-ode", "euler", "dpmpp-2m", "dpmpp-3m"]
+        ] = None,
         eta: Optional[float] = None,
         schedule: Optional[str] = None,
         train_steps: Optional[int] = None,
-        spacing: Optional[Literal["leading", "trailing", "linspace"]] = None,
+        spacing: Optional[Literal["leading", "trailing", "linspace", "dpm-linspace"]] = None,
         horizon: Optional[float] = None,
         t_end: Optional[float] = None,
         grid: Optional[Literal["uniform", "paper"]] = None,
@@ -120,7 +122,8 @@ class Model:
 
         The arguments are ``picardiff sample``'s options in snake_case, with its defaults:
 
-        - ``rule``: ddpm (= ddim with eta 1), ddim (eta 0 unless ``eta``), exp-sde, exp-ode.
+        - ``rule``: ddpm (= ddim with eta 1), ddim (eta 0 unless ``eta``), exp-sde, exp-ode,
+          dpmpp-2m, dpmpp-3m (DPM-Solver++ multistep, CPU only); euler on flow.
           Required, except for a policy, whose scheduler gives it (ddpm/ddim override it).
         - ``steps``: sampling steps; required except with ``grid="paper"`` (and for a policy,
           where it overrides the checkpoint's ``num_inference_steps``).
@@ -161,11 +164,13 @@ class Model:
         *,
         sampler: Literal["picard", "blocks"] = "picard",
         steps: Optional[int] = None,
-        rule: Optional[Literal["ddpm", "ddim", "exp-sde", "exp-ode"]] = None,
+        rule: Optional[
+            Literal["ddpm", "ddim", "exp-sde", "exp-ode", "euler", "dpmpp-2m", "dpmpp-3m"]
+        ] = None,
         eta: Optional[float] = None,
         schedule: Optional[str] = None,
         train_steps: Optional[int] = None,
-        spacing: Optional[Literal["leading", "trailing", "linspace"]] = None,
+        spacing: Optional[Literal["leading", "trailing", "linspace", "dpm-linspace"]] = None,
         horizon: Optional[float] = None,
         t_end: Optional[float] = None,
         grid: Optional[Literal["uniform", "paper"]] = None,
