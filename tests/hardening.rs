@@ -121,6 +121,26 @@ fn same_seed_is_bit_identical_across_runs_and_thread_counts() {
         assert_eq!(other.samples, one.samples, "{threads} threads");
         assert_eq!(other.stats.rounds, one.stats.rounds);
     }
+    // The multistep rule's step and sweep (its direction ring) too, sequential and Picard.
+    let dpm = StepRule::from_name("dpmpp-3m", None).unwrap();
+    for kind in [SamplerKind::Sequential, kind.clone()] {
+        let in_pool = |threads| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| run(&CpuBackend, &model, &g, dpm, &kind, &inputs).unwrap())
+        };
+        let one = in_pool(1);
+        for threads in [2, 3] {
+            let other = in_pool(threads);
+            assert_eq!(
+                other.samples, one.samples,
+                "dpmpp-3m {kind:?} {threads} threads"
+            );
+            assert_eq!(other.stats.rounds, one.stats.rounds);
+        }
+    }
 }
 
 #[test]
