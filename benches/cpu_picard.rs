@@ -1,5 +1,7 @@
 //! CPU kernels: the fused Picard sweep (effective bandwidth: X and O read, X written, per element and
 //! window point) and the exact mixture score (evaluations per second).
+// criterion_group! defines a public function without docs.
+#![allow(missing_docs)]
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use picardiff::backend::{Backend, Noise, PicardForm, Shape, WindowPlan};

@@ -19,6 +19,8 @@
 //!
 //! Run: `cargo bench --bench nonfinite_check` (about a minute on 2 cores).
 //! Figures: `docs/perf/2026-11-26-nonfinite-check-cpu.md`.
+// criterion_group! defines a public function without docs.
+#![allow(missing_docs)]
 
 use std::time::Duration;
 

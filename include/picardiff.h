@@ -97,7 +97,7 @@ typedef struct picardiff_sampler_config {
   // Training timesteps of a discrete schedule (flow: diffusers' num_train_timesteps, the model
   // time is σ·train_steps); 0 = 1000 (diffusers' default).
   size_t train_steps;
-  // Sampling steps N (ignored by the "paper" grid); 0 = 100.
+  // Sampling steps N (ignored by the "paper" grid); 0 = 100 (a Diffusion Policy: its config's).
   size_t steps;
   // Discrete timestep spacing: "leading", "trailing", "linspace", "dpm-linspace" (the linspace
   // of diffusers' DPMSolverMultistepScheduler). Default "leading" (diffusers').
@@ -119,7 +119,8 @@ typedef struct picardiff_sampler_config {
   double eta;
   // Sampler: "sequential", "picard" (sliding window) or "blocks" (PIADM). Default "picard".
   const char *sampler;
-  // Picard window length p (clamped to the steps); 0 = all steps.
+  // Picard window length p (clamped to the steps); 0 = the library's default, 256
+  // (`picardiff::defaults::WINDOW`; before the run specification, 0 meant all steps).
   size_t window;
   // Convergence tolerance τ (picard, blocks); negative = the rule's default (0.1 for stochastic
   // rules, 1e-3 for deterministic ones, ParaDiGMS'). With blocks, 0 runs exactly `iters`.

@@ -1,25 +1,50 @@
-//! The one definition of each default of a run that the front ends share (the CLI, the C ABI and
-//! the Python module take them from here; the C ABI keeps "window 0 = all steps" for its existing
-//! callers).
+//! The one definition of each default of a run that the front ends share: the run specification
+//! ([`crate::spec::RunSpec::plan`]) applies them, the CLI's help and the C ABI's and Python's docs
+//! quote them from here.
 
+use crate::backend::PicardForm;
+use crate::schedule::Spacing;
+use crate::spec::{DeviceName, SamplerName};
+
+/// Sampler when not given.
+pub const SAMPLER: SamplerName = SamplerName::Picard;
 /// Picard window when not given (at most the steps). On 1000-step grids it takes as many rounds as a
 /// window over all steps with a quarter of the model rows: DDPM τ = 0.1 on the H = 1024 MLP, 37 and
 /// 37 (`docs/perf/2026-11-26-h200-run8/`); on the 64-D mixture (`picardiff compare --window`) DDPM
 /// τ = 0.1 37 and 37, DDIM τ = 1e-3 26 and 27.
 pub const WINDOW: usize = 256;
-/// Early-stopping time η of the continuous schedules.
+/// Picard update form.
+pub const PICARD_FORM: PicardForm = PicardForm::Scan;
+/// ParaDiGMS' tolerance τ for stochastic rules.
+pub const TOL_STOCHASTIC: f64 = 0.1;
+/// ParaDiGMS' tolerance τ for deterministic rules.
+pub const TOL_DETERMINISTIC: f64 = 1e-3;
+/// Timestep spacing of discrete schedules (diffusers' default).
+pub const SPACING: Spacing = Spacing::Leading;
+/// Early-stopping time t_end of the continuous schedules.
 pub const T_END: f64 = 1e-3;
 /// Step scale κ of the paper grid.
 pub const KAPPA: f64 = 0.05;
+/// Horizon T of the `ou` schedule.
+pub const HORIZON_OU: f64 = 10.0;
+/// Horizon T of the other continuous schedules.
+pub const HORIZON: f64 = 1.0;
+/// Static shift s of diffusers' flow grid (1: none).
+pub const SHIFT: f64 = 1.0;
 /// Block length of continuous schedules, in their time.
 pub const BLOCK_LEN_CONTINUOUS: f64 = 1.0;
-/// Block length of discrete schedules, in timesteps.
+/// Block length of discrete (and flow) schedules, in timesteps.
 pub const BLOCK_LEN_DISCRETE: f64 = 100.0;
-/// The horizon T of a continuous schedule: 10 for `ou`, 1 otherwise.
+/// Philox seed.
+pub const SEED: u64 = 0;
+/// Backend of the CLI and Python (the C ABI's context names its own).
+pub const DEVICE: DeviceName = DeviceName::Auto;
+
+/// The horizon T of a continuous schedule: [`HORIZON_OU`] for `ou`, [`HORIZON`] otherwise.
 pub fn horizon(schedule: &crate::schedule::Schedule) -> f64 {
     match schedule {
-        crate::schedule::Schedule::Ou => 10.0,
-        _ => 1.0,
+        crate::schedule::Schedule::Ou => HORIZON_OU,
+        _ => HORIZON,
     }
 }
 /// Iterations per block when not given: the longest block's length, which always suffices

@@ -27,6 +27,7 @@ pub mod backend;
 #[cfg(feature = "bench-internals")]
 pub mod bench_internals;
 pub mod defaults;
+pub mod device;
 pub mod error;
 pub mod ffi;
 pub mod files;
@@ -35,6 +36,7 @@ pub mod model;
 pub mod rng;
 pub mod sampler;
 pub mod schedule;
+pub mod spec;
 
 pub use error::{Error, Result};
 

@@ -396,3 +396,22 @@ fn integer_edges_are_errors_not_panics_or_wraps() {
     let e = run(&CpuBackend, &model, &g, rule, &inf, &inputs(0, 2)).unwrap_err();
     assert!(e.to_string().contains("tol"), "{e}");
 }
+
+/// Issue 13: the CPU backend's copy, fill and download refuse a range outside the buffer with an
+/// error, as the CUDA backend's do (they used to panic on a slice index).
+#[test]
+fn cpu_buffer_ops_refuse_bad_ranges() {
+    let b = CpuBackend;
+    let src = b.alloc(4).unwrap();
+    let mut dst = b.alloc(4).unwrap();
+    assert!(b.copy(&src, 2, &mut dst, 0, 3).is_err());
+    assert!(b.copy(&src, 0, &mut dst, usize::MAX, 2).is_err());
+    assert!(b.fill(&mut dst, 3, 2, 1.0).is_err());
+    assert!(b.fill(&mut dst, usize::MAX, 2, 1.0).is_err());
+    let mut out = [0f32; 5];
+    assert!(b.download(&src, 0, &mut out).is_err());
+    let e = b.copy(&src, 1, &mut dst, 0, 4).unwrap_err().to_string();
+    assert!(e.contains("copy (source)") && e.contains("1..1+4"), "{e}");
+    assert!(b.copy(&src, 0, &mut dst, 0, 4).is_ok());
+    assert!(b.fill(&mut dst, 1, 3, 2.0).is_ok());
+}

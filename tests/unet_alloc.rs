@@ -14,15 +14,18 @@ struct Counting;
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 static LARGEST: AtomicUsize = AtomicUsize::new(0);
 
+// SAFETY: every call is forwarded to the system allocator unchanged; only counters are added.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         LIVE.fetch_add(l.size(), Ordering::Relaxed);
         LARGEST.fetch_max(l.size(), Ordering::Relaxed);
-        System.alloc(l)
+        // SAFETY: forwards GlobalAlloc::alloc's contract (a non-zero-size layout) to System.
+        unsafe { System.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         LIVE.fetch_sub(l.size(), Ordering::Relaxed);
-        System.dealloc(p, l)
+        // SAFETY: `p` came from `alloc` above with layout `l` (GlobalAlloc::dealloc's contract).
+        unsafe { System.dealloc(p, l) }
     }
 }
 

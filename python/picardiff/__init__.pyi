@@ -97,7 +97,7 @@ class Model:
         spacing: Optional[Literal["leading", "trailing", "linspace", "dpm-linspace"]] = None,
         horizon: Optional[float] = None,
         t_end: Optional[float] = None,
-        grid: Optional[Literal["uniform", "paper"]] = None,
+        grid: Optional[Literal["uniform", "paper", "diffusers"]] = None,
         kappa: Optional[float] = None,
         tol: Optional[float] = None,
         window: Optional[int] = None,
@@ -112,7 +112,11 @@ class Model:
         corrector_iters: Optional[int] = None,
         batch: Optional[int] = None,
         seed: int = 0,
-        device: Literal["cpu", "cuda", "auto"] = "cpu",
+        device: Literal["cpu", "cuda", "auto"] = "auto",
+        sample0: int = 0,
+        dtype: Optional[Literal["f32", "bf16", "f16"]] = None,
+        shift: Optional[float] = None,
+        mu: Optional[float] = None,
         init: Optional[_F32] = None,
         noise: Optional[_F32] = None,
         cond: Optional[_F32] = None,
@@ -120,15 +124,19 @@ class Model:
     ) -> Tuple[_F32, dict]:
         """Runs one sampler; returns ``(samples, stats)``.
 
-        The arguments are ``picardiff sample``'s options in snake_case, with its defaults:
+        The keyword arguments but the arrays and ``set`` are the fields of picardiff's run
+        specification (``picardiff::spec::RunSpec``), the same as ``picardiff sample``'s options
+        in snake_case, with the same defaults and checks; an unknown keyword is a TypeError.
 
         - ``rule``: ddpm (= ddim with eta 1), ddim (eta 0 unless ``eta``), exp-sde, exp-ode,
           dpmpp-2m, dpmpp-3m (DPM-Solver++ multistep, CPU only); euler on flow.
           Required, except for a policy, whose scheduler gives it (ddpm/ddim override it).
         - ``steps``: sampling steps; required except with ``grid="paper"`` (and for a policy,
           where it overrides the checkpoint's ``num_inference_steps``).
-        - ``schedule``: ddpm-linear, scaled-linear, cosine (discrete) or ou, vp-linear
-          (continuous). Required for a mixture; an MLP or callback model names its own.
+        - ``schedule``: ddpm-linear, scaled-linear, cosine (discrete), ou, vp-linear
+          (continuous) or flow (rectified flow, with ``rule="euler"``; ``grid`` "diffusers"
+          with ``shift``/``mu``, or "uniform"). Required for a mixture; an MLP or callback
+          model names its own.
         - ``train_steps`` (default 1000, or the model's), ``spacing`` (default "leading"):
           discrete schedules. ``horizon`` (10 for ou, 1 for vp-linear), ``t_end`` (1e-3),
           ``grid`` ("uniform"), ``kappa`` (0.05): continuous schedules.
@@ -137,12 +145,14 @@ class Model:
           tolerance (default 0.1 for stochastic rules, 1e-3 for deterministic ones; 0 reproduces
           the sequential sampler exactly); ``max_iters`` (default ``steps``; reaching it raises
           PicardiffError); ``picard_form``: "scan" (default) or "drift".
-        - ``block_len`` (100 timesteps discrete, 1 continuous), ``iters`` (8), ``corrector`` and
+        - ``block_len`` (100 timesteps discrete, 1 continuous), ``iters`` (the longest block's
+          length, which always suffices), ``corrector`` and
           ``corrector_*``: the blocks sampler.
         - ``batch``: samples (default: ``init.shape[0]``, else ``noise.shape[1]``, else 1; for a
           policy the batch comes from ``cond``). ``seed``: Philox seed of the generated noise.
-        - ``device``: "cpu" (default), "cuda" (a ``--features cuda`` build; mixtures and MLPs) or
-          "auto" (CUDA when built with it and a GPU opens, else the CPU).
+        - ``device``: "auto" (default: CUDA when built with it and a GPU opens, else the CPU),
+          "cpu" or "cuda" (a ``--features cuda`` build; mixtures and MLPs). ``dtype``: an MLP's
+          GEMM dtype on the GPU. ``sample0``: global index of the first sample (batch split).
         - ``init``: x_T ``[batch, dim]`` (policy: also ``[batch, horizon, action_dim]``);
           ``noise``: step noise ``[steps, batch, dim]`` (policy: ``[steps, batch, horizon,
           action_dim]``); ``cond``: a policy's global conditioning ``[batch, global_cond_dim]``
@@ -173,7 +183,7 @@ class Model:
         spacing: Optional[Literal["leading", "trailing", "linspace", "dpm-linspace"]] = None,
         horizon: Optional[float] = None,
         t_end: Optional[float] = None,
-        grid: Optional[Literal["uniform", "paper"]] = None,
+        grid: Optional[Literal["uniform", "paper", "diffusers"]] = None,
         kappa: Optional[float] = None,
         tol: Optional[float] = None,
         window: Optional[int] = None,
@@ -188,7 +198,11 @@ class Model:
         corrector_iters: Optional[int] = None,
         batch: Optional[int] = None,
         seed: int = 0,
-        device: Literal["cpu", "cuda", "auto"] = "cpu",
+        device: Literal["cpu", "cuda", "auto"] = "auto",
+        sample0: int = 0,
+        dtype: Optional[Literal["f32", "bf16", "f16"]] = None,
+        shift: Optional[float] = None,
+        mu: Optional[float] = None,
         init: Optional[_F32] = None,
         noise: Optional[_F32] = None,
         cond: Optional[_F32] = None,

@@ -34,29 +34,6 @@ pub enum PdError {
 /// Result of the binding layer.
 pub type PdResult<T> = Result<T, PdError>;
 
-/// picardiff's `Error::Config` fields that are `Model.sample` arguments (with `_` for `-`): their
-/// errors read `window: ...` as the CLI's read `--window: ...`.
-const OPTION_FIELDS: &[&str] = &[
-    "schedule",
-    "steps",
-    "rule",
-    "eta",
-    "horizon",
-    "t-end",
-    "kappa",
-    "spacing",
-    "train-steps",
-    "window",
-    "tol",
-    "max-iters",
-    "block-len",
-    "iters",
-    "batch",
-    "corrector-gamma",
-    "corrector-time",
-    "corrector-steps",
-];
-
 impl PdError {
     /// A `ValueError` for argument `arg`.
     pub fn arg(arg: &str, msg: impl std::fmt::Display) -> Self {
@@ -68,7 +45,11 @@ impl From<picardiff::Error> for PdError {
     fn from(e: picardiff::Error) -> Self {
         use picardiff::Error as E;
         match e {
-            E::Config { field, msg } if OPTION_FIELDS.contains(&field.as_str()) => {
+            // Fields of the run spec (some library errors still spell them `block-len`) read
+            // `window: ...`, as the CLI's read `--window: ...`.
+            E::Config { field, msg }
+                if picardiff::spec::RunSpec::FIELDS.contains(&field.replace('-', "_").as_str()) =>
+            {
                 PdError::Value(format!("{}: {msg}", field.replace('-', "_")))
             }
             e @ (E::Config { .. } | E::Shape { .. }) => PdError::Value(e.to_string()),

@@ -56,7 +56,7 @@ fn _picardiff(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(info, m)?)?;
     m.add_function(wrap_pyfunction!(callback_model, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-    m.add("DEFAULT_WINDOW", config::DEFAULT_WINDOW)?;
+    m.add("DEFAULT_WINDOW", picardiff::defaults::WINDOW)?;
     m.add("cuda_available", cfg!(feature = "cuda"))?;
     Ok(())
 }

@@ -7,14 +7,15 @@ use std::path::{Path, PathBuf};
 use numpy::{PyArray1, PyArrayDyn, PyArrayMethods};
 use picardiff::model::{load_model, ModelFile};
 use picardiff::prelude::*;
-use pyo3::exceptions::{PyUserWarning, PyValueError};
+use pyo3::exceptions::{PyTypeError, PyUserWarning, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use serde_json::{json, Map, Value};
 
 use crate::arrays::{self, Inputs, View};
-use crate::config::{self, Loaded, Net, Opts, Problem, Sampler};
+use crate::config::{self, Loaded, Net, Problem, Sampler};
 use crate::error::{panic_error, PdError, PdResult};
+use picardiff::spec::{ConfigOverride, DeviceName, RunSpec, SamplerName};
 
 /// The samples of each run and the stats dict.
 type Outputs<'py> = (Vec<Bound<'py, PyArrayDyn<f32>>>, Bound<'py, PyDict>);
@@ -97,7 +98,7 @@ impl Model {
     fn prepare_and_run<'py>(
         &self,
         py: Python<'py>,
-        opts: &Opts,
+        opts: &RunSpec,
         init: Option<&Bound<'py, PyAny>>,
         noise: Option<&Bound<'py, PyAny>>,
         cond: Option<&Bound<'py, PyAny>>,
@@ -111,10 +112,10 @@ impl Model {
             noise: view(&noise_g)?,
             cond: view(&cond_g)?,
         };
-        check_device(&opts.device, &self.inner)?;
+        let device = opts.device.unwrap_or(picardiff::defaults::DEVICE);
+        check_device(device, &self.inner)?;
         let mut warnings = Vec::new();
-        let problem = config::problem(&self.inner, opts, inputs, &mut warnings)?;
-        let sampler = config::sampler(opts, &problem, &mut warnings)?;
+        let (problem, sampler) = config::problem(&self.inner, opts, inputs, &mut warnings)?;
         for w in &warnings {
             let msg = std::ffi::CString::new(w.as_str()).unwrap_or_default();
             PyErr::warn(py, &py.get_type::<PyUserWarning>(), &msg, 2)?;
@@ -124,7 +125,7 @@ impl Model {
         } else {
             vec![&sampler.kind]
         };
-        let (outs, device) = run_native(py, &opts.device, &problem, &kinds)?;
+        let (outs, device) = run_native(py, device, &problem, &kinds)?;
         let arrays: Vec<Bound<'py, PyArrayDyn<f32>>> = outs
             .iter()
             .map(|o| PyArray1::from_slice(py, &o.samples).reshape(problem.sample_shape.clone()))
@@ -156,18 +157,13 @@ fn view<'a>(g: &'a Option<numpy::PyReadonlyArrayDyn<'_, f32>>) -> PdResult<Optio
 }
 
 /// Refuses an unknown device name, and CUDA for a callback model, before anything runs.
-fn check_device(name: &str, model: &Loaded) -> PdResult<()> {
+fn check_device(name: DeviceName, model: &Loaded) -> PdResult<()> {
     match name {
-        "cpu" | "auto" => Ok(()),
-        "cuda" if matches!(model, Loaded::Callback { .. }) => Err(PdError::arg(
+        DeviceName::Cuda if matches!(model, Loaded::Callback { .. }) => Err(PdError::arg(
             "device",
             "a callback model runs on the CPU only (device='cpu')",
         )),
-        "cuda" => Ok(()),
-        o => Err(PdError::arg(
-            "device",
-            format!("unknown device `{o}` (expected cpu, cuda or auto)"),
-        )),
+        _ => Ok(()),
     }
 }
 
@@ -175,7 +171,7 @@ fn check_device(name: &str, model: &Loaded) -> PdResult<()> {
 /// callback's exception is raised as it is.
 fn run_native(
     py: Python<'_>,
-    name: &str,
+    name: DeviceName,
     problem: &Problem<'_>,
     kinds: &[&SamplerKind],
 ) -> PyResult<(Vec<RunOutput>, &'static str)> {
@@ -195,10 +191,10 @@ fn run_native(
     }
 }
 
-/// Backend selection (the CLI's `device.rs`): `cpu`, `cuda` (a build with the `cuda` feature) or
-/// `auto` (CUDA when built with it and a GPU opens, else the CPU).
+/// Backend selection over the library's one dispatch (`picardiff::device`).
 mod device {
     use super::*;
+    use picardiff::device::{Device, ModelRef};
 
     #[cfg(not(feature = "cuda"))]
     const NO_CUDA: &str = "built without CUDA support: reinstall with \
@@ -206,76 +202,36 @@ mod device {
 
     /// Runs each of `kinds` in turn on one opened backend; the backend's name.
     pub fn run_all(
-        name: &str,
+        name: DeviceName,
         problem: &Problem<'_>,
         kinds: &[&SamplerKind],
     ) -> PdResult<(Vec<RunOutput>, &'static str)> {
-        if matches!(problem.net, Net::Callback(_)) {
-            // A Python function gets host arrays: the CPU backend whatever `auto` would pick.
-            return cpu(problem, kinds);
-        }
-        match name {
-            "cpu" => cpu(problem, kinds),
+        // A Python function gets host arrays: the CPU backend whatever `auto` would pick.
+        let name = match problem.net {
+            Net::Callback(_) => DeviceName::Cpu,
+            _ => name,
+        };
+        let device = match Device::open(name, 0) {
+            Ok((d, _)) => d,
+            #[cfg(not(feature = "cuda"))]
+            Err(_) => return Err(PdError::Picard(format!("device: {NO_CUDA}"))),
             #[cfg(feature = "cuda")]
-            "cuda" | "auto" => match picardiff::backend::cuda::CudaBackend::new(0) {
-                Ok(b) => Ok((
-                    kinds
-                        .iter()
-                        .map(|k| run_on(&b, problem, k))
-                        .collect::<PdResult<_>>()?,
-                    "cuda",
-                )),
-                Err(_) if name == "auto" => cpu(problem, kinds),
-                Err(e) => Err(PdError::Picard(format!("cannot open CUDA device 0: {e}"))),
-            },
-            #[cfg(not(feature = "cuda"))]
-            "auto" => cpu(problem, kinds),
-            #[cfg(not(feature = "cuda"))]
-            "cuda" => Err(PdError::Picard(format!("device: {NO_CUDA}"))),
-            o => Err(PdError::arg("device", format!("unknown device `{o}`"))),
-        }
-    }
-
-    fn cpu(
-        problem: &Problem<'_>,
-        kinds: &[&SamplerKind],
-    ) -> PdResult<(Vec<RunOutput>, &'static str)> {
+            Err(e) => return Err(PdError::Picard(format!("cannot open CUDA device 0: {e}"))),
+        };
         let outs = kinds
             .iter()
-            .map(|k| run_on_cpu(problem, k))
+            .map(|k| run_one(&device, problem, k))
             .collect::<PdResult<_>>()?;
-        Ok((outs, "cpu"))
+        Ok((outs, device.name()))
     }
 
-    fn run_on_cpu(p: &Problem<'_>, kind: &SamplerKind) -> PdResult<RunOutput> {
-        let (g, inputs, be) = (&p.grid, p.inputs(), &CpuBackend);
-        Ok(match &p.net {
-            Net::Gmm(m) => run(be, m, g, p.rule, kind, &inputs),
-            Net::Mlp(m) => run(be, *m, g, p.rule, kind, &inputs),
-            Net::Policy(m) => run(be, m.as_ref(), g, p.rule, kind, &inputs),
-            Net::Callback(m) => run(be, m, g, p.rule, kind, &inputs),
-        }?)
-    }
-
-    #[cfg(feature = "cuda")]
-    fn run_on(
-        be: &picardiff::backend::cuda::CudaBackend,
-        p: &Problem<'_>,
-        kind: &SamplerKind,
-    ) -> PdResult<RunOutput> {
+    fn run_one(d: &Device, p: &Problem<'_>, kind: &SamplerKind) -> PdResult<RunOutput> {
         let (g, inputs) = (&p.grid, p.inputs());
         Ok(match &p.net {
-            Net::Gmm(m) => run(be, m, g, p.rule, kind, &inputs),
-            Net::Mlp(m) => run(be, *m, g, p.rule, kind, &inputs),
-            Net::Policy(_) => Err(picardiff::Error::device(
-                "run",
-                "Diffusion Policy models run on the CPU backend only for now (their CUDA ops \
-                 are not implemented): use device='cpu'",
-            )),
-            Net::Callback(_) => Err(picardiff::Error::device(
-                "run",
-                "a callback model runs on the CPU",
-            )),
+            Net::Gmm(m) => ModelRef::Gmm(m).run(d, g, p.rule, kind, &inputs),
+            Net::Mlp(m) => ModelRef::Mlp(m).run(d, g, p.rule, kind, &inputs),
+            Net::Policy(m) => ModelRef::Policy(m).run(d, g, p.rule, kind, &inputs),
+            Net::Callback(m) => d.run_cpu_only("callback models", m, g, p.rule, kind, &inputs),
         }?)
     }
 }
@@ -484,76 +440,19 @@ impl Model {
         }
     }
 
-    /// Runs one sampler; returns `(samples, stats)`. See the type stubs for the arguments.
-    #[pyo3(signature = (*, sampler = "picard", steps = None, rule = None, eta = None,
-        schedule = None, train_steps = None, spacing = None, horizon = None, t_end = None,
-        grid = None, kappa = None, tol = None, window = None, picard_form = None,
-        max_iters = None, block_len = None, iters = None, corrector = false,
-        corrector_gamma = None, corrector_time = None, corrector_steps = None,
-        corrector_iters = None, batch = None, seed = 0, device = "cpu", init = None,
-        noise = None, cond = None, set = None))]
-    #[allow(clippy::too_many_arguments)]
+    /// Runs one sampler; returns `(samples, stats)`. See the type stubs for the arguments: every
+    /// keyword but the arrays and `set` is a field of picardiff's run specification.
+    #[pyo3(signature = (*, init = None, noise = None, cond = None, set = None, **spec))]
     fn sample<'py>(
         &self,
         py: Python<'py>,
-        sampler: &str,
-        steps: Option<usize>,
-        rule: Option<String>,
-        eta: Option<f64>,
-        schedule: Option<String>,
-        train_steps: Option<usize>,
-        spacing: Option<String>,
-        horizon: Option<f64>,
-        t_end: Option<f64>,
-        grid: Option<String>,
-        kappa: Option<f64>,
-        tol: Option<f64>,
-        window: Option<usize>,
-        picard_form: Option<String>,
-        max_iters: Option<usize>,
-        block_len: Option<f64>,
-        iters: Option<usize>,
-        corrector: bool,
-        corrector_gamma: Option<f64>,
-        corrector_time: Option<f64>,
-        corrector_steps: Option<usize>,
-        corrector_iters: Option<usize>,
-        batch: Option<usize>,
-        seed: u64,
-        device: &str,
         init: Option<Bound<'py, PyAny>>,
         noise: Option<Bound<'py, PyAny>>,
         cond: Option<Bound<'py, PyAny>>,
         set: Option<Bound<'py, PyDict>>,
+        spec: Option<Bound<'py, PyDict>>,
     ) -> PyResult<(Bound<'py, PyArrayDyn<f32>>, Bound<'py, PyDict>)> {
-        let opts = Opts {
-            sampler: sampler.to_string(),
-            steps,
-            rule,
-            eta,
-            schedule,
-            train_steps,
-            spacing,
-            horizon,
-            t_end,
-            grid,
-            kappa,
-            tol,
-            window,
-            picard_form,
-            max_iters,
-            block_len,
-            iters,
-            corrector,
-            corrector_gamma,
-            corrector_time,
-            corrector_steps,
-            corrector_iters,
-            batch,
-            seed,
-            device: device.to_string(),
-            set: overrides(py, set)?,
-        };
+        let opts = run_spec(py, spec, set)?;
         let (mut arrays, stats) = self.prepare_and_run(
             py,
             &opts,
@@ -567,85 +466,27 @@ impl Model {
 
     /// Runs the sequential sampler and `sampler` (picard or blocks) on the same noise; returns
     /// `(samples, sequential_samples, stats)`.
-    #[pyo3(signature = (*, sampler = "picard", steps = None, rule = None, eta = None,
-        schedule = None, train_steps = None, spacing = None, horizon = None, t_end = None,
-        grid = None, kappa = None, tol = None, window = None, picard_form = None,
-        max_iters = None, block_len = None, iters = None, corrector = false,
-        corrector_gamma = None, corrector_time = None, corrector_steps = None,
-        corrector_iters = None, batch = None, seed = 0, device = "cpu", init = None,
-        noise = None, cond = None, set = None))]
-    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (*, init = None, noise = None, cond = None, set = None, **spec))]
     #[allow(clippy::type_complexity)]
     fn compare<'py>(
         &self,
         py: Python<'py>,
-        sampler: &str,
-        steps: Option<usize>,
-        rule: Option<String>,
-        eta: Option<f64>,
-        schedule: Option<String>,
-        train_steps: Option<usize>,
-        spacing: Option<String>,
-        horizon: Option<f64>,
-        t_end: Option<f64>,
-        grid: Option<String>,
-        kappa: Option<f64>,
-        tol: Option<f64>,
-        window: Option<usize>,
-        picard_form: Option<String>,
-        max_iters: Option<usize>,
-        block_len: Option<f64>,
-        iters: Option<usize>,
-        corrector: bool,
-        corrector_gamma: Option<f64>,
-        corrector_time: Option<f64>,
-        corrector_steps: Option<usize>,
-        corrector_iters: Option<usize>,
-        batch: Option<usize>,
-        seed: u64,
-        device: &str,
         init: Option<Bound<'py, PyAny>>,
         noise: Option<Bound<'py, PyAny>>,
         cond: Option<Bound<'py, PyAny>>,
         set: Option<Bound<'py, PyDict>>,
+        spec: Option<Bound<'py, PyDict>>,
     ) -> PyResult<(
         Bound<'py, PyArrayDyn<f32>>,
         Bound<'py, PyArrayDyn<f32>>,
         Bound<'py, PyDict>,
     )> {
-        if sampler == "sequential" {
+        let opts = run_spec(py, spec, set)?;
+        if opts.sampler == Some(SamplerName::Sequential) {
             return Err(PyValueError::new_err(
                 "sampler: compare runs the sequential sampler against picard or blocks; choose one of those",
             ));
         }
-        let opts = Opts {
-            sampler: sampler.to_string(),
-            steps,
-            rule,
-            eta,
-            schedule,
-            train_steps,
-            spacing,
-            horizon,
-            t_end,
-            grid,
-            kappa,
-            tol,
-            window,
-            picard_form,
-            max_iters,
-            block_len,
-            iters,
-            corrector,
-            corrector_gamma,
-            corrector_time,
-            corrector_steps,
-            corrector_iters,
-            batch,
-            seed,
-            device: device.to_string(),
-            set: overrides(py, set)?,
-        };
         let (mut arrays, stats) = self.prepare_and_run(
             py,
             &opts,
@@ -661,20 +502,42 @@ impl Model {
 }
 
 /// `set={"key": value}` as (key, JSON value) pairs, values through Python's `json.dumps`.
-fn overrides(py: Python<'_>, set: Option<Bound<'_, PyDict>>) -> PyResult<Vec<(String, Value)>> {
-    let Some(set) = set else {
-        return Ok(Vec::new());
-    };
+fn run_spec(
+    py: Python<'_>,
+    spec: Option<Bound<'_, PyDict>>,
+    set: Option<Bound<'_, PyDict>>,
+) -> PyResult<RunSpec> {
     let dumps = py.import("json")?.getattr("dumps")?;
-    let mut out = Vec::new();
-    for (k, v) in set.iter() {
-        let key: String = k
-            .extract()
-            .map_err(|_| PdError::arg("set", "keys must be strings (config.json field names)"))?;
+    let mut out = RunSpec::default();
+    for (k, v) in spec.iter().flat_map(|d| d.iter()) {
+        let key: String = k.extract()?;
+        if !RunSpec::FIELDS.contains(&key.as_str()) || key == "set" {
+            return Err(PyTypeError::new_err(format!(
+                "got an unexpected keyword argument '{key}'"
+            )));
+        }
+        if let Ok(x) = v.extract::<f64>() {
+            if !x.is_finite() && !v.is_instance_of::<pyo3::types::PyInt>() {
+                return Err(PdError::arg(&key, format!("must be finite, got {x}")).into());
+            }
+        }
         let text: String = dumps.call1((&v,))?.extract()?;
         let value: Value = serde_json::from_str(&text)
-            .map_err(|e| PdError::arg("set", format!("`{key}`: {e}")))?;
-        out.push((key, value));
+            .map_err(|e| PdError::arg(&key, format!("not a JSON value: {e}")))?;
+        let one: RunSpec = serde_json::from_value(json!({ key.as_str(): value }))
+            .map_err(|e| PdError::arg(&key, e))?;
+        out = out.overlaid(&one);
+    }
+    if let Some(set) = set {
+        for (k, v) in set.iter() {
+            let key: String = k.extract().map_err(|_| {
+                PdError::arg("set", "keys must be strings (config.json field names)")
+            })?;
+            let text: String = dumps.call1((&v,))?.extract()?;
+            let value: Value = serde_json::from_str(&text)
+                .map_err(|e| PdError::arg("set", format!("`{key}`: {e}")))?;
+            out.set.push(ConfigOverride { key, value });
+        }
     }
     Ok(out)
 }

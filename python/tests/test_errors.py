@@ -129,7 +129,11 @@ def test_an_explicit_conversion_is_accepted(mix):
     assert out.shape == (4, 2)
 
 
-def test_flow_is_refused_until_it_is_wired(mix):
-    # The CLI has flow matching; the Python front end refuses it rather than build a VP grid.
-    with pytest.raises(ValueError, match="flow matching is not available from Python"):
-        mix.sample(schedule="flow", rule="euler", steps=10)
+def test_flow_runs_through_the_shared_run_spec(mix):
+    # Flow matching comes with the library's run specification (it was refused before the spec).
+    out, seq, stats = mix.compare(schedule="flow", rule="euler", steps=10, seed=3)
+    assert out.shape == seq.shape == (1, 2)
+    assert stats["grid"] == "diffusers" and stats["shift"] == 1.0
+    assert stats["deviation_max"] < 1e-2
+    with pytest.raises(TypeError, match="unexpected keyword argument 'windw'"):
+        mix.sample(schedule="ddpm-linear", rule="ddpm", steps=10, windw=4)

@@ -141,7 +141,10 @@ fn noise_lanes(
 /// A raw pointer that may cross threads; every use writes disjoint elements (see SAFETY notes).
 #[derive(Clone, Copy)]
 struct SharedMut(*mut f32);
+// SAFETY: the pointer is only dereferenced at elements that one work unit alone writes, while the
+// buffer it points into outlives the parallel loop (see the SAFETY notes at each use).
 unsafe impl Send for SharedMut {}
+// SAFETY: as for `Send`: shared references only ever write disjoint elements.
 unsafe impl Sync for SharedMut {}
 
 impl SharedMut {
@@ -209,7 +212,7 @@ impl Backend for CpuBackend {
 
     fn download(&self, buf: &Vec<f32>, offset: usize, out: &mut [f32]) -> Result<()> {
         let src = buf
-            .get(offset..offset + out.len())
+            .get(range(offset, out.len(), buf.len(), "download")?)
             .ok_or_else(|| Error::shape("download", "range out of bounds"))?;
         out.copy_from_slice(src);
         Ok(())
@@ -223,12 +226,15 @@ impl Backend for CpuBackend {
         dst_off: usize,
         len: usize,
     ) -> Result<()> {
-        dst[dst_off..dst_off + len].copy_from_slice(&src[src_off..src_off + len]);
+        let from = range(src_off, len, src.len(), "copy (source)")?;
+        let to = range(dst_off, len, dst.len(), "copy (destination)")?;
+        dst[to].copy_from_slice(&src[from]);
         Ok(())
     }
 
     fn fill(&self, buf: &mut Vec<f32>, offset: usize, len: usize, value: f32) -> Result<()> {
-        buf[offset..offset + len].fill(value);
+        let r = range(offset, len, buf.len(), "fill")?;
+        buf[r].fill(value);
         Ok(())
     }
 
@@ -573,5 +579,17 @@ impl Backend for CpuBackend {
             }
         });
         Ok(())
+    }
+}
+
+/// `offset..offset + len` when it lies within a buffer of `have` values, else the shape error the
+/// CUDA backend gives for the same call (no panic on a bad range).
+fn range(offset: usize, len: usize, have: usize, op: &str) -> Result<std::ops::Range<usize>> {
+    match offset.checked_add(len) {
+        Some(end) if end <= have => Ok(offset..end),
+        _ => Err(Error::shape(
+            op,
+            format!("range {offset}..{offset}+{len} is outside the buffer of {have} values"),
+        )),
     }
 }

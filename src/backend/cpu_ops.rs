@@ -48,6 +48,7 @@ fn size(op: &str, dims: &[usize]) -> Result<usize> {
 struct OutPtr(*mut f32);
 // SAFETY: every task writes a block of the output no other task touches (see `gemm_acc`).
 unsafe impl Send for OutPtr {}
+// SAFETY: as for `Send`: the tasks sharing it write disjoint blocks.
 unsafe impl Sync for OutPtr {}
 
 impl OutPtr {

@@ -60,8 +60,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 3)]
     pub repeat: usize,
     /// cpu, cuda or auto.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
+    #[arg(long, value_name = "DEVICE", default_value_t = picardiff::defaults::DEVICE)]
+    pub device: picardiff::spec::DeviceName,
     /// Write the rows as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -162,7 +162,7 @@ pub fn bench(a: &BenchArgs) -> CliResult<()> {
         (a.json.as_deref(), "--json"),
         (a.markdown.as_deref(), "--markdown"),
     ])?;
-    let device = Device::open(&a.device)?;
+    let device = Device::open(a.device)?;
     let mut rows: Vec<Value> = Vec::new();
     let mut md = format!(
         "device {}, ddpm-linear, ddpm rule, tol {}, blocks K = {} (fixed); wall = median of {} runs\n\n\
@@ -176,7 +176,6 @@ pub fn bench(a: &BenchArgs) -> CliResult<()> {
                 let grid = Grid::discrete(&schedule, steps, Spacing::Leading)?;
                 let p = Problem {
                     model: model.take().expect("model"),
-                    schedule: schedule.clone(),
                     grid,
                     rule,
                     batch,

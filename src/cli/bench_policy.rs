@@ -50,7 +50,6 @@ pub fn bench_policy(
             picardiff::rng::fill_normal(7, 0, 0, 0, &mut cond);
             let p = Problem {
                 model: model.take().expect("model"),
-                schedule,
                 grid,
                 rule,
                 batch,

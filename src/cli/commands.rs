@@ -23,13 +23,12 @@ pub struct Setup {
 /// runs nothing and writes nothing lasting (each output path is checked with a probe file that is
 /// removed again).
 pub fn setup(args: &RunArgs, compare: bool) -> CliResult<Setup> {
-    if compare && args.sampler.as_deref() == Some("sequential") {
+    if compare && args.spec.sampler == Some(picardiff::spec::SamplerName::Sequential) {
         return Err(CliError::new(
             "--sampler: compare runs the sequential sampler against picard or blocks; choose one of those",
         ));
     }
-    let problem = config::problem(args)?;
-    let sampler = config::sampler(args, &problem)?;
+    let (problem, sampler) = config::setup(args)?;
     for (path, what) in [(&args.out, "--out"), (&args.stats, "--stats")] {
         if let Some(p) = path {
             output::check(p, what)?;
@@ -39,12 +38,12 @@ pub fn setup(args: &RunArgs, compare: bool) -> CliResult<Setup> {
         (args.out.as_deref(), "--out"),
         (args.stats.as_deref(), "--stats"),
     ])?;
-    let device = Device::open(&args.device)?;
-    if device.name() == "cpu" && args.dtype.as_deref().is_some_and(|d| d != "f32") {
+    let device = Device::open(args.spec.device.unwrap_or(picardiff::defaults::DEVICE))?;
+    let dtype = args.spec.dtype.unwrap_or_default();
+    if device.name() == "cpu" && dtype != picardiff::model::WeightDtype::F32 {
         if let config::CliModel::Mlp(_) = problem.model {
             super::warn(&format!(
-                "--dtype {}: the CPU computes in f32 (the dtype applies on the GPU only)",
-                args.dtype.as_deref().unwrap_or_default()
+                "--dtype {dtype}: the CPU computes in f32 (the dtype applies on the GPU only)"
             ));
         }
     }

@@ -106,10 +106,9 @@ pub fn demo(args: &DemoArgs) -> CliResult<()> {
     }
     let ddpm = Schedule::from_name("ddpm-linear", 1000)?;
     let ddpm_grid = Grid::discrete(&ddpm, args.steps, Spacing::Leading)?;
-    let device = Device::open(&args.device)?;
+    let device = Device::open(args.device)?;
     let problem = |schedule: Schedule, grid: Grid, rule: StepRule| Problem {
         model: CliModel::Gmm(GmmModel::new(mixture.clone(), schedule.clone())),
-        schedule,
         grid,
         rule,
         batch: args.batch,

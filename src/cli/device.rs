@@ -1,111 +1,70 @@
-//! Backend selection (`--device cpu|cuda|auto`) and the one generic function that runs a sampler on
-//! any backend. A backend plugs in as a variant of [`Device`] plus one match arm per method.
+//! Backend selection (`--device cpu|cuda|auto`) over the library's one dispatch
+//! (`picardiff::device`), with what the command line adds: saying which device `auto` picked, and
+//! a line when a long run ends on a terminal.
 
 use std::io::IsTerminal;
 use std::time::Instant;
 
-use picardiff::backend::Backend;
 use picardiff::prelude::*;
+use picardiff::spec::DeviceName;
 
-use super::config::{CliModel, Problem};
+use super::config::Problem;
 use super::{CliError, CliResult};
 
-/// An opened backend.
-pub enum Device {
-    /// The pure-Rust CPU backend.
-    Cpu(CpuBackend),
-    /// The CUDA backend on GPU 0.
-    #[cfg(feature = "cuda")]
-    Cuda(picardiff::backend::cuda::CudaBackend),
-}
-
-#[cfg(not(feature = "cuda"))]
-const NO_CUDA: &str = "built without CUDA support: rebuild with --features cuda";
+/// An opened backend (the library's).
+pub struct Device(picardiff::device::Device);
 
 impl Device {
     /// Opens the backend named by `--device`. `auto` prefers CUDA when built with it and a GPU
-    /// opens, and says on stderr which device it chose.
-    pub fn open(name: &str) -> CliResult<Device> {
-        match name {
-            "cpu" => Ok(Device::Cpu(CpuBackend)),
-            "cuda" => Self::open_cuda(),
-            "auto" => {
-                let (device, why) = Self::open_auto();
-                eprintln!("picardiff: device {} (auto{why})", device.name());
-                Ok(device)
-            }
-            o => Err(CliError::new(format!(
-                "--device: unknown device `{o}` (expected cpu, cuda or auto)"
-            ))),
+    /// opens, and says on stderr which device it chose (and why, when CUDA was wanted but failed).
+    pub fn open(name: DeviceName) -> CliResult<Device> {
+        #[cfg(not(feature = "cuda"))]
+        if name == DeviceName::Cuda {
+            // The user asked for CUDA: say how to get it.
+            return Err(CliError::new(
+                "--device cuda: built without CUDA support: rebuild with --features cuda",
+            ));
         }
-    }
-
-    #[cfg(feature = "cuda")]
-    fn open_cuda() -> CliResult<Device> {
-        picardiff::backend::cuda::CudaBackend::new(0)
-            .map(Device::Cuda)
-            .map_err(|e| CliError::new(format!("cannot open CUDA device 0: {e}")))
-    }
-
-    #[cfg(not(feature = "cuda"))]
-    fn open_cuda() -> CliResult<Device> {
-        Err(CliError::new(NO_CUDA))
-    }
-
-    /// The device `auto` picks and why.
-    #[cfg(feature = "cuda")]
-    fn open_auto() -> (Device, String) {
-        match picardiff::backend::cuda::CudaBackend::new(0) {
-            Ok(b) => (Device::Cuda(b), String::new()),
-            Err(e) => (
-                Device::Cpu(CpuBackend),
-                format!("; CUDA device 0 unavailable: {e}"),
-            ),
+        let (device, why) = picardiff::device::Device::open(name, 0).map_err(|e| match name {
+            DeviceName::Cuda => CliError::new(format!("cannot open CUDA device 0: {e}")),
+            _ => CliError::from(e),
+        })?;
+        if name == DeviceName::Auto {
+            let why = match why {
+                Some(e) if cfg!(feature = "cuda") => format!("; CUDA device 0 unavailable: {e}"),
+                // A CPU-only build simply has no other device: nothing to report.
+                _ => String::new(),
+            };
+            eprintln!("picardiff: device {} (auto{why})", device.name());
         }
-    }
-
-    /// The device `auto` picks and why.
-    #[cfg(not(feature = "cuda"))]
-    fn open_auto() -> (Device, String) {
-        // Not a problem to report: a CPU-only build simply has no other device.
-        (
-            Device::Cpu(CpuBackend),
-            "; this build has no CUDA backend".to_string(),
-        )
+        Ok(Device(device))
     }
 
     /// The backend's name (`cpu`, `cuda`).
     pub fn name(&self) -> &'static str {
-        match self {
-            Device::Cpu(b) => b.name(),
-            #[cfg(feature = "cuda")]
-            Device::Cuda(b) => b.name(),
-        }
+        self.0.name()
     }
 
     /// Whether this device records Picard iterations into graphs (CUDA) at all.
     pub fn has_graphs(&self) -> bool {
-        !matches!(self, Device::Cpu(_))
+        self.0.has_graphs()
     }
 
     /// Turns CUDA graphs on or off (a no-op on the CPU).
     pub fn set_graphs(&self, on: bool) {
-        match self {
-            Device::Cpu(_) => {}
-            #[cfg(feature = "cuda")]
-            Device::Cuda(b) => b.set_graphs(on),
-        }
-        let _ = on;
+        self.0.set_graphs(on)
     }
 
     /// Runs `kind` on `problem`; prints a line when a long run ends and stderr is a terminal.
     pub fn run(&self, problem: &Problem, kind: &SamplerKind, label: &str) -> CliResult<RunOutput> {
         let start = Instant::now();
-        let out = match self {
-            Device::Cpu(_) => run_on_cpu(problem, kind),
-            #[cfg(feature = "cuda")]
-            Device::Cuda(b) => run_on(b, problem, kind),
-        }?;
+        let out = problem.model.as_ref().run(
+            &self.0,
+            &problem.grid,
+            problem.rule,
+            kind,
+            &problem.inputs(),
+        )?;
         let secs = start.elapsed().as_secs_f64();
         if secs >= 1.0 && std::io::stderr().is_terminal() {
             eprintln!(
@@ -114,37 +73,5 @@ impl Device {
             );
         }
         Ok(out)
-    }
-}
-
-/// Runs `kind` on the CPU, for either model.
-fn run_on_cpu(problem: &Problem, kind: &SamplerKind) -> picardiff::Result<RunOutput> {
-    let (g, inputs) = (&problem.grid, problem.inputs());
-    match &problem.model {
-        CliModel::Gmm(m) => run(&CpuBackend, m, g, problem.rule, kind, &inputs),
-        CliModel::Mlp(m) => run(&CpuBackend, m.as_ref(), g, problem.rule, kind, &inputs),
-        CliModel::Policy(m) => run(&CpuBackend, m.as_ref(), g, problem.rule, kind, &inputs),
-    }
-}
-
-/// Runs `kind` on a backend that has both models.
-#[cfg(feature = "cuda")]
-fn run_on<B: Backend>(
-    backend: &B,
-    problem: &Problem,
-    kind: &SamplerKind,
-) -> picardiff::Result<RunOutput>
-where
-    GmmModel: ScoreModel<B>,
-    picardiff::model::MlpModel: ScoreModel<B>,
-{
-    let (g, inputs) = (&problem.grid, problem.inputs());
-    match &problem.model {
-        CliModel::Gmm(m) => run(backend, m, g, problem.rule, kind, &inputs),
-        CliModel::Mlp(m) => run(backend, m.as_ref(), g, problem.rule, kind, &inputs),
-        CliModel::Policy(_) => Err(picardiff::Error::device(
-            "run",
-            "Diffusion Policy models run on the CPU backend only for now (their CUDA ops are not implemented): use --device cpu",
-        )),
     }
 }

@@ -21,7 +21,7 @@ use std::fmt;
 use std::io::Write;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 /// Parallel-in-time diffusion sampling with Picard iterations.
 #[derive(Parser, Debug)]
@@ -63,7 +63,7 @@ pub enum Command {
     },
 }
 
-/// Options shared by `sample` and `compare`.
+/// Options shared by `sample` and `compare`: the files of a run, and its run specification.
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
     /// Model: a mixture JSON {"weights": [...], "means": [[...], ...], "stds": [...]}, a trained
@@ -75,182 +75,14 @@ pub struct RunArgs {
     /// (the normalised observation features of n_obs_steps frames, concatenated); gives the batch.
     #[arg(long, value_name = "FILE", help_heading = "Problem")]
     pub cond: Option<PathBuf>,
-    /// Diffusion Policy: replace a field of the policy's config.json before loading, VALUE as JSON
-    /// (e.g. --set num_inference_steps=10 --set noise_scheduler_type=DDIM --set clip_sample=false);
-    /// repeatable.
-    #[arg(long, value_name = "KEY=VALUE", help_heading = "Problem")]
-    pub set: Vec<String>,
-    /// Noise schedule: ddpm-linear, scaled-linear, cosine (discrete), ou, vp-linear (continuous) or
-    /// flow (rectified flow, α = 1 − σ). Required for a mixture; an MLP file names its own.
-    #[arg(long, value_name = "NAME", help_heading = "Problem")]
-    pub schedule: Option<String>,
-    /// MLP weight/GEMM dtype on the GPU: f32, bf16 or f16 (the CPU computes in f32) [default: f32].
-    #[arg(long, value_name = "DTYPE", help_heading = "Problem")]
-    pub dtype: Option<String>,
-    /// Number of sampling steps (required, except with --grid paper where it is ignored).
-    #[arg(long, value_name = "N", help_heading = "Problem")]
-    pub steps: Option<usize>,
-    /// Step rule: ddpm (= ddim with eta 1), ddim (eta 0 unless --eta), exp-sde, exp-ode,
-    /// dpmpp-2m, dpmpp-3m (DPM-Solver++ multistep; CPU only) (VP schedules) or euler (flow). Required, except for a Diffusion Policy directory, whose
-    /// scheduler gives it (ddpm or ddim override it).
-    #[arg(long, value_name = "RULE", help_heading = "Problem")]
-    pub rule: Option<String>,
-    /// Stochasticity of the ddpm/ddim rules (ddpm: 1, ddim: 0).
-    #[arg(
-        long,
-        value_name = "E",
-        allow_negative_numbers = true,
-        help_heading = "Problem"
-    )]
-    pub eta: Option<f64>,
-
-    /// Horizon T, the noise end [default: 10 for ou, 1 for vp-linear].
-    #[arg(
-        long,
-        value_name = "T",
-        allow_negative_numbers = true,
-        help_heading = "Continuous schedules (ou, vp-linear)"
-    )]
-    pub horizon: Option<f64>,
-    /// Early-stopping time η > 0: sampling ends at t = η [default: 1e-3].
-    #[arg(
-        long,
-        value_name = "ETA",
-        allow_negative_numbers = true,
-        help_heading = "Continuous schedules (ou, vp-linear)"
-    )]
-    pub t_end: Option<f64>,
-    /// Time grid: uniform (--steps steps) or paper (step κ while t ≥ 1, then geometric; --steps is
-    /// ignored) [default: uniform]. Flow: diffusers (FlowMatchEulerDiscreteScheduler, --shift/--mu)
-    /// or uniform (pi0's σ = 1 − k/N) [default: diffusers].
-    #[arg(
-        long,
-        value_name = "GRID",
-        help_heading = "Continuous schedules (ou, vp-linear)"
-    )]
-    pub grid: Option<String>,
-    /// Step scale κ of the paper grid [default: 0.05].
-    #[arg(
-        long,
-        value_name = "KAPPA",
-        allow_negative_numbers = true,
-        help_heading = "Continuous schedules (ou, vp-linear)"
-    )]
-    pub kappa: Option<f64>,
-
-    /// Timestep spacing (diffusers): leading, trailing, linspace (DDIM's) or dpm-linspace (the
-    /// linspace of DPMSolverMultistepScheduler) [default: leading].
-    #[arg(
-        long,
-        value_name = "SPACING",
-        help_heading = "Discrete schedules (ddpm-linear, scaled-linear, cosine)"
-    )]
-    pub spacing: Option<String>,
-    /// Training timesteps of the schedule [default: 1000]. Flow: diffusers' num_train_timesteps,
-    /// the model time is σ·N (1 passes σ itself).
-    #[arg(
-        long,
-        value_name = "N",
-        help_heading = "Discrete schedules (ddpm-linear, scaled-linear, cosine)"
-    )]
-    pub train_steps: Option<usize>,
-
-    /// Shift s of diffusers' flow grid: σ' = sσ/(1 + (s − 1)σ) [default: 1].
-    #[arg(
-        long,
-        value_name = "S",
-        allow_negative_numbers = true,
-        help_heading = "Flow schedule (flow)"
-    )]
-    pub shift: Option<f64>,
-    /// diffusers' dynamic shifting (use_dynamic_shifting) with mu: σ' = e^μ/(e^μ + 1/σ − 1);
-    /// replaces --shift.
-    #[arg(
-        long,
-        value_name = "MU",
-        allow_negative_numbers = true,
-        help_heading = "Flow schedule (flow)"
-    )]
-    pub mu: Option<f64>,
-
-    /// Sampler: sequential, picard (sliding window) or blocks (PIADM) [default: picard].
-    #[arg(long, value_name = "NAME", help_heading = "Sampler")]
-    pub sampler: Option<String>,
-    /// Picard window length p [default: 256, at most the steps].
-    #[arg(long, value_name = "P", help_heading = "Sampler")]
-    pub window: Option<usize>,
-    /// Tolerance τ of the convergence test (picard, blocks) [default: 0.1 for stochastic rules,
-    /// 1e-3 for deterministic ones]; with blocks, 0 runs exactly --iters iterations per block.
-    #[arg(
-        long,
-        value_name = "T",
-        allow_negative_numbers = true,
-        help_heading = "Sampler"
-    )]
-    pub tol: Option<f64>,
-    /// Iteration cap of the picard sampler (an error if reached) [default: the number of steps,
-    /// which always suffices].
-    #[arg(long, value_name = "K", help_heading = "Sampler")]
-    pub max_iters: Option<usize>,
-    /// Block length of the blocks sampler in the schedule's time [default: 1 for continuous
-    /// schedules, 100 timesteps for discrete ones].
-    #[arg(
-        long,
-        value_name = "H",
-        allow_negative_numbers = true,
-        help_heading = "Sampler"
-    )]
-    pub block_len: Option<f64>,
-    /// Picard iterations per block K of the blocks sampler: fewer if a block converges within
-    /// --tol, and an error if a block is still above --tol after K (--tol 0: exactly K, the
-    /// paper's fixed-K mode) [default: the longest block's length, which always suffices].
-    #[arg(long, value_name = "K", help_heading = "Sampler")]
-    pub iters: Option<usize>,
-    /// Blocks sampler: run PIADM-ODE's underdamped Langevin corrector after each block.
-    #[arg(long, help_heading = "Sampler")]
-    pub corrector: bool,
-    /// Corrector friction γ [default: 2].
-    #[arg(
-        long,
-        value_name = "G",
-        allow_negative_numbers = true,
-        help_heading = "Sampler"
-    )]
-    pub corrector_gamma: Option<f64>,
-    /// Corrector duration in Langevin time [default: 1].
-    #[arg(
-        long,
-        value_name = "U",
-        allow_negative_numbers = true,
-        help_heading = "Sampler"
-    )]
-    pub corrector_time: Option<f64>,
-    /// Corrector discretisation steps M [default: 16].
-    #[arg(long, value_name = "M", help_heading = "Sampler")]
-    pub corrector_steps: Option<usize>,
-    /// Corrector Picard iterations (>= --corrector-steps is exact) [default: 16].
-    #[arg(long, value_name = "K", help_heading = "Sampler")]
-    pub corrector_iters: Option<usize>,
-    /// Picard update: scan (exact affine recurrence) or drift (ParaDiGMS' sum of drifts)
-    /// [default: scan].
-    #[arg(long, value_name = "FORM", help_heading = "Sampler")]
-    pub picard_form: Option<String>,
-
-    /// Samples in the batch [default: the first dimension of --init, else the second of --noise,
-    /// else 1].
-    #[arg(long, value_name = "B", help_heading = "Run")]
-    pub batch: Option<usize>,
-    /// Seed of the counter-based (Philox) noise.
-    #[arg(long, value_name = "S", default_value_t = 0, help_heading = "Run")]
-    pub seed: u64,
-    /// Backend: cpu, cuda or auto (CUDA when built with it and a GPU is present, else CPU).
-    #[arg(
-        long,
-        value_name = "DEVICE",
-        default_value = "auto",
-        help_heading = "Run"
-    )]
-    pub device: String,
+    /// A run specification file, TOML (or JSON if it ends in .json), with the options below as
+    /// keys in snake_case (e.g. `sampler = "picard"`, `window = 64`); options given on the command
+    /// line override it.
+    #[arg(long, value_name = "FILE", help_heading = "Problem")]
+    pub config: Option<PathBuf>,
+    /// The run specification (picardiff::spec::RunSpec).
+    #[command(flatten)]
+    pub spec: picardiff::spec::RunSpec,
     /// Initial state x_T: float32 .npy of shape [batch, dim] (replaces the generated noise).
     #[arg(long, value_name = "FILE", help_heading = "Run")]
     pub init: Option<PathBuf>,
@@ -283,8 +115,8 @@ pub struct DemoArgs {
     #[arg(long, value_name = "S", default_value_t = 0)]
     pub seed: u64,
     /// Backend: cpu, cuda or auto.
-    #[arg(long, value_name = "DEVICE", default_value = "auto")]
-    pub device: String,
+    #[arg(long, value_name = "DEVICE", default_value_t = picardiff::defaults::DEVICE)]
+    pub device: picardiff::spec::DeviceName,
 }
 
 /// An error of the command line: one line for the user, printed as `error: ...`.
@@ -306,41 +138,25 @@ impl fmt::Display for CliError {
     }
 }
 
-/// Options whose names equal the library's `Error::Config` field names.
-const OPTION_FIELDS: &[&str] = &[
-    "schedule",
-    "steps",
-    "rule",
-    "eta",
-    "horizon",
-    "t-end",
-    "kappa",
-    "spacing",
-    "train-steps",
-    "shift",
-    "mu",
-    "window",
-    "tol",
-    "max-iters",
-    "block-len",
-    "iters",
-    "batch",
-    "corrector-gamma",
-    "corrector-time",
-    "corrector-steps",
-    "corrector-iters",
-    "dtype",
-];
-
 impl From<picardiff::Error> for CliError {
     fn from(e: picardiff::Error) -> Self {
         match e {
-            picardiff::Error::Config { field, msg } if OPTION_FIELDS.contains(&field.as_str()) => {
-                CliError(format!("--{field}: {msg}"))
+            picardiff::Error::Config { field, msg } if is_option(&field) => {
+                // "required ..." reads as "--steps is required ...".
+                match msg.strip_prefix("required") {
+                    Some(rest) => CliError(format!("{} is required{rest}", flag(&field))),
+                    None => CliError(format!("{}: {msg}", flag(&field))),
+                }
             }
             e => CliError(e.to_string()),
         }
     }
+}
+
+/// True for error fields that name a command-line option (spec fields in either spelling).
+fn is_option(field: &str) -> bool {
+    let snake = field.replace('-', "_");
+    picardiff::spec::RunSpec::FIELDS.contains(&snake.as_str())
 }
 
 /// Result of the command-line layer.
@@ -359,9 +175,59 @@ fn warn(msg: &str) {
     eprintln!("warning: {msg}");
 }
 
+/// The command-line spelling of a spec field (`block_len` → `--block-len`).
+fn flag(field: &str) -> String {
+    format!("--{}", field.replace('_', "-"))
+}
+
+/// A warning about a spec field or input, `warning: --field msg`.
+fn warn_field(field: &str, msg: &str) {
+    warn(&format!("{} {msg}", flag(field)));
+}
+
+/// The command with the run spec's defaults appended to its options' help (`[default: …]`,
+/// worded by `RunSpec::default_help` from `picardiff::defaults`, never typed here).
+pub fn command() -> clap::Command {
+    fn with_defaults(mut c: clap::Command) -> clap::Command {
+        for field in picardiff::spec::RunSpec::FIELDS {
+            let Some(text) = picardiff::spec::RunSpec::default_help(field) else {
+                continue;
+            };
+            c = c.mut_arg(*field, |a| {
+                let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+                a.help(format!("{help} [default: {text}]"))
+            });
+        }
+        c
+    }
+    Cli::command()
+        .mut_subcommand("sample", with_defaults)
+        .mut_subcommand("compare", with_defaults)
+}
+
+/// A named choice the library refused (`--sampler nope`) as one `error:` line with the library's
+/// message, as for every other picardiff error; any other clap error (help, version, syntax, a
+/// malformed number) exits as clap does (status 2).
+fn value_error(e: clap::Error) -> CliError {
+    use clap::error::{ContextKind, ContextValue};
+    let msg = match std::error::Error::source(&e).and_then(|s| s.downcast_ref::<picardiff::Error>())
+    {
+        Some(picardiff::Error::Config { msg, .. }) => msg.clone(),
+        Some(other) => other.to_string(),
+        None => e.exit(),
+    };
+    let arg = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(s)) => s.split(' ').next().unwrap_or_default().to_string(),
+        _ => String::from("option"),
+    };
+    CliError(format!("{arg}: {msg}"))
+}
+
 /// Parses the command line and runs the command.
 pub fn main() -> CliResult<()> {
-    let cli = Cli::parse();
+    use clap::FromArgMatches;
+    let matches = command().try_get_matches().map_err(value_error)?;
+    let cli = Cli::from_arg_matches(&matches).map_err(value_error)?;
     match cli.command {
         Command::Sample(args) => commands::sample(&args),
         Command::Compare(args) => commands::compare(&args),

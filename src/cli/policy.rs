@@ -4,44 +4,12 @@
 use std::path::Path;
 
 use picardiff::model::DiffusionPolicy;
-use picardiff::prelude::*;
+use picardiff::spec::{ModelRun, RunSpec};
 use serde_json::{json, Map, Value};
 
-use super::config::{CliModel, Problem};
+use super::config::{finish, CliModel, Problem, Sampler};
 use super::npy::{self, Array};
-use super::{warn, CliError, CliResult, RunArgs};
-
-/// The config overrides the run asks for: `--set KEY=VALUE` (VALUE as JSON, else a string), then
-/// the flags that name scheduler fields (`--steps`, `--train-steps`, `--rule`).
-fn overrides(a: &RunArgs) -> CliResult<Vec<(String, Value)>> {
-    let mut out = Vec::new();
-    for kv in &a.set {
-        let (k, v) = kv.split_once('=').ok_or_else(|| {
-            CliError::new(format!(
-                "--set `{kv}`: expected KEY=VALUE (e.g. num_inference_steps=10)"
-            ))
-        })?;
-        let v = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_string()));
-        out.push((k.to_string(), v));
-    }
-    if let Some(n) = a.steps {
-        out.push(("num_inference_steps".into(), json!(n)));
-    }
-    if let Some(n) = a.train_steps {
-        out.push(("num_train_timesteps".into(), json!(n)));
-    }
-    match a.rule.as_deref() {
-        None => {}
-        Some("ddpm") => out.push(("noise_scheduler_type".into(), json!("DDPM"))),
-        Some("ddim") => out.push(("noise_scheduler_type".into(), json!("DDIM"))),
-        Some(o) => {
-            return Err(CliError::new(format!(
-                "--rule: a Diffusion Policy samples with its scheduler, ddpm or ddim, not `{o}`"
-            )))
-        }
-    }
-    Ok(out)
-}
+use super::{warn_field, CliError, CliResult, RunArgs};
 
 /// Reads an optional array of `shape` (LeRobot's layout) or of `flat` (one row per sample).
 fn read_shaped(
@@ -59,38 +27,21 @@ fn read_shaped(
     Ok(Some(arr.data))
 }
 
-/// The problem of `sample`/`compare` for the policy directory `--model`.
-pub fn problem(a: &RunArgs) -> CliResult<Problem> {
-    if a.schedule.is_some() {
-        return Err(CliError::new(
-            "--schedule: a Diffusion Policy names its own schedule (change it with --set beta_schedule=...)",
-        ));
+/// The problem and sampler of `sample`/`compare` for the policy directory `--model`.
+pub fn setup(a: &RunArgs, spec: &RunSpec) -> CliResult<(Problem, Sampler)> {
+    let set: Vec<(String, Value)> = spec
+        .set
+        .iter()
+        .map(|o| (o.key.clone(), o.value.clone()))
+        .collect();
+    let policy = DiffusionPolicy::from_dir_with(Path::new(&a.model), &set)?;
+    let plan = spec.plan(
+        ModelRun::Policy(&policy.scheduler),
+        policy.scheduler.prediction,
+    )?;
+    for (field, msg) in &plan.warnings {
+        warn_field(field, msg);
     }
-    for (given, opt) in [
-        (a.dtype.is_some(), "--dtype"),
-        (a.horizon.is_some(), "--horizon"),
-        (a.t_end.is_some(), "--t-end"),
-        (a.grid.is_some(), "--grid"),
-        (a.kappa.is_some(), "--kappa"),
-    ] {
-        if given {
-            warn(&format!(
-                "{opt} does not apply to a Diffusion Policy; ignored"
-            ));
-        }
-    }
-    let policy = DiffusionPolicy::from_dir_with(Path::new(&a.model), &overrides(a)?)?;
-    let sched = policy.scheduler.clone();
-    let schedule = sched.schedule()?;
-    let spacing_name = a.spacing.as_deref().unwrap_or("leading");
-    let grid = Grid::discrete(&schedule, sched.steps(), spacing_name.parse()?)?;
-    let rule = match a.rule.as_deref() {
-        Some(r) => StepRule::from_name(r, a.eta)?,
-        None => sched.rule(),
-    };
-    let clip = sched
-        .clip
-        .map(|r| picardiff::schedule::ClipSample::for_rule(rule, r));
     let c = policy.config.clone();
     let g = c.global_cond_dim;
     let cond_path = a.cond.as_deref().ok_or_else(|| {
@@ -111,13 +62,13 @@ pub fn problem(a: &RunArgs) -> CliResult<Problem> {
             )))
         }
     };
-    if a.batch.is_some_and(|b| b != batch) {
+    if spec.batch.is_some_and(|b| b != batch) {
         return Err(CliError::new(format!(
             "--batch {} disagrees with --cond's {batch} rows (the batch comes from --cond)",
-            a.batch.unwrap_or_default()
+            spec.batch.unwrap_or_default()
         )));
     }
-    let (t, ad, steps) = (c.horizon, c.action_dim, grid.steps());
+    let (t, ad, steps) = (c.horizon, c.action_dim, plan.grid.steps());
     let dim = t * ad;
     let init = read_shaped(
         a.init.as_deref(),
@@ -133,44 +84,27 @@ pub fn problem(a: &RunArgs) -> CliResult<Problem> {
         "--noise",
         "[steps, batch, horizon, action_dim]: step j's noise at index j",
     )?;
-    if noise.is_some() && !rule.is_stochastic() {
-        warn("--noise: the scheduler is deterministic (DDIM), so the step noise is unused");
+    if noise.is_some() {
+        if let Some((f, m)) = plan.unused_noise_warning() {
+            warn_field(f, &m);
+        }
     }
-    StepTable::new(&grid, rule, policy.scheduler.prediction)?;
     let mut info = Map::new();
-    info.insert("model_kind".into(), json!("lerobot_diffusion"));
-    info.insert("scheduler".into(), json!(format!("{:?}", sched.kind)));
-    info.insert("schedule".into(), json!(schedule.name()));
-    info.insert("beta_schedule".into(), json!(sched.beta_schedule));
-    info.insert("train_steps".into(), json!(sched.train_steps));
-    info.insert("spacing".into(), json!(spacing_name));
-    info.insert("clip_sample".into(), json!(sched.clip));
-    info.insert(
-        "prediction_type".into(),
-        json!(format!("{:?}", sched.prediction)),
-    );
-    if let StepRule::Ddim { eta } = rule {
-        info.insert("eta".into(), json!(eta));
-    }
     info.insert("horizon".into(), json!(t));
     info.insert("action_dim".into(), json!(ad));
     info.insert("dim".into(), json!(dim));
     info.insert("batch".into(), json!(batch));
     info.insert("steps".into(), json!(steps));
-    info.insert("seed".into(), json!(a.seed));
     info.insert("cond".into(), json!(cond_path.display().to_string()));
-    Ok(Problem {
-        model: CliModel::Policy(Box::new(policy)),
-        schedule,
-        grid,
-        rule,
+    let model = CliModel::Policy(Box::new(policy));
+    Ok(finish(
+        model,
+        plan,
         batch,
-        seed: a.seed,
         init,
         noise,
-        cond: Some(cond.data),
-        clip,
-        sample_shape: vec![batch, t, ad],
+        Some(cond.data),
+        vec![batch, t, ad],
         info,
-    })
+    ))
 }

@@ -5,19 +5,8 @@ use std::ffi::c_char;
 
 use super::args::{arg_out, opt_str};
 use super::status::{ffi_boundary, picardiff_status, FfiError};
-use crate::backend::{PicardForm, WindowPlan};
-use crate::sampler::{block_ends, sufficient_block_iters, Corrector, SamplerKind};
-use crate::schedule::{
-    FlowShift, Grid, ModelOutput, Schedule, Spacing, StepRule, StepTable, DEFAULT_TRAIN_STEPS,
-};
-
-use crate::defaults::{
-    BLOCK_LEN_CONTINUOUS as DEFAULT_BLOCK_LEN_CONTINUOUS,
-    BLOCK_LEN_DISCRETE as DEFAULT_BLOCK_LEN_DISCRETE, KAPPA as DEFAULT_KAPPA,
-    T_END as DEFAULT_T_END,
-};
-/// Default steps (the CLI has none; 100 is a common DDPM/DDIM inference length).
-const DEFAULT_STEPS: usize = 100;
+use crate::schedule::ModelOutput;
+use crate::spec::{GridName, ModelRun, Plan as SpecPlan, RuleName, RunSpec, ScheduleName};
 
 /// Sampler settings. Fill it with `picardiff_sampler_config_default`, then change fields. Strings are
 /// NUL-terminated UTF-8, borrowed only during `picardiff_sampler_new` (the config owns nothing);
@@ -33,7 +22,7 @@ pub struct picardiff_sampler_config {
     /// Training timesteps of a discrete schedule (flow: diffusers' num_train_timesteps, the model
     /// time is σ·train_steps); 0 = 1000 (diffusers' default).
     pub train_steps: usize,
-    /// Sampling steps N (ignored by the "paper" grid); 0 = 100.
+    /// Sampling steps N (ignored by the "paper" grid); 0 = 100 (a Diffusion Policy: its config's).
     pub steps: usize,
     /// Discrete timestep spacing: "leading", "trailing", "linspace", "dpm-linspace" (the linspace
     /// of diffusers' DPMSolverMultistepScheduler). Default "leading" (diffusers').
@@ -55,7 +44,8 @@ pub struct picardiff_sampler_config {
     pub eta: f64,
     /// Sampler: "sequential", "picard" (sliding window) or "blocks" (PIADM). Default "picard".
     pub sampler: *const c_char,
-    /// Picard window length p (clamped to the steps); 0 = all steps.
+    /// Picard window length p (clamped to the steps); 0 = the library's default, 256
+    /// (`picardiff::defaults::WINDOW`; before the run specification, 0 meant all steps).
     pub window: usize,
     /// Convergence tolerance τ (picard, blocks); negative = the rule's default (0.1 for stochastic
     /// rules, 1e-3 for deterministic ones, ParaDiGMS'). With blocks, 0 runs exactly `iters`.
@@ -143,170 +133,163 @@ pub unsafe extern "C" fn picardiff_sampler_config_default(
     })
 }
 
-/// A validated configuration.
+/// A validated configuration: the config as a run spec, and its plan for a model that takes the
+/// sampler's schedule (a mixture, a callback). A model with its own schedule (an MLP) or
+/// scheduler (a Diffusion Policy) is planned again from the spec when it runs ([`Plan::for_model`]).
 pub(crate) struct Plan {
-    pub schedule: Schedule,
-    pub grid: Grid,
-    pub rule: StepRule,
-    pub kind: SamplerKind,
+    /// The config as the library's run specification, `None` where the config says "default".
+    pub spec: RunSpec,
+    /// The spec planned with the C ABI's fallbacks for a model that takes the sampler's schedule.
+    pub base: SpecPlan,
+    /// Samples per run.
     pub batch: usize,
-    pub seed: u64,
-    pub sample0: u32,
-    /// True when the config left τ at its default (the rule's): a model that brings its own rule
-    /// (a Diffusion Policy) then uses that rule's default.
-    pub default_tol: bool,
 }
 
-fn or(v: usize, default: usize) -> usize {
-    if v == 0 {
-        default
-    } else {
-        v
+/// Steps when the config gives none: the C ABI's fallback for a setting the library requires
+/// (the CLI and Python ask for `steps`; a Diffusion Policy's config gives its own).
+const FALLBACK_STEPS: usize = 100;
+/// Schedule when the config gives none, for a model that takes the sampler's schedule.
+const FALLBACK_SCHEDULE: ScheduleName = ScheduleName::DdpmLinear;
+
+impl Plan {
+    /// The run's plan for `model` ([`plan_for`]).
+    pub fn for_model(&self, model: ModelRun<'_>, output: ModelOutput) -> crate::Result<SpecPlan> {
+        plan_for(&self.spec, model, output)
     }
 }
 
-fn or_f(v: f64, default: f64) -> f64 {
-    if v == 0.0 {
-        default
-    } else {
-        v
+/// `spec` planned for `model`, with the C ABI's fallbacks (schedule ddpm-linear, rule ddpm, or
+/// euler on flow, 100 steps) for what the library requires and the config leaves unset.
+fn plan_for(spec: &RunSpec, model: ModelRun<'_>, output: ModelOutput) -> crate::Result<SpecPlan> {
+    let mut spec = spec.clone();
+    if !matches!(model, ModelRun::Policy(_)) {
+        if matches!(model, ModelRun::AnySchedule) {
+            spec.schedule = spec.schedule.or(Some(FALLBACK_SCHEDULE));
+        }
+        let flow = match model {
+            ModelRun::Trained { schedule, .. } => schedule == ScheduleName::Flow,
+            _ => spec.schedule == Some(ScheduleName::Flow),
+        };
+        let rule = if flow {
+            RuleName::Euler
+        } else {
+            RuleName::Ddpm
+        };
+        spec.rule = spec.rule.or(Some(rule));
+        if spec.grid != Some(GridName::Paper) {
+            spec.steps = spec.steps.or(Some(FALLBACK_STEPS));
+        }
+    }
+    spec.plan(model, output)
+}
+
+/// A string field as a named choice (NULL: not given).
+///
+/// # Safety
+/// `p` must be NULL or NUL-terminated.
+unsafe fn choice<T: std::str::FromStr<Err = crate::Error>>(
+    p: *const c_char,
+    name: &str,
+) -> Result<Option<T>, FfiError> {
+    // SAFETY: the caller's contract.
+    match unsafe { opt_str(p, name) }? {
+        None => Ok(None),
+        Some(s) => Ok(Some(s.parse()?)),
     }
 }
 
-fn parse_form(name: &str) -> Result<PicardForm, FfiError> {
-    match name {
-        "scan" => Ok(PicardForm::Scan),
-        "drift" => Ok(PicardForm::Drift),
-        o => Err(crate::Error::config(
-            "picard_form",
-            format!("unknown form `{o}` (expected scan or drift)"),
-        )
-        .into()),
+/// `Some(v)` unless `v` is the config's "default" zero.
+fn given<T: PartialEq + Default>(v: T) -> Option<T> {
+    (v != T::default()).then_some(v)
+}
+
+/// The config as a run spec (zeros, NULLs and negative η/τ: not given).
+///
+/// # Safety
+/// The string fields of `c` must be NULL or NUL-terminated.
+pub(crate) unsafe fn spec_of(c: &picardiff_sampler_config) -> Result<RunSpec, FfiError> {
+    // SAFETY: every `choice` call reads a string field of `c`, NULL or NUL-terminated by the
+    // caller's contract.
+    unsafe {
+        Ok(RunSpec {
+            schedule: choice(c.schedule, "schedule")?,
+            train_steps: given(c.train_steps),
+            steps: given(c.steps),
+            spacing: choice(c.spacing, "spacing")?,
+            horizon: given(c.horizon),
+            t_end: given(c.t_end),
+            grid: choice(c.grid, "grid")?,
+            kappa: given(c.kappa),
+            rule: choice(c.rule, "rule")?,
+            eta: (c.eta >= 0.0 || c.eta.is_nan()).then_some(c.eta),
+            sampler: choice(c.sampler, "sampler")?,
+            window: given(c.window),
+            tol: (c.tol >= 0.0 || c.tol.is_nan()).then_some(c.tol),
+            max_iters: given(c.max_iters),
+            block_len: given(c.block_len),
+            iters: given(c.iters),
+            picard_form: choice(c.picard_form, "picard_form")?,
+            corrector: c.corrector != 0,
+            corrector_gamma: given(c.corrector_gamma),
+            corrector_time: given(c.corrector_time),
+            corrector_steps: given(c.corrector_steps),
+            corrector_iters: given(c.corrector_iters),
+            batch: given(c.batch),
+            seed: Some(c.seed),
+            sample0: Some(c.sample0),
+            shift: given(c.shift),
+            ..RunSpec::default()
+        })
     }
 }
 
-/// Validates `c` into a [`Plan`], with the CLI's defaults and checks.
+/// Validates `c` into a [`Plan`], with the library's defaults and checks.
 ///
 /// # Safety
 /// The string fields of `c` must be NULL or NUL-terminated.
 pub(crate) unsafe fn plan(c: &picardiff_sampler_config) -> Result<Plan, FfiError> {
-    // SAFETY (all `opt_str` calls): the caller's contract on the string fields.
-    let s = |p: *const c_char, name: &str, default: &'static str| -> Result<String, FfiError> {
-        Ok(unsafe { opt_str(p, name) }?.unwrap_or(default).to_string())
+    // SAFETY: forwarded contract.
+    let spec = unsafe { spec_of(c) }?;
+    // The process's natural output (the run checks the model's own).
+    let natural = match spec.schedule {
+        Some(ScheduleName::Flow) => ModelOutput::Velocity,
+        _ => ModelOutput::Epsilon,
     };
-    let schedule = Schedule::from_name(
-        &s(c.schedule, "schedule", "ddpm-linear")?,
-        or(c.train_steps, DEFAULT_TRAIN_STEPS),
-    )?;
-    let eta = (c.eta >= 0.0 || c.eta.is_nan()).then_some(c.eta);
-    let default_rule = if schedule.is_flow() { "euler" } else { "ddpm" };
-    let rule = StepRule::from_name(&s(c.rule, "rule", default_rule)?, eta)?;
-    let steps = or(c.steps, DEFAULT_STEPS);
-    let grid = if schedule.is_flow() {
-        match s(c.grid, "grid", "diffusers")?.as_str() {
-            "diffusers" => Grid::flow(&schedule, steps, FlowShift::Static(or_f(c.shift, 1.0)))?,
-            "uniform" => Grid::flow_uniform(&schedule, steps)?,
-            o => {
-                return Err(crate::Error::config(
-                    "grid",
-                    format!("unknown grid `{o}` for flow (expected diffusers or uniform)"),
-                )
-                .into())
-            }
-        }
-    } else if schedule.is_discrete() {
-        let spacing: Spacing = s(c.spacing, "spacing", "leading")?.parse()?;
-        Grid::discrete(&schedule, steps, spacing)?
-    } else {
-        let horizon = or_f(c.horizon, if schedule == Schedule::Ou { 10.0 } else { 1.0 });
-        let t_end = or_f(c.t_end, DEFAULT_T_END);
-        match s(c.grid, "grid", "uniform")?.as_str() {
-            "uniform" => Grid::uniform(&schedule, steps, horizon, t_end)?,
-            "paper" => Grid::paper(&schedule, or_f(c.kappa, DEFAULT_KAPPA), horizon, t_end)?,
-            o => {
-                return Err(crate::Error::config(
-                    "grid",
-                    format!("unknown grid `{o}` (expected uniform or paper)"),
-                )
-                .into())
-            }
-        }
-    };
-    // Rejects grids on which the rule's table is not finite, before anything runs (with the
-    // process's natural output; the run checks the model's own).
-    let natural = if schedule.is_flow() {
-        ModelOutput::Velocity
-    } else {
-        ModelOutput::Epsilon
-    };
-    StepTable::new(&grid, rule, natural)?;
-    let n = grid.steps();
-    let tol = if c.tol < 0.0 {
-        rule.default_tolerance()
-    } else {
-        c.tol
-    };
-    let form = parse_form(&s(c.picard_form, "picard_form", "scan")?)?;
-    let max_iters = (c.max_iters > 0).then_some(c.max_iters);
-    let kind = match s(c.sampler, "sampler", "picard")?.as_str() {
-        "sequential" => SamplerKind::Sequential,
-        "picard" => {
-            let window = or(c.window, n).min(n);
-            WindowPlan::sliding(n, window, tol, form, max_iters)?;
-            SamplerKind::Picard {
-                window,
-                tol,
-                max_iters,
-                form,
-            }
-        }
-        "blocks" => {
-            let default_len = if schedule.is_discrete() || schedule.is_flow() {
-                DEFAULT_BLOCK_LEN_DISCRETE
-            } else {
-                DEFAULT_BLOCK_LEN_CONTINUOUS
-            };
-            let block_len = or_f(c.block_len, default_len);
-            let ends = block_ends(&grid, block_len)?;
-            let iters = or(c.iters, sufficient_block_iters(&ends));
-            WindowPlan::blocks(n, ends, iters, tol, form)?;
-            let corrector = if c.corrector != 0 {
-                let d = Corrector::default();
-                let k = Corrector {
-                    gamma: or_f(c.corrector_gamma, d.gamma),
-                    duration: or_f(c.corrector_time, d.duration),
-                    steps: or(c.corrector_steps, d.steps),
-                    iters: or(c.corrector_iters, d.iters),
-                };
-                k.validate()?;
-                Some(k)
-            } else {
-                None
-            };
-            SamplerKind::Blocks {
-                block_len,
-                iters,
-                tol,
-                form,
-                corrector,
-            }
-        }
-        o => {
-            return Err(crate::Error::config(
-                "sampler",
-                format!("unknown sampler `{o}` (expected sequential, picard or blocks)"),
-            )
-            .into())
-        }
-    };
+    let base = plan_for(&spec, ModelRun::AnySchedule, natural)?;
     Ok(Plan {
-        schedule,
-        grid,
-        rule,
-        kind,
-        batch: or(c.batch, 1),
-        seed: c.seed,
-        sample0: c.sample0,
-        default_tol: c.tol < 0.0,
+        batch: spec.batch.unwrap_or(1),
+        base,
+        spec,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The default config is the library's default spec: every setting "not given" (seed and
+    /// sample0 are plain numbers in C, 0 like the library's defaults), and its plan is the
+    /// library's plan of the C fallbacks (ddpm-linear, ddpm, 100 steps) with nothing else set.
+    #[test]
+    fn the_default_config_is_the_default_spec() {
+        // SAFETY: the default config's strings are NULL.
+        let p = unsafe { plan(&picardiff_sampler_config::default()) }.unwrap();
+        let want = RunSpec {
+            seed: Some(crate::defaults::SEED),
+            sample0: Some(0),
+            ..RunSpec::default()
+        };
+        assert_eq!(p.spec, want);
+        let lib = RunSpec {
+            schedule: Some(FALLBACK_SCHEDULE),
+            rule: Some(RuleName::Ddpm),
+            steps: Some(FALLBACK_STEPS),
+            ..RunSpec::default()
+        }
+        .plan(ModelRun::AnySchedule, ModelOutput::Epsilon)
+        .unwrap();
+        assert_eq!(p.base.kind, lib.kind);
+        assert_eq!(p.base.settings, lib.settings);
+        assert_eq!(p.batch, 1);
+    }
 }

@@ -20,11 +20,7 @@ pub enum picardiff_device {
 }
 
 /// An opened backend.
-pub(crate) enum Device {
-    Cpu(CpuBackend),
-    #[cfg(feature = "cuda")]
-    Cuda(crate::backend::cuda::CudaBackend),
-}
+pub(crate) use crate::device::Device;
 
 /// A compute device. Create with `picardiff_context_new`, free with `picardiff_context_free`.
 /// Samplers keep their own reference to the device, so the context may be freed before them.
@@ -38,7 +34,7 @@ fn open(device: u32, ordinal: usize) -> Result<Device, FfiError> {
         d if d == PICARDIFF_DEVICE_CPU as u32 => Ok(Device::Cpu(CpuBackend)),
         d if d == PICARDIFF_DEVICE_CUDA as u32 => open_cuda(ordinal),
         d if d == PICARDIFF_DEVICE_AUTO as u32 => {
-            Ok(open_cuda(ordinal).unwrap_or(Device::Cpu(CpuBackend)))
+            Ok(Device::open(crate::spec::DeviceName::Auto, ordinal)?.0)
         }
         d => Err(FfiError::invalid(format!(
             "unknown device {d} (expected PICARDIFF_DEVICE_CPU, _CUDA or _AUTO)"

@@ -100,8 +100,8 @@ unsafe fn run_cuda(
     })?;
     let inputs = RunInputs {
         batch: s.plan.batch,
-        seed: s.plan.seed,
-        sample0: s.plan.sample0,
+        seed: s.plan.base.seed,
+        sample0: s.plan.base.sample0,
         init: None,
         noise: None,
         ..Default::default()

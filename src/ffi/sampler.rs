@@ -8,9 +8,11 @@ use super::config::{picardiff_sampler_config, plan, Plan};
 use super::context::{picardiff_context, Device};
 use super::model::{picardiff_model, ModelKind};
 use super::status::{ffi_boundary, picardiff_status, FfiError};
-use crate::model::{DiffusionPolicy, GmmModel, MlpModel};
-use crate::sampler::{run, RunInputs, RunOutput, RunStats, SamplerKind};
-use crate::schedule::Schedule;
+use crate::backend::cpu::CpuBackend;
+use crate::device::ModelRef;
+use crate::model::{GmmModel, ScoreModel};
+use crate::sampler::{RunInputs, RunOutput, RunStats};
+use crate::spec::{ModelRun, Plan as SpecPlan};
 
 /// Counters and timing of one run.
 #[repr(C)]
@@ -103,7 +105,7 @@ pub unsafe extern "C" fn picardiff_sampler_shape(
         // SAFETY: NULL or writable per the contract.
         unsafe {
             if let Some(p) = steps_out.as_mut() {
-                *p = s.plan.grid.steps();
+                *p = s.plan.base.grid.steps();
             }
             if let Some(p) = batch_out.as_mut() {
                 *p = s.plan.batch;
@@ -133,7 +135,7 @@ pub unsafe extern "C" fn picardiff_sampler_alpha_sigma(
         if !t.is_finite() {
             return Err(FfiError::invalid(format!("t = {t} is not finite")));
         }
-        let (alpha, sigma) = s.plan.schedule.alpha_sigma(t);
+        let (alpha, sigma) = s.plan.base.schedule.alpha_sigma(t);
         // SAFETY: checked non-NULL; writable per the contract.
         unsafe {
             *a = alpha;
@@ -247,10 +249,7 @@ pub unsafe extern "C" fn picardiff_sampler_model_steps(
         // SAFETY: per the contract.
         let model = unsafe { arg_ref(model, "model") }?;
         let out = arg_out(steps_out, "steps_out")?;
-        let steps = match &model.kind {
-            ModelKind::Policy(p) => p.scheduler.steps(),
-            _ => s.plan.grid.steps(),
-        };
+        let steps = model_plan(s, model)?.grid.steps();
         // SAFETY: checked non-NULL; writable per the contract.
         unsafe { *out = steps };
         Ok(())
@@ -280,8 +279,8 @@ unsafe fn run_checked(
     let need = check_out_len(s, model, out_len)?;
     let inputs = RunInputs {
         batch: s.plan.batch,
-        seed: s.plan.seed,
-        sample0: s.plan.sample0,
+        seed: s.plan.base.seed,
+        sample0: s.plan.base.sample0,
         init,
         noise,
         cond,
@@ -326,46 +325,31 @@ pub(super) fn check_out_len(
 }
 
 /// An MLP names its schedule: the sampler's must be the same.
-fn check_mlp_schedule(m: &MlpModel, p: &Plan) -> Result<(), FfiError> {
-    let own = Schedule::from_name(&m.config().schedule, m.config().train_steps)?;
-    if own != p.schedule {
-        return Err(FfiError::invalid(format!(
-            "the MLP was trained with schedule `{}` ({} train steps): set the config's schedule and train_steps to match",
-            m.config().schedule,
-            m.config().train_steps
-        )));
-    }
-    Ok(())
-}
-
-/// A policy under its own scheduler, with the sampler's kind (window clamped to its steps; a
-/// default τ is its rule's).
-fn run_policy(
-    b: &crate::backend::cpu::CpuBackend,
-    m: &DiffusionPolicy,
-    p: &Plan,
-    inputs: &RunInputs<'_>,
-) -> crate::Result<RunOutput> {
-    let sched = &m.scheduler;
-    let schedule = sched.schedule()?;
-    let grid = sched.grid(&schedule)?;
-    let mut kind = p.kind.clone();
-    let rule = sched.rule();
-    match &mut kind {
-        SamplerKind::Picard { window, tol, .. } => {
-            *window = (*window).min(grid.steps());
-            if p.default_tol {
-                *tol = rule.default_tolerance();
-            }
+/// The plan of a run of `model`: the sampler's own for a model that takes its schedule, else the
+/// spec planned again for the model's schedule (an MLP) or scheduler (a Diffusion Policy).
+pub(super) fn model_plan<'a>(
+    s: &'a picardiff_sampler,
+    model: &picardiff_model,
+) -> crate::Result<std::borrow::Cow<'a, SpecPlan>> {
+    use std::borrow::Cow;
+    Ok(match &model.kind {
+        ModelKind::Mixture(_) | ModelKind::Callback(_) => Cow::Borrowed(&s.plan.base),
+        ModelKind::Mlp(m) => {
+            let run = ModelRun::Trained {
+                schedule: m.config().schedule.parse()?,
+                train_steps: m.config().train_steps,
+                what: "the MLP was trained with",
+            };
+            Cow::Owned(
+                s.plan
+                    .for_model(run, ScoreModel::<CpuBackend>::output(m.as_ref()))?,
+            )
         }
-        SamplerKind::Blocks { tol, .. } if p.default_tol => *tol = rule.default_tolerance(),
-        _ => {}
-    }
-    let inputs = RunInputs {
-        clip: sched.clip_sample(),
-        ..inputs.clone()
-    };
-    run(b, m, &grid, rule, &kind, &inputs)
+        ModelKind::Policy(m) => Cow::Owned(
+            s.plan
+                .for_model(ModelRun::Policy(&m.scheduler), m.scheduler.prediction)?,
+        ),
+    })
 }
 
 /// Runs the sampler on its device with the model.
@@ -374,35 +358,21 @@ pub(super) fn dispatch(
     model: &picardiff_model,
     inputs: &RunInputs<'_>,
 ) -> Result<RunOutput, FfiError> {
-    let p = &s.plan;
-    let out = match (&*s.device, &model.kind) {
-        (Device::Cpu(b), ModelKind::Mixture(m)) => {
+    let p = model_plan(s, model)?;
+    let inputs = RunInputs {
+        clip: p.clip,
+        ..inputs.clone()
+    };
+    let (g, r, k) = (&p.grid, p.rule, &p.kind);
+    let device = &*s.device;
+    let out = match &model.kind {
+        ModelKind::Mixture(m) => {
             let gmm = GmmModel::new(m.clone(), p.schedule.clone());
-            run(b, &gmm, &p.grid, p.rule, &p.kind, inputs)
+            ModelRef::Gmm(&gmm).run(device, g, r, k, &inputs)
         }
-        (Device::Cpu(b), ModelKind::Callback(c)) => run(b, c, &p.grid, p.rule, &p.kind, inputs),
-        #[cfg(feature = "cuda")]
-        (Device::Cuda(b), ModelKind::Mixture(m)) => {
-            let gmm = GmmModel::new(m.clone(), p.schedule.clone());
-            run(b, &gmm, &p.grid, p.rule, &p.kind, inputs)
-        }
-        #[cfg(feature = "cuda")]
-        (Device::Cuda(b), ModelKind::Callback(c)) => run(b, c, &p.grid, p.rule, &p.kind, inputs),
-        (Device::Cpu(b), ModelKind::Mlp(m)) => {
-            check_mlp_schedule(m, p)?;
-            run(b, m.as_ref(), &p.grid, p.rule, &p.kind, inputs)
-        }
-        #[cfg(feature = "cuda")]
-        (Device::Cuda(b), ModelKind::Mlp(m)) => {
-            check_mlp_schedule(m, p)?;
-            run(b, m.as_ref(), &p.grid, p.rule, &p.kind, inputs)
-        }
-        (Device::Cpu(b), ModelKind::Policy(m)) => run_policy(b, m, p, inputs),
-        #[cfg(feature = "cuda")]
-        (Device::Cuda(_), ModelKind::Policy(_)) => Err(crate::Error::device(
-            "run",
-            "Diffusion Policy models run on the CPU device only for now (their CUDA ops are not implemented)",
-        )),
+        ModelKind::Callback(c) => device.run(c, g, r, k, &inputs),
+        ModelKind::Mlp(m) => ModelRef::Mlp(m).run(device, g, r, k, &inputs),
+        ModelKind::Policy(m) => ModelRef::Policy(m).run(device, g, r, k, &inputs),
     };
     Ok(out?)
 }

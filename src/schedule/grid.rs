@@ -31,24 +31,6 @@ pub enum Spacing {
     DpmLinspace,
 }
 
-impl std::str::FromStr for Spacing {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "leading" => Ok(Spacing::Leading),
-            "trailing" => Ok(Spacing::Trailing),
-            "linspace" => Ok(Spacing::Linspace),
-            "dpm-linspace" => Ok(Spacing::DpmLinspace),
-            o => Err(Error::config(
-                "spacing",
-                format!(
-                    "unknown spacing `{o}` (expected leading, trailing, linspace or dpm-linspace)"
-                ),
-            )),
-        }
-    }
-}
-
 /// The decreasing discrete timesteps of `steps` inference steps out of `n_train`, with diffusers'
 /// formulas (steps_offset = 0, numpy's round-half-to-even).
 pub fn discrete_timesteps(n_train: usize, steps: usize, spacing: Spacing) -> Result<Vec<usize>> {

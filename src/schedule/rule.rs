@@ -101,9 +101,9 @@ impl StepRule {
     /// ParaDiGMS' default tolerance τ for this rule: 0.1 for stochastic rules, 1e-3 for deterministic.
     pub fn default_tolerance(&self) -> f64 {
         if self.is_stochastic() {
-            0.1
+            crate::defaults::TOL_STOCHASTIC
         } else {
-            1e-3
+            crate::defaults::TOL_DETERMINISTIC
         }
     }
 }

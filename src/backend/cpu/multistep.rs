@@ -132,6 +132,7 @@ impl CpuBackend {
                     let xs = |m: usize| unsafe {
                         std::slice::from_raw_parts_mut(xp.ptr().add((m % r) * slot + at), wl)
                     };
+                    // SAFETY: as `xs`, in the direction ring.
                     let hs = |m: usize| unsafe {
                         std::slice::from_raw_parts_mut(hp.ptr().add((m % hr) * slot + at), wl)
                     };

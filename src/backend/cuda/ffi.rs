@@ -6,6 +6,8 @@
     non_upper_case_globals,
     dead_code,
     missing_docs,
+    unsafe_op_in_unsafe_fn,
+    clippy::undocumented_unsafe_blocks,
     clippy::all,
     clippy::pedantic
 )]

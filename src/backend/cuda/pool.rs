@@ -25,7 +25,8 @@ const THRESHOLD: CUmemPool_attribute = CUmemPool_attribute::CU_MEMPOOL_ATTR_RELE
 /// `pool` is a live memory pool.
 unsafe fn threshold(pool: CUmemoryPool) -> Option<u64> {
     let mut v = 0u64;
-    mem_pool::get_attribute(pool, THRESHOLD, (&mut v as *mut u64).cast()).ok()?;
+    // SAFETY: `pool` is live (the caller's contract) and `v` is a u64, the attribute's type.
+    unsafe { mem_pool::get_attribute(pool, THRESHOLD, (&mut v as *mut u64).cast()) }.ok()?;
     Some(v)
 }
 
@@ -34,7 +35,8 @@ unsafe fn threshold(pool: CUmemoryPool) -> Option<u64> {
 /// # Safety
 /// `pool` is a live memory pool.
 unsafe fn set_threshold(pool: CUmemoryPool, mut v: u64) {
-    let _ = mem_pool::set_attribute(pool, THRESHOLD, (&mut v as *mut u64).cast());
+    // SAFETY: `pool` is live (the caller's contract) and `v` is a u64, the attribute's type.
+    let _ = unsafe { mem_pool::set_attribute(pool, THRESHOLD, (&mut v as *mut u64).cast()) };
 }
 
 /// Registers a backend on `pool`: the first one raises the threshold to at least [`POOL_KEEP`].
@@ -47,9 +49,11 @@ pub(super) unsafe fn acquire(pool: CUmemoryPool) {
         u.1 += 1;
         return;
     }
-    let before = threshold(pool).unwrap_or(0);
+    // SAFETY: `pool` is live (this function's contract).
+    let before = unsafe { threshold(pool) }.unwrap_or(0);
     if before < POOL_KEEP {
-        set_threshold(pool, POOL_KEEP);
+        // SAFETY: as above.
+        unsafe { set_threshold(pool, POOL_KEEP) };
     }
     users.push((pool as usize, 1, before));
 }
@@ -68,8 +72,10 @@ pub(super) unsafe fn release(pool: CUmemoryPool) {
     if users[i].1 == 0 {
         let (_, _, before) = users.swap_remove(i);
         // Only undo our own setting: a threshold the application changed meanwhile stays.
-        if before < POOL_KEEP && threshold(pool) == Some(POOL_KEEP) {
-            set_threshold(pool, before);
+        // SAFETY: `pool` is live (this function's contract).
+        if before < POOL_KEEP && unsafe { threshold(pool) } == Some(POOL_KEEP) {
+            // SAFETY: as above.
+            unsafe { set_threshold(pool, before) };
         }
     }
 }
