@@ -99,7 +99,8 @@ typedef struct picardiff_sampler_config {
   size_t train_steps;
   // Sampling steps N (ignored by the "paper" grid); 0 = 100 (a Diffusion Policy: its config's).
   size_t steps;
-  // Discrete timestep spacing: "leading", "trailing", "linspace". Default "leading" (diffusers').
+  // Discrete timestep spacing: "leading", "trailing", "linspace", "dpm-linspace" (the linspace
+  // of diffusers' DPMSolverMultistepScheduler). Default "leading" (diffusers').
   const char *spacing;
   // Continuous schedules: the horizon T; 0 = 10 for "ou", 1 for "vp-linear".
   double horizon;
@@ -111,8 +112,8 @@ typedef struct picardiff_sampler_config {
   const char *grid;
   // Step scale κ of the "paper" grid; 0 = 0.05.
   double kappa;
-  // Step rule: "ddpm", "ddim", "exp-sde", "exp-ode" (VP schedules) or "euler" (flow). Default
-  // "ddpm", "euler" on flow.
+  // Step rule: "ddpm", "ddim", "exp-sde", "exp-ode", "dpmpp-2m", "dpmpp-3m" (VP schedules) or
+  // "euler" (flow). Default "ddpm", "euler" on flow.
   const char *rule;
   // η of the ddpm/ddim rules; negative = the rule's default (ddpm 1, ddim 0).
   double eta;

@@ -583,3 +583,25 @@ fn sequential_graph_replay_equals_eager_bit_for_bit() {
         check(&what, &e, &gr, &by_hand, 100);
     }
 }
+
+/// The multistep rules have no kernels yet: the CUDA backend refuses them, naming the rule.
+#[test]
+fn multistep_rules_are_refused_naming_the_rule() {
+    let Some(be) = device("multistep_rules_are_refused_naming_the_rule") else {
+        return;
+    };
+    let (s, g) = ddpm_grid(20);
+    let model = GmmModel::new(mixture_2d(), s);
+    for name in ["dpmpp-2m", "dpmpp-3m"] {
+        let rule = StepRule::from_name(name, None).unwrap();
+        for kind in [SamplerKind::Sequential, picard(20, 1e-3, PicardForm::Scan)] {
+            match run(&be, &model, &g, rule, &kind, &inputs(2)) {
+                Err(e @ Error::Config { .. }) => {
+                    let msg = e.to_string();
+                    assert!(msg.contains(name) && msg.contains("CPU"), "{msg}");
+                }
+                other => panic!("{name} {kind:?}: expected a config error, got {other:?}"),
+            }
+        }
+    }
+}

@@ -53,7 +53,6 @@ fn a_nan_model_output_stops_every_sampler_naming_the_step() {
         inner: GmmModel::new(mixture_2d(), s),
         at,
     };
-    let rule = StepRule::from_name("ddpm", None).unwrap();
     let inputs = RunInputs {
         batch: 3,
         seed: 1,
@@ -81,10 +80,14 @@ fn a_nan_model_output_stops_every_sampler_naming_the_step() {
             corrector: None,
         },
     ];
-    for kind in kinds {
-        match run(&CpuBackend, &model, &g, rule, &kind, &inputs) {
-            Err(Error::NonFinite { step, .. }) => assert_eq!(step, 37, "{kind:?}"),
-            other => panic!("{kind:?}: expected a non-finite error, got {other:?}"),
+    // A one-step rule and a multistep one (whose later steps also read point 37's output).
+    for rule in ["ddpm", "dpmpp-2m"] {
+        let rule = StepRule::from_name(rule, None).unwrap();
+        for kind in &kinds {
+            match run(&CpuBackend, &model, &g, rule, kind, &inputs) {
+                Err(Error::NonFinite { step, .. }) => assert_eq!(step, 37, "{rule:?} {kind:?}"),
+                other => panic!("{rule:?} {kind:?}: expected a non-finite error, got {other:?}"),
+            }
         }
     }
 }
@@ -117,6 +120,26 @@ fn same_seed_is_bit_identical_across_runs_and_thread_counts() {
         let other = in_pool(threads);
         assert_eq!(other.samples, one.samples, "{threads} threads");
         assert_eq!(other.stats.rounds, one.stats.rounds);
+    }
+    // The multistep rule's step and sweep (its direction ring) too, sequential and Picard.
+    let dpm = StepRule::from_name("dpmpp-3m", None).unwrap();
+    for kind in [SamplerKind::Sequential, kind.clone()] {
+        let in_pool = |threads| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| run(&CpuBackend, &model, &g, dpm, &kind, &inputs).unwrap())
+        };
+        let one = in_pool(1);
+        for threads in [2, 3] {
+            let other = in_pool(threads);
+            assert_eq!(
+                other.samples, one.samples,
+                "dpmpp-3m {kind:?} {threads} threads"
+            );
+            assert_eq!(other.stats.rounds, one.stats.rounds);
+        }
     }
 }
 

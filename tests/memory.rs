@@ -37,32 +37,42 @@ fn memory_is_independent_of_the_number_of_steps() {
     let s = Schedule::from_name("ou", 0).unwrap();
     let model = GmmModel::new(mixture_2d(), s.clone());
     let (batch, window) = (4, 64);
-    let peak_for = |steps: usize| {
-        let g = Grid::uniform(&s, steps, 10.0, 1e-3).unwrap();
-        let kind = SamplerKind::Picard {
-            window,
-            tol: 0.1,
-            max_iters: None,
-            form: PicardForm::Scan,
+    // Each rule: a one-step rule with noise (its noise ring) and a multistep rule (its direction
+    // ring and the table's two extra columns).
+    for (rule, tol) in [
+        (StepRule::ExpSde, 0.1),
+        (StepRule::DpmSolverPP { order: 3 }, 1e-3),
+    ] {
+        let peak_for = |steps: usize| {
+            let g = Grid::uniform(&s, steps, 10.0, 1e-3).unwrap();
+            let kind = SamplerKind::Picard {
+                window,
+                tol,
+                max_iters: None,
+                form: PicardForm::Scan,
+            };
+            let inputs = RunInputs {
+                batch,
+                seed: 3,
+                ..Default::default()
+            };
+            let base = LIVE.load(Ordering::Relaxed);
+            PEAK.store(base, Ordering::Relaxed);
+            let out = run(&CpuBackend, &model, &g, rule, &kind, &inputs).unwrap();
+            assert!(out.stats.rounds >= steps / window);
+            PEAK.load(Ordering::Relaxed) - base
         };
-        let inputs = RunInputs {
-            batch,
-            seed: 3,
-            ..Default::default()
-        };
-        let base = LIVE.load(Ordering::Relaxed);
-        PEAK.store(base, Ordering::Relaxed);
-        let out = run(&CpuBackend, &model, &g, StepRule::ExpSde, &kind, &inputs).unwrap();
-        assert!(out.stats.rounds >= steps / window);
-        PEAK.load(Ordering::Relaxed) - base
-    };
-    let small = peak_for(1_000);
-    let large = peak_for(100_000);
-    // The window state is O(window × batch × dim); what grows with the steps is the host step
-    // table (the grid and f64/f32 coefficient tables: under 200 bytes per step).
-    let bound = 200 * 100_000 + 64 * 1024;
-    println!("peak heap: {small} B at 1000 steps, {large} B at 100000 steps (bound {bound} B)");
-    assert!(large <= bound, "{large} > {bound}");
-    let per_step = (large - small) as f64 / 99_000.0;
-    assert!(per_step < 200.0, "{per_step} bytes per step");
+        let small = peak_for(1_000);
+        let large = peak_for(100_000);
+        // The window state is O(window × batch × dim); what grows with the steps is the host step
+        // table (the grid and f64/f32 coefficient tables: under 200 bytes per step).
+        let bound = 200 * 100_000 + 64 * 1024;
+        println!(
+            "{}: peak heap {small} B at 1000 steps, {large} B at 100000 steps (bound {bound} B)",
+            rule.name()
+        );
+        assert!(large <= bound, "{large} > {bound}");
+        let per_step = (large - small) as f64 / 99_000.0;
+        assert!(per_step < 200.0, "{per_step} bytes per step");
+    }
 }

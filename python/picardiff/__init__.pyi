@@ -88,11 +88,13 @@ class Model:
         *,
         sampler: Literal["picard", "sequential", "blocks"] = "picard",
         steps: Optional[int] = None,
-        rule: Optional[Literal["ddpm", "ddim", "exp-sde", "exp-ode", "euler"]] = None,
+        rule: Optional[
+            Literal["ddpm", "ddim", "exp-sde", "exp-ode", "euler", "dpmpp-2m", "dpmpp-3m"]
+        ] = None,
         eta: Optional[float] = None,
         schedule: Optional[str] = None,
         train_steps: Optional[int] = None,
-        spacing: Optional[Literal["leading", "trailing", "linspace"]] = None,
+        spacing: Optional[Literal["leading", "trailing", "linspace", "dpm-linspace"]] = None,
         horizon: Optional[float] = None,
         t_end: Optional[float] = None,
         grid: Optional[Literal["uniform", "paper", "diffusers"]] = None,
@@ -126,7 +128,8 @@ class Model:
         specification (``picardiff::spec::RunSpec``), the same as ``picardiff sample``'s options
         in snake_case, with the same defaults and checks; an unknown keyword is a TypeError.
 
-        - ``rule``: ddpm (= ddim with eta 1), ddim (eta 0 unless ``eta``), exp-sde, exp-ode.
+        - ``rule``: ddpm (= ddim with eta 1), ddim (eta 0 unless ``eta``), exp-sde, exp-ode,
+          dpmpp-2m, dpmpp-3m (DPM-Solver++ multistep, CPU only); euler on flow.
           Required, except for a policy, whose scheduler gives it (ddpm/ddim override it).
         - ``steps``: sampling steps; required except with ``grid="paper"`` (and for a policy,
           where it overrides the checkpoint's ``num_inference_steps``).
@@ -171,11 +174,13 @@ class Model:
         *,
         sampler: Literal["picard", "blocks"] = "picard",
         steps: Optional[int] = None,
-        rule: Optional[Literal["ddpm", "ddim", "exp-sde", "exp-ode", "euler"]] = None,
+        rule: Optional[
+            Literal["ddpm", "ddim", "exp-sde", "exp-ode", "euler", "dpmpp-2m", "dpmpp-3m"]
+        ] = None,
         eta: Optional[float] = None,
         schedule: Optional[str] = None,
         train_steps: Optional[int] = None,
-        spacing: Optional[Literal["leading", "trailing", "linspace"]] = None,
+        spacing: Optional[Literal["leading", "trailing", "linspace", "dpm-linspace"]] = None,
         horizon: Optional[float] = None,
         t_end: Optional[float] = None,
         grid: Optional[Literal["uniform", "paper", "diffusers"]] = None,

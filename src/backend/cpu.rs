@@ -62,6 +62,17 @@ pub struct CpuTables {
     var: Vec<f32>,
     /// The clipped-x̂0 correction (`u`, `v`, `f` per point and the range), when the run clips.
     clip: Option<CpuClip>,
+    /// A multistep rule's coefficients of the earlier points (`docs/algorithms.md` §9).
+    ms: Option<CpuMultistep>,
+}
+
+/// [`crate::schedule::MultistepTable`] in f32.
+#[derive(Debug, Clone)]
+struct CpuMultistep {
+    /// Earlier points a step reads (1 or 2).
+    history: usize,
+    b1: Vec<f32>,
+    b2: Vec<f32>,
 }
 
 /// [`crate::schedule::ClipTable`] in f32.
@@ -144,6 +155,7 @@ impl SharedMut {
 }
 
 mod checked;
+mod multistep;
 
 /// The sequential sampler's step counter on the CPU: the steps begun ([`Backend::seq_begin`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,8 +248,29 @@ impl Backend for CpuBackend {
         plan.ring() * shape.slot_len()
     }
 
+    /// `window + history` slots of directions ([`CpuWindow`]) for a multistep rule.
+    fn history_ring_len(&self, plan: &WindowPlan, shape: Shape, history: usize) -> usize {
+        if history == 0 {
+            0
+        } else {
+            (plan.window + history) * shape.slot_len()
+        }
+    }
+
     fn upload_tables(&self, t: &StepTable) -> Result<CpuTables> {
         let f = |v: &[f64]| v.iter().map(|&x| x as f32).collect();
+        if let Some(m) = &t.multistep {
+            if t.c.iter().any(|&c| c != 0.0) || t.clip.is_some() || !(1..=2).contains(&m.history) {
+                return Err(Error::config(
+                    "rule",
+                    format!(
+                        "the CPU backend runs the multistep rule `{}` with 1 or 2 earlier points, \
+                         without noise or clipping",
+                        m.rule
+                    ),
+                ));
+            }
+        }
         Ok(CpuTables {
             a: f(&t.a),
             b: f(&t.b),
@@ -251,6 +284,11 @@ impl Backend for CpuBackend {
                 v: f(&c.v),
                 f: f(&c.f),
                 range: c.range as f32,
+            }),
+            ms: t.multistep.as_ref().map(|m| CpuMultistep {
+                history: m.history,
+                b1: f(&m.b1),
+                b2: f(&m.b2),
             }),
         })
     }
@@ -340,7 +378,14 @@ impl Backend for CpuBackend {
             times[slot * shape.batch..(slot + 1) * shape.batch].fill(tab.t[m]);
         }
         let noisy = tab.c.iter().any(|&c| c != 0.0);
-        CpuWindow::new(st, plan.ring(), if noisy { shape.slot_len() } else { 0 })
+        let hist = tab.ms.as_ref().map_or(0, |m| plan.window + m.history);
+        CpuWindow::new(
+            st,
+            plan.ring(),
+            if noisy { shape.slot_len() } else { 0 },
+            hist,
+            shape.slot_len(),
+        )
     }
 
     fn window_read(&self, w: &CpuWindow) -> Result<WindowState> {
@@ -379,6 +424,9 @@ impl Backend for CpuBackend {
                 "picard_sweep",
                 "workspace buffers are smaller than the plan needs",
             ));
+        }
+        if let Some(ms) = &tab.ms {
+            return self.sweep_multistep(plan, tab, ms, w, shape, x, out, err);
         }
         let per_row = dim.div_ceil(CHUNK);
         let xp = SharedMut(x.as_mut_ptr());

@@ -22,30 +22,47 @@ pub struct CpuWindow {
     /// The window's position and counters.
     pub state: WindowState,
     pub(super) noise: NoiseRing,
+    pub(super) hist: HistRing,
 }
 
 impl CpuWindow {
-    /// A window in `state` whose ring has `ring` slots of `slot` values (`slot` 0: a rule without
-    /// noise, no ring). The ring is allocated here, before the Picard loop, never inside it.
-    pub(super) fn new(state: WindowState, ring: usize, slot: usize) -> Result<Self> {
-        let len = ring * slot;
-        let mut values = Vec::new();
-        values.try_reserve_exact(len).map_err(|_| {
-            Error::device(
-                "window",
-                format!("cannot allocate the {len}-value noise ring on the host"),
-            )
-        })?;
-        values.resize(len, 0.0);
+    /// A window in `state` whose noise ring has `ring` slots of `slot` values (`slot` 0: a rule
+    /// without noise, no ring) and whose direction ring has `hist` slots of one point's values
+    /// (`batch × dim`, the noise slot's size when there is noise; `hist` 0: a one-step rule). The
+    /// rings are allocated here, before the Picard loop, never inside it.
+    pub(super) fn new(
+        state: WindowState,
+        ring: usize,
+        slot: usize,
+        hist: usize,
+        point_len: usize,
+    ) -> Result<Self> {
         Ok(CpuWindow {
             state,
             noise: NoiseRing {
                 stream: Cell::new(None),
                 point: (0..ring).map(|_| AtomicUsize::new(EMPTY)).collect(),
-                values: UnsafeCell::new(values),
+                values: UnsafeCell::new(zeros(ring * slot, "noise ring")?),
+            },
+            hist: HistRing {
+                slots: hist,
+                values: UnsafeCell::new(zeros(hist * point_len, "direction ring")?),
             },
         })
     }
+}
+
+/// `len` zeros, or a device error naming `what` when the host cannot hold them.
+fn zeros(len: usize, what: &str) -> Result<Vec<f32>> {
+    let mut values = Vec::new();
+    values.try_reserve_exact(len).map_err(|_| {
+        Error::device(
+            "window",
+            format!("cannot allocate the {len}-value {what} on the host"),
+        )
+    })?;
+    values.resize(len, 0.0);
+    Ok(values)
 }
 
 impl Deref for CpuWindow {
@@ -107,5 +124,25 @@ impl RingMarks<'_> {
     /// Whether the ring holds the noise of point `m`.
     pub(super) fn holds(&self, m: usize) -> bool {
         self.0[m % self.0.len()].load(Ordering::Relaxed) == m
+    }
+}
+
+/// A multistep rule's directions: slot `m % slots` holds point m's `p·x + q·out` (`batch × dim`,
+/// sample-major) from the last sweep that evaluated point m. Like [`NoiseRing`], written through
+/// a raw pointer by the sweep's units, each on its own elements.
+#[derive(Debug)]
+pub(super) struct HistRing {
+    /// Slots (window + history points; 0 for a one-step rule).
+    pub(super) slots: usize,
+    values: UnsafeCell<Vec<f32>>,
+}
+
+impl HistRing {
+    /// The values' base pointer and length (`slots × batch × dim`).
+    pub(super) fn values(&self) -> (*mut f32, usize) {
+        // SAFETY: as `NoiseRing::begin`: no reference into the values outlives a sweep, and the
+        // window is not shared across threads.
+        let values = unsafe { &mut *self.values.get() };
+        (values.as_mut_ptr(), values.len())
     }
 }

@@ -230,6 +230,12 @@ pub trait Backend {
         let _ = (plan, shape);
         0
     }
+    /// Values a window keeps of a multistep rule's directions (`history` earlier points per step,
+    /// `docs/algorithms.md` §9); 0 for a one-step rule or a backend without multistep rules.
+    fn history_ring_len(&self, plan: &WindowPlan, shape: Shape, history: usize) -> usize {
+        let _ = (plan, shape, history);
+        0
+    }
     /// Free memory in bytes, if the backend can tell (the sampler refuses runs that need more).
     fn free_memory(&self) -> Option<usize> {
         None
@@ -257,7 +263,11 @@ pub trait Backend {
     ) -> Result<()>;
 
     /// One sequential step in place: `x = a_j x + b_j (p_j x + q_j out) + c_j z_j`, where `x` and
-    /// `out` are `batch × dim` at the given offsets.
+    /// `out` are `batch × dim` at the given offsets. For a multistep table (`history` H > 0,
+    /// `docs/algorithms.md` §9) `x` continues with H slots holding the directions of points
+    /// j − 1, …, j − H (zeros before the first step): the step is
+    /// `x = a_j x + b_j d_j + b1_j d_{j−1} + b2_j d_{j−2}` with `d_j = p_j x + q_j out`, and it
+    /// shifts the directions (d_j becomes the first).
     #[allow(clippy::too_many_arguments)]
     fn step(
         &self,
@@ -287,7 +297,8 @@ pub trait Backend {
     ) -> Result<()>;
 
     /// [`Backend::step`] on the first slot of `x` and `out` for the step `seq` began last (read
-    /// from the backend's memory), with the same bits.
+    /// from the backend's memory), with the same bits (a multistep table's directions in the
+    /// slots of `x` after the first).
     fn seq_step(
         &self,
         tables: &Self::Tables,

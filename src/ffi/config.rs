@@ -24,7 +24,8 @@ pub struct picardiff_sampler_config {
     pub train_steps: usize,
     /// Sampling steps N (ignored by the "paper" grid); 0 = 100 (a Diffusion Policy: its config's).
     pub steps: usize,
-    /// Discrete timestep spacing: "leading", "trailing", "linspace". Default "leading" (diffusers').
+    /// Discrete timestep spacing: "leading", "trailing", "linspace", "dpm-linspace" (the linspace
+    /// of diffusers' DPMSolverMultistepScheduler). Default "leading" (diffusers').
     pub spacing: *const c_char,
     /// Continuous schedules: the horizon T; 0 = 10 for "ou", 1 for "vp-linear".
     pub horizon: f64,
@@ -36,8 +37,8 @@ pub struct picardiff_sampler_config {
     pub grid: *const c_char,
     /// Step scale κ of the "paper" grid; 0 = 0.05.
     pub kappa: f64,
-    /// Step rule: "ddpm", "ddim", "exp-sde", "exp-ode" (VP schedules) or "euler" (flow). Default
-    /// "ddpm", "euler" on flow.
+    /// Step rule: "ddpm", "ddim", "exp-sde", "exp-ode", "dpmpp-2m", "dpmpp-3m" (VP schedules) or
+    /// "euler" (flow). Default "ddpm", "euler" on flow.
     pub rule: *const c_char,
     /// η of the ddpm/ddim rules; negative = the rule's default (ddpm 1, ddim 0).
     pub eta: f64,

@@ -296,6 +296,10 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
     };
     let noisy_rule = table.c.iter().any(|&c| c != 0.0);
     let ring = plan.as_ref().map_or(1, |p| p.ring());
+    // A multistep rule's sequential run keeps the directions of the earlier points after the
+    // state (`Backend::step`); a window keeps them in its own ring.
+    let history = table.multistep.as_ref().map_or(0, |m| m.history);
+    let x_slots = if plan.is_some() { ring } else { 1 + history };
     let corrector_rows = match kind {
         SamplerKind::Blocks {
             corrector: Some(c), ..
@@ -313,6 +317,7 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
         n,
         inputs,
         noisy_rule,
+        history,
         model_bytes,
     )?;
     let tables = backend.upload_tables(&table)?;
@@ -325,7 +330,7 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
         },
     };
     let start = Instant::now();
-    let mut x = backend.alloc(ring * shape.slot_len())?;
+    let mut x = backend.alloc(x_slots * shape.slot_len())?;
     match inputs.init {
         Some(init) => backend.copy(&backend.upload(init)?, 0, &mut x, 0, shape.slot_len())?,
         None => backend.normal_fill(

@@ -24,8 +24,11 @@ pub enum Spacing {
     Leading,
     /// `round(arange(N_train, 0, −N_train/N)) − 1`.
     Trailing,
-    /// `round(linspace(0, N_train − 1, N))`, reversed.
+    /// `round(linspace(0, N_train − 1, N))`, reversed (`DDIMScheduler`, `DDPMScheduler`).
     Linspace,
+    /// `round(linspace(0, N_train − 1, N + 1))`, reversed, without its last value 0: the
+    /// `linspace` of diffusers' multistep schedulers (`DPMSolverMultistepScheduler`'s default).
+    DpmLinspace,
 }
 
 /// The decreasing discrete timesteps of `steps` inference steps out of `n_train`, with diffusers'
@@ -62,6 +65,18 @@ pub fn discrete_timesteps(n_train: usize, steps: usize, spacing: Spacing) -> Res
                 .collect();
             v.reverse();
             v
+        }
+        Spacing::DpmLinspace => {
+            // numpy.linspace(0, last, N + 1): i·(last/N), the last value exactly `last`.
+            let last = (n_train - 1) as f64;
+            let step = last / steps as f64;
+            (1..=steps)
+                .rev()
+                .map(|i| {
+                    let v = if i == steps { last } else { i as f64 * step };
+                    v.round_ties_even() as i64
+                })
+                .collect()
         }
     };
     if ts.windows(2).any(|w| w[0] <= w[1]) || ts.iter().any(|&t| t < 0 || t >= n_train as i64) {

@@ -5,9 +5,11 @@
 //! samplers and backends consume. The maths is in `docs/algorithms.md` §1–2.
 
 mod grid;
+mod multistep;
 mod rule;
 
 pub use grid::{discrete_timesteps, FlowShift, Grid, GridPoint, Process, Spacing};
+pub use multistep::{dpm_step_order, MultistepTable};
 pub use rule::{ClipKeep, ClipSample, ClipTable, ModelOutput, StepRule, StepTable};
 
 use crate::error::{Error, Result};

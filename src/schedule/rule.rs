@@ -1,6 +1,7 @@
 //! Step rules as affine maps `x_{j+1} = a_j x_j + b_j d̂(x_j, t_j) + c_j z_j`, tabulated once per grid;
 //! the direction d̂ is ε̂ for the VP rules and the flow velocity v̂ for `euler`.
 
+use super::multistep::{self, MultistepTable};
 use super::{Grid, Process};
 use crate::error::{Error, Result};
 
@@ -19,10 +20,19 @@ pub enum StepRule {
     /// The Euler step of a rectified flow, `x_s = x + (σ_s − σ_t)·v̂` (diffusers'
     /// `FlowMatchEulerDiscreteScheduler.step`); flow schedule only.
     Euler,
+    /// DPM-Solver++ multistep of order 2 (`dpmpp-2m`) or 3 (`dpmpp-3m`): diffusers'
+    /// `DPMSolverMultistepScheduler` with `algorithm_type = "dpmsolver++"`, midpoint solver,
+    /// `lower_order_final`, `final_sigmas_type = "zero"` (`docs/algorithms.md` §9). A step uses
+    /// the data predictions x̂0 of the current and the `order − 1` previous points; VP only.
+    DpmSolverPP {
+        /// Solver order, 2 or 3.
+        order: usize,
+    },
 }
 
 impl StepRule {
-    /// Parses `ddpm`, `ddim` (η from `eta`, default 0), `exp-sde`, `exp-ode`, `euler`.
+    /// Parses `ddpm`, `ddim` (η from `eta`, default 0), `exp-sde`, `exp-ode`, `euler`, `dpmpp-2m`,
+    /// `dpmpp-3m`.
     pub fn from_name(name: &str, eta: Option<f64>) -> Result<Self> {
         let rule = match name {
             "ddpm" => StepRule::Ddim {
@@ -34,10 +44,15 @@ impl StepRule {
             "exp-sde" => StepRule::ExpSde,
             "exp-ode" => StepRule::ExpOde,
             "euler" => StepRule::Euler,
+            "dpmpp-2m" => StepRule::DpmSolverPP { order: 2 },
+            "dpmpp-3m" => StepRule::DpmSolverPP { order: 3 },
             o => {
                 return Err(Error::config(
                     "rule",
-                    format!("unknown rule `{o}` (expected ddpm, ddim, exp-sde, exp-ode or euler)"),
+                    format!(
+                        "unknown rule `{o}` (expected ddpm, ddim, exp-sde, exp-ode, euler, \
+                         dpmpp-2m or dpmpp-3m)"
+                    ),
                 ))
             }
         };
@@ -57,7 +72,7 @@ impl StepRule {
         match self {
             StepRule::Ddim { eta } => *eta > 0.0,
             StepRule::ExpSde => true,
-            StepRule::ExpOde | StepRule::Euler => false,
+            StepRule::ExpOde | StepRule::Euler | StepRule::DpmSolverPP { .. } => false,
         }
     }
 
@@ -69,6 +84,17 @@ impl StepRule {
             StepRule::ExpSde => "exp-sde",
             StepRule::ExpOde => "exp-ode",
             StepRule::Euler => "euler",
+            StepRule::DpmSolverPP { order: 3 } => "dpmpp-3m",
+            StepRule::DpmSolverPP { .. } => "dpmpp-2m",
+        }
+    }
+
+    /// Earlier points whose model outputs a step uses besides its own: 0 for the one-step rules,
+    /// `order − 1` for DPM-Solver++ (`docs/algorithms.md` §9).
+    pub fn history(&self) -> usize {
+        match self {
+            StepRule::DpmSolverPP { order } => order.saturating_sub(1),
+            _ => 0,
         }
     }
 
@@ -182,6 +208,9 @@ pub struct StepTable {
     pub t: Vec<f64>,
     /// The clipped-x̂0 correction of the model output (`docs/algorithms.md` §7), when the run clips.
     pub clip: Option<ClipTable>,
+    /// A multistep rule's coefficients of the earlier points' directions (`docs/algorithms.md` §9);
+    /// None for the one-step rules.
+    pub multistep: Option<MultistepTable>,
     /// The error normaliser `v_j` of point j = 1..=N, stored at index j − 1: the DDPM posterior
     /// variance of the step that consumes point j (the last step's for j = N), floored at the
     /// table's smallest positive value where it is 0 (ParaDiGMS' normaliser, also used for ODE rules;
@@ -202,7 +231,8 @@ impl StepTable {
             (true, StepRule::Euler)
             | (false, StepRule::Ddim { .. })
             | (false, StepRule::ExpSde)
-            | (false, StepRule::ExpOde) => {}
+            | (false, StepRule::ExpOde)
+            | (false, StepRule::DpmSolverPP { .. }) => {}
             (true, r) => {
                 return Err(Error::config(
                     "rule",
@@ -244,6 +274,7 @@ impl StepTable {
             q: Vec::with_capacity(n),
             t: Vec::with_capacity(n),
             clip: None,
+            multistep: None,
             var: Vec::with_capacity(n),
         };
         let mut posterior = Vec::with_capacity(n);
@@ -275,6 +306,10 @@ impl StepTable {
             let a = to.alpha / from.alpha;
             let post = (ss2 / st2) * (1.0 - (from.alpha * from.alpha) / (to.alpha * to.alpha));
             let post = post.max(0.0);
+            posterior.push(post);
+            if matches!(rule, StepRule::DpmSolverPP { .. }) {
+                continue; // a multistep rule: its a, b, c, p, q, t are filled below
+            }
             let (b, c) = match rule {
                 StepRule::Ddim { eta } => {
                     let sig = eta * post.sqrt();
@@ -295,6 +330,7 @@ impl StepTable {
                 StepRule::ExpSde => (-2.0 * (a - 1.0) / from.sigma, (a * a - 1.0).max(0.0).sqrt()),
                 StepRule::ExpOde => (-(a - 1.0) / from.sigma, 0.0),
                 StepRule::Euler => unreachable!("refused on VP grids above"),
+                StepRule::DpmSolverPP { .. } => unreachable!("skipped above"),
             };
             let (p, q) = output.to_epsilon(from.alpha, from.sigma);
             tab.a.push(a);
@@ -303,7 +339,9 @@ impl StepTable {
             tab.p.push(p);
             tab.q.push(q);
             tab.t.push(from.t);
-            posterior.push(post);
+        }
+        if let StepRule::DpmSolverPP { order } = rule {
+            tab.multistep = Some(multistep::dpm_solver_pp(grid, order, output, &mut tab)?);
         }
         let floor = posterior
             .iter()
@@ -341,6 +379,16 @@ impl StepTable {
             return Err(Error::config(
                 "clip_sample",
                 "the clipped-x0 step is defined for the VP schedulers only, not for flow",
+            ));
+        }
+        if let Some(m) = &self.multistep {
+            return Err(Error::config(
+                "clip_sample",
+                format!(
+                    "the clipped-x0 step is not defined for the multistep rule `{}` (diffusers' \
+                     DPMSolverMultistepScheduler has no clip_sample)",
+                    m.rule
+                ),
             ));
         }
         if !(clip.range > 0.0 && clip.range.is_finite()) {

@@ -51,9 +51,10 @@ pub struct RunSpec {
     /// Diffusion Policy, whose config gives it).
     #[cfg_attr(feature = "cli", arg(long, value_name = "N", help_heading = "Problem"))]
     pub steps: Option<usize>,
-    /// Step rule: ddpm (= ddim with eta 1), ddim (eta 0 unless --eta), exp-sde, exp-ode (VP
-    /// schedules) or euler (flow). Required, except for a Diffusion Policy directory, whose
-    /// scheduler gives it (ddpm or ddim override it).
+    /// Step rule: ddpm (= ddim with eta 1), ddim (eta 0 unless --eta), exp-sde, exp-ode,
+    /// dpmpp-2m, dpmpp-3m (DPM-Solver++ multistep, CPU only) (VP schedules) or euler (flow).
+    /// Required, except for a Diffusion Policy directory, whose scheduler gives it (ddpm or ddim
+    /// override it).
     #[cfg_attr(
         feature = "cli",
         arg(long, value_name = "RULE", help_heading = "Problem")
@@ -95,7 +96,8 @@ pub struct RunSpec {
     )]
     pub kappa: Option<f64>,
 
-    /// Timestep spacing (diffusers): leading, trailing or linspace.
+    /// Timestep spacing (diffusers): leading, trailing, linspace (DDIM's) or dpm-linspace
+    /// (DPMSolverMultistepScheduler's linspace).
     #[cfg_attr(feature = "cli", arg(long, value_name = "SPACING", help_heading = DISCRETE))]
     pub spacing: Option<Spacing>,
     /// Training timesteps of the schedule. Flow: diffusers' num_train_timesteps, the model time is

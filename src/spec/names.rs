@@ -146,6 +146,10 @@ pub enum RuleName {
     ExpOde,
     /// Euler on the flow ODE (flow schedule).
     Euler,
+    /// DPM-Solver++ multistep, second order (VP schedules; `docs/algorithms.md` §9).
+    DpmPp2m,
+    /// DPM-Solver++ multistep, third order.
+    DpmPp3m,
 }
 named!(
     RuleName,
@@ -157,6 +161,8 @@ named!(
         ExpSde = "exp-sde",
         ExpOde = "exp-ode",
         Euler = "euler",
+        DpmPp2m = "dpmpp-2m",
+        DpmPp3m = "dpmpp-3m",
     ]
 );
 
@@ -233,6 +239,7 @@ named!(
         Leading = "leading",
         Trailing = "trailing",
         Linspace = "linspace",
+        DpmLinspace = "dpm-linspace",
     ]
 );
 named!(

@@ -645,3 +645,36 @@ fn flow_schedule_runs_euler_with_the_shift_field() {
     let st = new_sampler(cpu(), &bad).unwrap_err();
     expect_err(st, PICARDIFF_INVALID_CONFIG, &["shift"]);
 }
+
+#[test]
+fn dpm_solver_runs_by_name_with_its_spacing() {
+    // rule "dpmpp-2m" and spacing "dpm-linspace" go through the library's from_name functions.
+    let (rule_s, spacing_s) = (
+        CString::new("dpmpp-2m").unwrap(),
+        CString::new("dpm-linspace").unwrap(),
+    );
+    let c = picardiff_sampler_config {
+        steps: 20,
+        rule: rule_s.as_ptr(),
+        spacing: spacing_s.as_ptr(),
+        ..config()
+    };
+    let (out, stats) = run_ffi(&handles(mixture_model(), &c), 8).unwrap();
+    let grid = Grid::discrete(&schedule(), 20, Spacing::DpmLinspace).unwrap();
+    let rule = StepRule::from_name("dpmpp-2m", None).unwrap();
+    let kind = SamplerKind::Picard {
+        window: 20,
+        tol: rule.default_tolerance(),
+        max_iters: None,
+        form: PicardForm::Scan,
+    };
+    let inputs = RunInputs {
+        batch: 4,
+        seed: 9,
+        ..Default::default()
+    };
+    let want = run(&CpuBackend, &gmm(), &grid, rule, &kind, &inputs).unwrap();
+    assert_eq!(out, want.samples);
+    assert_eq!(stats.rounds, want.stats.rounds);
+    assert!(stats.rounds < 20, "{} rounds", stats.rounds);
+}

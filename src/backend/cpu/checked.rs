@@ -44,6 +44,9 @@ impl CpuBackend {
         noise: Noise<'_, Self>,
     ) -> Result<()> {
         Self::check_noise(&noise, j + 1, shape)?;
+        if let Some(ms) = &tab.ms {
+            return self.step_multistep::<CHECK>(tab, ms, j, shape, x, x_off, out, out_off);
+        }
         let k = (tab.a[j], tab.b[j], tab.c[j], tab.p[j], tab.q[j]);
         let clip = tab.clip_at(j);
         let (xs, os) = (

@@ -295,6 +295,16 @@ impl Backend for CudaBackend {
                 "the clipped-x0 step (clip_sample) runs on the CPU backend only for now; use --device cpu",
             ));
         }
+        if let Some(m) = &t.multistep {
+            return Err(Error::config(
+                "rule",
+                format!(
+                    "the multistep rule `{}` runs on the CPU backend only for now (the CUDA \
+                     kernels have no direction history); use --device cpu",
+                    m.rule
+                ),
+            ));
+        }
         let f = |v: &[f64]| -> Result<CudaSlice<f32>> {
             let host: Vec<f32> = v.iter().map(|&x| x as f32).collect();
             self.upload(&host)
