@@ -246,7 +246,14 @@ fn eval_checks_buffers_and_conditioning() {
         .is_err());
 
     let mut a = load("tests/data/mlp_variant_a.safetensors", None);
-    let err = a.workspace(&CpuBackend, 4).unwrap_err().to_string();
+    // Without its vector (nor per-sample conditioning, tests/mlp_cond.rs) it refuses to evaluate.
+    let mut ws = a.workspace(&CpuBackend, 4).unwrap();
+    let (x5, t5) = (vec![0f32; 4 * a.config().dim], vec![10f32; 4]);
+    let mut o5 = vec![0f32; x5.len()];
+    let err = a
+        .eval(&CpuBackend, &mut ws, &x5, &t5, 0, 4, &mut o5)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("cond"), "{err}");
     assert!(a.set_cond(&[0.0; 4]).is_err());
     assert!(a.set_cond(&[0.0, 0.0, f32::NAN, 0.0, 0.0]).is_err());

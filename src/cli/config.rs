@@ -151,9 +151,9 @@ pub fn setup(a: &RunArgs) -> CliResult<(Problem, Sampler)> {
     if a.model.is_dir() {
         return super::policy::setup(a, &spec);
     }
-    if a.cond.is_some() || !spec.set.is_empty() {
+    if !spec.set.is_empty() {
         return Err(CliError::new(
-            "--cond and --set apply to a Diffusion Policy directory only",
+            "--set applies to a Diffusion Policy directory only",
         ));
     }
     let file = load_model(Path::new(&a.model))?;
@@ -200,8 +200,10 @@ pub fn setup(a: &RunArgs) -> CliResult<(Problem, Sampler)> {
             warn_field(f, &m);
         }
     }
+    let cond = read_cond(a, &model)?;
     let batch = spec
         .batch
+        .or_else(|| cond.as_ref().and_then(|c| c.shape.first().copied()))
         .or_else(|| init.as_ref().and_then(|x| x.shape.first().copied()))
         .or_else(|| noise.as_ref().and_then(|z| z.shape.get(1).copied()))
         .unwrap_or(1);
@@ -221,6 +223,8 @@ pub fn setup(a: &RunArgs) -> CliResult<(Problem, Sampler)> {
         "--noise",
         "[steps, batch, dim]",
     )?;
+    let c = model.as_ref().cond_dim();
+    let cond = take(cond, &[batch, c], "--cond", "[batch, cond_dim]")?;
     let mut info = Map::new();
     info.insert("dim".into(), json!(dim));
     info.insert("batch".into(), json!(batch));
@@ -234,10 +238,27 @@ pub fn setup(a: &RunArgs) -> CliResult<(Problem, Sampler)> {
         batch,
         init,
         noise,
-        None,
+        cond,
         vec![batch, dim],
         info,
     ))
+}
+
+/// `--cond` for a model that takes per-sample conditioning (an MLP with `cond_dim` > 0).
+fn read_cond(a: &RunArgs, model: &CliModel) -> CliResult<Option<Array>> {
+    let c = model.as_ref().cond_dim();
+    match (&a.cond, c) {
+        (None, 0) => Ok(None),
+        (Some(_), 0) => Err(CliError::new(
+            "--cond: this model takes no per-sample conditioning (it applies to a Diffusion \
+             Policy directory only, or an MLP with cond_dim > 0)",
+        )),
+        (None, c) => Err(CliError::new(format!(
+            "--cond is required: the model takes a conditioning vector per sample, a float32 \
+             .npy of shape [batch, {c}]"
+        ))),
+        (Some(p), _) => Ok(Some(npy::read_f32(p, "--cond")?)),
+    }
 }
 
 /// The problem and sampler of a planned run with its inputs read.

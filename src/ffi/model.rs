@@ -61,6 +61,7 @@ impl picardiff_model {
     pub(crate) fn cond_dim(&self) -> usize {
         match &self.kind {
             ModelKind::Policy(m) => ScoreModel::<CpuBackend>::cond_dim(m.as_ref()),
+            ModelKind::Mlp(m) => ScoreModel::<CpuBackend>::cond_dim(m.as_ref()),
             _ => 0,
         }
     }

@@ -23,6 +23,25 @@ use crate::schedule::ModelOutput;
 /// Rows per parallel task (one GEMM per layer per chunk).
 const ROWS: usize = 64;
 
+/// The per-sample conditioning projections a chunk of rows reads.
+#[derive(Clone, Copy)]
+struct RowCond<'a> {
+    /// `[batch][H]`.
+    table: &'a [f32],
+    batch: usize,
+    /// Evaluation row of the chunk's first row.
+    row0: usize,
+    h: usize,
+}
+
+impl RowCond<'_> {
+    /// The projection of chunk row `r`'s sample.
+    fn of(&self, r: usize) -> &[f32] {
+        let b = (self.row0 + r) % self.batch;
+        &self.table[b * self.h..(b + 1) * self.h]
+    }
+}
+
 /// Scratch of one evaluation: per-chunk buffers and the time table.
 #[derive(Debug, Clone, Default)]
 pub struct MlpWorkspace {
@@ -35,6 +54,11 @@ pub struct MlpWorkspace {
     time_table: Option<Arc<HostTimeTable>>,
     /// The model state (`MlpModel::id`) the table was computed for.
     table_id: u64,
+    /// Per-sample conditioning of this run (`ScoreModel::set_condition`): `cond_proj · cond_b`
+    /// (with bias) per sample, `[batch][H]`; empty when the model's own vector is used.
+    row_cond: Vec<f32>,
+    /// Samples of `row_cond` (evaluation row r belongs to sample r % batch).
+    cond_batch: usize,
 }
 
 /// `τ(t)` on the host for a sorted set of distinct times.
@@ -319,10 +343,9 @@ impl MlpModel {
     /// The time table of `times`: the distinct times as f32, sorted (`f32::total_cmp`), and `τ(t)`
     /// for each, `[times][H]` row-major (time MLP output plus the conditioning projection). What
     /// `prepare_times` stores; public so that a device backend can upload the same table.
+    /// Without the model's own conditioning vector (a run with per-sample conditioning) the
+    /// table holds the time MLP alone.
     pub fn time_table(&self, times: &[f64]) -> Result<(Vec<f32>, Vec<f32>)> {
-        if self.config.cond_dim > 0 && self.cond.is_none() {
-            return Err(cond_missing(self.config.cond_dim));
-        }
         let h = self.config.hidden;
         let ts = Self::distinct_times(times);
         let len = ts.len().checked_mul(h).ok_or_else(|| {
@@ -340,6 +363,7 @@ impl MlpModel {
     }
 
     /// Evaluates one chunk of at most [`ROWS`] rows.
+    #[allow(clippy::too_many_arguments)]
     fn eval_chunk(
         &self,
         x: &[f32],
@@ -347,6 +371,7 @@ impl MlpModel {
         out: &mut [f32],
         scratch: &mut [f32],
         table: Option<(&[f32], &[f32])>,
+        rows_cond: Option<RowCond<'_>>,
     ) {
         let (c, w) = (&self.config, &self.weights);
         let (h, rows) = (c.hidden, times.len());
@@ -377,8 +402,20 @@ impl MlpModel {
                 (Some(i), Some((_, tab))) => &tab[i * h..(i + 1) * h],
                 _ => tvec,
             };
-            for ((v, bi), tj) in a[r * h..(r + 1) * h].iter_mut().zip(&w.input.bias).zip(tv) {
-                *v = (*v + bi) + tj;
+            let row = &mut a[r * h..(r + 1) * h];
+            match rows_cond {
+                // τ(t) + cond_proj·cond_b, rounded as the model's own vector is (time_vectors).
+                Some(rc) => {
+                    let c = rc.of(r);
+                    for (((v, bi), tj), cj) in row.iter_mut().zip(&w.input.bias).zip(tv).zip(c) {
+                        *v = (*v + bi) + (tj + cj);
+                    }
+                }
+                None => {
+                    for ((v, bi), tj) in row.iter_mut().zip(&w.input.bias).zip(tv) {
+                        *v = (*v + bi) + tj;
+                    }
+                }
             }
         }
         for layer in &w.layers {
@@ -429,6 +466,19 @@ impl MlpModel {
         times: &[f32],
         out: &mut [f32],
     ) -> Result<()> {
+        self.eval_rows(ws, x, times, out, 0)
+    }
+
+    /// [`Self::eval_slices`] for rows that start at evaluation row `row0` (which sample's
+    /// conditioning a row takes).
+    fn eval_rows(
+        &self,
+        ws: &mut MlpWorkspace,
+        x: &[f32],
+        times: &[f32],
+        out: &mut [f32],
+        row0: usize,
+    ) -> Result<()> {
         let (d, rows) = (self.config.dim, times.len());
         if x.len() != rows * d || out.len() != rows * d || rows > ws.max_rows {
             return Err(Error::shape(
@@ -449,7 +499,7 @@ impl MlpModel {
                 "the workspace was made for another model",
             ));
         }
-        if self.config.cond_dim > 0 && self.cond.is_none() {
+        if self.config.cond_dim > 0 && self.cond.is_none() && ws.row_cond.is_empty() {
             return Err(cond_missing(self.config.cond_dim));
         }
         let h = self.config.hidden;
@@ -459,11 +509,21 @@ impl MlpModel {
             .filter(|t| !t.times.is_empty())
             .map(|t| (t.times.as_slice(), t.table.as_slice()));
         let cl = ws.chunk_len;
+        let (row_cond, cond_batch) = (&ws.row_cond, ws.cond_batch);
         out.par_chunks_mut(ROWS * d)
             .zip(x.par_chunks(ROWS * d))
             .zip(times.par_chunks(ROWS))
             .zip(ws.scratch.par_chunks_mut(cl))
-            .for_each(|(((o, xc), tc), s)| self.eval_chunk(xc, tc, o, s, table));
+            .enumerate()
+            .for_each(|(k, (((o, xc), tc), s))| {
+                let rc = (!row_cond.is_empty()).then_some(RowCond {
+                    table: row_cond,
+                    batch: cond_batch,
+                    row0: row0 + k * ROWS,
+                    h,
+                });
+                self.eval_chunk(xc, tc, o, s, table, rc)
+            });
         if let Some(t) = &tt {
             debug_assert!(t.table.len() == t.times.len() * h);
         }
@@ -474,7 +534,10 @@ impl MlpModel {
 fn cond_missing(c: usize) -> Error {
     Error::config(
         "cond",
-        format!("this model expects a conditioning vector of {c} values: call MlpModel::set_cond"),
+        format!(
+            "this model expects a conditioning vector of {c} values: one per sample \
+             (RunInputs::cond, --cond) or its own (MlpModel::set_cond)"
+        ),
     )
 }
 
@@ -489,10 +552,56 @@ impl ScoreModel<CpuBackend> for MlpModel {
         self.config.prediction
     }
 
-    fn workspace(&self, _: &CpuBackend, max_rows: usize) -> Result<MlpWorkspace> {
-        if self.config.cond_dim > 0 && self.cond.is_none() {
-            return Err(cond_missing(self.config.cond_dim));
+    /// C when the model is conditioned and its own vector ([`MlpModel::set_cond`]) is not set:
+    /// each run then takes one conditioning vector per sample.
+    fn cond_dim(&self) -> usize {
+        match self.cond {
+            None => self.config.cond_dim,
+            Some(_) => 0,
         }
+    }
+
+    /// Projects each sample's conditioning once per run (`cond_proj · cond_b`, as `set_cond`
+    /// does for the model's own vector).
+    fn set_condition(
+        &self,
+        _: &CpuBackend,
+        ws: &mut MlpWorkspace,
+        cond: &[f32],
+        batch: usize,
+    ) -> Result<()> {
+        let c = ScoreModel::<CpuBackend>::cond_dim(self);
+        let (Some(proj), true) = (&self.weights.cond_proj, c > 0) else {
+            return Err(Error::config(
+                "cond",
+                "this model takes no per-sample conditioning (cond_dim = 0, or its own vector is set)",
+            ));
+        };
+        if Some(cond.len()) != batch.checked_mul(c) {
+            return Err(Error::shape(
+                "cond",
+                format!("must be [{batch}, {c}], got {} values", cond.len()),
+            ));
+        }
+        if let Some(i) = cond.iter().position(|v| !v.is_finite()) {
+            return Err(Error::config(
+                "cond",
+                format!("cond[{}][{}] = {} is not finite", i / c, i % c, cond[i]),
+            ));
+        }
+        let mut rows = CpuBackend.alloc(batch.saturating_mul(self.config.hidden))?;
+        for (row, cb) in rows
+            .chunks_exact_mut(self.config.hidden)
+            .zip(cond.chunks_exact(c))
+        {
+            row.copy_from_slice(&matvec(proj, cb));
+        }
+        ws.row_cond = rows;
+        ws.cond_batch = batch;
+        Ok(())
+    }
+
+    fn workspace(&self, _: &CpuBackend, max_rows: usize) -> Result<MlpWorkspace> {
         let chunk_len = self.chunk_len();
         let len = self
             .scratch_len(max_rows)
@@ -506,8 +615,13 @@ impl ScoreModel<CpuBackend> for MlpModel {
     }
 
     fn workspace_bytes(&self, max_rows: usize) -> usize {
+        // Plus the per-sample conditioning projections (at most one per row).
+        let cond = match ScoreModel::<CpuBackend>::cond_dim(self) {
+            0 => 0,
+            _ => max_rows.saturating_mul(self.config.hidden),
+        };
         self.scratch_len(max_rows)
-            .map_or(usize::MAX, |n| n.saturating_mul(4))
+            .map_or(usize::MAX, |n| n.saturating_add(cond).saturating_mul(4))
     }
 
     /// Tabulates τ(t) for `times`, or takes the table of an earlier run with the same model state
@@ -552,11 +666,12 @@ impl ScoreModel<CpuBackend> for MlpModel {
                     && out.len() >= end.saturating_mul(d)
                     && times.len() >= end =>
             {
-                self.eval_slices(
+                self.eval_rows(
                     ws,
                     &x[row0 * d..end * d],
                     &times[row0..end],
                     &mut out[row0 * d..end * d],
+                    row0,
                 )
             }
             _ => Err(Error::shape(

@@ -224,6 +224,30 @@ impl ScoreModel<CudaBackend> for MlpModel {
         self.config.prediction
     }
 
+    /// As on the CPU: C when the model's own vector is not set (so that a run without
+    /// conditioning is refused by the sampler, and one with it by `set_condition`).
+    fn cond_dim(&self) -> usize {
+        match self.cond {
+            None => self.config.cond_dim,
+            Some(_) => 0,
+        }
+    }
+
+    /// Per-sample conditioning of an MLP is implemented on the CPU backend only.
+    fn set_condition(
+        &self,
+        _: &CudaBackend,
+        _: &mut MlpCudaWorkspace,
+        _: &[f32],
+        _: usize,
+    ) -> Result<()> {
+        Err(crate::error::Error::device(
+            "mlp",
+            "per-sample conditioning of an MLP runs on the CPU backend only for now (or set the \
+             model's own vector with MlpModel::set_cond)",
+        ))
+    }
+
     /// GEMMs and kernels on the backend's stream, nothing on the host: recordable.
     fn recordable(&self) -> bool {
         true

@@ -23,8 +23,10 @@
 //! ```
 //!
 //! `out` is ε, x̂0, v or the score, as `prediction` declares ([`ModelOutput`]); the samplers convert
-//! it to ε̂. The conditioning vector `cond` (a robot observation, a class embedding, …) is fixed per
-//! run: set it with [`MlpModel::set_cond`]. `τ(t)` does not depend on the state, so
+//! it to ε̂. The conditioning vector `cond` (a robot observation, a class embedding, …) is either the
+//! model's own, fixed for every run ([`MlpModel::set_cond`]), or one per sample of a run
+//! (`RunInputs::cond`, `[batch][C]`; CPU backend): `cond_proj · cond_b` is then added per row, with
+//! the same roundings as the model's own vector (`tests/mlp_cond.rs`). `τ(t)` does not depend on the state, so
 //! [`ScoreModel::prepare_times`](crate::model::ScoreModel::prepare_times) tabulates it once per grid
 //! point (see `cpu.rs`). `tools/mlp_reference.py` is the PyTorch twin of this forward, written to
 //! match it operation for operation.
