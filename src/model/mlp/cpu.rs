@@ -172,7 +172,9 @@ fn matvec_lanes_into(lin: &Linear, u: &[f32], out: &mut [f32]) {
 
 /// Up to this many rows the `gemm` crate (no packing: 1.5 µs for 1×192×192 here) beats
 /// `matrixmultiply` (14 µs, it packs W on every call); above it `matrixmultiply` is faster
-/// (102 vs 153 µs at 256 rows), measured on the 2-core development machine.
+/// (102 vs 153 µs at 256 rows), measured on the 2-core development machine. The price: the two
+/// sum in different orders, so a row's bits depend on whether its call has more than this many
+/// rows — Picard at τ = 0 equals the sequential sampler bit for bit only for batches above it.
 const SMALL_ROWS: usize = 4;
 /// Weight matrices at least this large are split over threads in the small-rows path.
 const PARALLEL_WEIGHTS: usize = 1 << 15;
