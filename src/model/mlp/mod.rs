@@ -89,6 +89,7 @@
 
 mod cache;
 mod cpu;
+mod cpu_math;
 #[cfg(feature = "cuda")]
 mod cuda;
 #[cfg(feature = "cuda")]
@@ -436,7 +437,7 @@ impl MlpModel {
                 format!("cond[{i}] = {} is not finite", cond[i]),
             ));
         }
-        self.cond_h = cpu::matvec(proj, cond);
+        self.cond_h = cpu_math::matvec(proj, cond);
         self.cond = Some(cond.to_vec());
         self.id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         Ok(())
