@@ -231,13 +231,14 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
             ))
         }
         (Some(cond), c) => {
-            if cond.len() != shape.batch * c {
+            let want = shape.batch.checked_mul(c);
+            if want != Some(cond.len()) {
                 return Err(Error::shape(
                     "cond",
                     format!(
                         "must be [{}, {c}] ({} values), got {}",
                         shape.batch,
-                        shape.batch * c,
+                        want.map_or("more than 2^64".into(), |n| n.to_string()),
                         cond.len()
                     ),
                 ));
