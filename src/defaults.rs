@@ -7,7 +7,7 @@
 /// 37 (`docs/perf/2026-11-26-h200-run8/`); on the 64-D mixture (`picardiff compare --window`) DDPM
 /// τ = 0.1 37 and 37, DDIM τ = 1e-3 26 and 27.
 pub const WINDOW: usize = 256;
-/// Early-stopping time η of the continuous schedules.
+/// Early-stopping time δ of the continuous schedules (`--t-end`; η is DDIM's stochasticity).
 pub const T_END: f64 = 1e-3;
 /// Step scale κ of the paper grid.
 pub const KAPPA: f64 = 0.05;

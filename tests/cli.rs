@@ -318,7 +318,10 @@ fn cuda_without_the_feature_is_a_clear_error() {
         &dir.0,
     );
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("device cpu"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("device cpu"), "{stderr}");
+    // A CPU-only build has nothing wrong with it: no advice to rebuild unless cuda was asked for.
+    assert!(!stderr.contains("rebuild"), "{stderr}");
 }
 
 #[test]
@@ -332,6 +335,22 @@ fn usage_errors_are_clap_errors() {
     assert!(
         help.contains("--grid") && help.contains("ignored"),
         "{help}"
+    );
+    // One symbol per quantity: η is DDIM's --eta, the early-stopping time of --t-end is δ.
+    let t_end = help.split("--t-end <").nth(1).expect("--t-end in the help");
+    let t_end = &t_end[..t_end.find("\n  -").unwrap_or(t_end.len())];
+    assert!(
+        t_end.starts_with("DELTA>") && t_end.contains("δ > 0"),
+        "{t_end}"
+    );
+    assert!(
+        !t_end.contains("= η") && !t_end.contains("<ETA>"),
+        "{t_end}"
+    );
+    let eta = help.split("--eta <").nth(1).expect("--eta in the help");
+    assert!(
+        eta[..eta.find("\n  -").unwrap_or(eta.len())].contains("stochasticity η"),
+        "{eta}"
     );
 }
 

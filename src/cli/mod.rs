@@ -95,7 +95,8 @@ pub struct RunArgs {
     /// scheduler gives it (ddpm or ddim override it).
     #[arg(long, value_name = "RULE", help_heading = "Problem")]
     pub rule: Option<String>,
-    /// Stochasticity of the ddpm/ddim rules (ddpm: 1, ddim: 0).
+    /// DDIM's stochasticity η of the ddpm/ddim rules (ddpm: 1, ddim: 0); not the early-stopping
+    /// time of --t-end.
     #[arg(
         long,
         value_name = "E",
@@ -112,10 +113,10 @@ pub struct RunArgs {
         help_heading = "Continuous schedules (ou, vp-linear)"
     )]
     pub horizon: Option<f64>,
-    /// Early-stopping time η > 0: sampling ends at t = η [default: 1e-3].
+    /// Early-stopping time δ > 0: sampling ends at t = δ [default: 1e-3] (not --eta, DDIM's η).
     #[arg(
         long,
-        value_name = "ETA",
+        value_name = "DELTA",
         allow_negative_numbers = true,
         help_heading = "Continuous schedules (ou, vp-linear)"
     )]
