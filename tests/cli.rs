@@ -470,3 +470,59 @@ fn mlp_models_sample_compare_and_report_info() {
     ];
     assert_one_line_error(&bad, &dir.0, "--schedule is required");
 }
+
+/// Issue 17: `bench` prints each row when its run finishes, not the whole table at the end. The
+/// D = 2 rows arrive while the D = 10^6 runs (seconds each) are still going; the bench is then killed.
+#[test]
+fn bench_streams_each_row_as_it_finishes() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    use std::sync::mpsc;
+    let dir = TempDir::new("bench-stream");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_picardiff"))
+        .args(["bench", "--device", "cpu", "--dims", "2,1000000"])
+        .args(["--batches", "1", "--steps", "1000", "--repeat", "1"])
+        .current_dir(&dir.0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Generous for a loaded machine; the D = 2 group takes milliseconds.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let mut rows = Vec::new();
+    while !rows
+        .iter()
+        .any(|l: &String| l.contains("D=2 ") && l.contains("blocks"))
+    {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => rows.push(line),
+            Err(_) => break,
+        }
+    }
+    let still_running = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    let d2: Vec<_> = rows
+        .iter()
+        .filter(|l| l.starts_with("| mixture D=2 "))
+        .collect();
+    assert_eq!(
+        d2.len(),
+        3,
+        "sequential, picard and blocks rows of D = 2: {rows:?}"
+    );
+    assert!(
+        still_running,
+        "the D = 2 rows came only when the bench ended: {rows:?}"
+    );
+}

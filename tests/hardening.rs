@@ -438,8 +438,9 @@ fn a_conditioning_size_that_overflows_is_an_error() {
 /// profile setting (`overflow-checks = false`, `debug-assertions = false`) turns them off.
 #[test]
 fn the_hostile_tests_run_with_overflow_checks() {
+    let debug_assertions = std::hint::black_box(cfg!(debug_assertions));
     assert!(
-        cfg!(debug_assertions),
+        debug_assertions,
         "cargo test must keep debug assertions on (Cargo.toml [profile.test]/[profile.dev])"
     );
     let here = std::panic::catch_unwind(|| std::hint::black_box(usize::MAX) + 1);

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use picardiff::backend::PicardForm;
-use picardiff::model::{load_model, ModelFile};
+use picardiff::model::{load_model, DiffusionPolicy, ModelFile};
 use picardiff::prelude::*;
 use serde_json::{json, Value};
 
@@ -162,22 +162,29 @@ pub fn bench(a: &BenchArgs) -> CliResult<()> {
         (a.json.as_deref(), "--json"),
         (a.markdown.as_deref(), "--markdown"),
     ])?;
+    for &steps in &a.steps {
+        Grid::discrete(&schedule, steps, Spacing::Leading)?;
+    }
+    // Policies load before anything runs: a bad directory is reported at once, not after the rest.
+    let policies = a
+        .policy
+        .iter()
+        .map(|p| DiffusionPolicy::from_dir(p).map_err(CliError::from))
+        .collect::<CliResult<Vec<_>>>()?;
     let device = Device::open(&a.device)?;
-    let mut rows: Vec<Value> = Vec::new();
-    let mut md = format!(
+    let mut table = Table::new(format!(
         "device {}, ddpm-linear, ddpm rule, tol {}, blocks K = {} (fixed); wall = median of {} runs\n\n\
          | model | batch | steps | sampler | rounds | nfe | wall ms | speedup vs sequential | max dev |\n|---|---|---|---|---|---|---|---|---|\n",
         device.name(), a.tol, a.iters, a.repeat
-    );
+    ))?;
     for (name, model) in models {
         let mut model = Some(model);
         for &steps in &a.steps {
             for &batch in &a.batches {
-                let grid = Grid::discrete(&schedule, steps, Spacing::Leading)?;
                 let p = Problem {
                     model: model.take().expect("model"),
                     schedule: schedule.clone(),
-                    grid,
+                    grid: Grid::discrete(&schedule, steps, Spacing::Leading)?,
                     rule,
                     batch,
                     seed: 1,
@@ -188,102 +195,147 @@ pub fn bench(a: &BenchArgs) -> CliResult<()> {
                     sample_shape: Vec::new(),
                     info: Default::default(),
                 };
-                let mut kinds = vec![(String::from("sequential"), SamplerKind::Sequential)];
-                let windows = if a.window.is_empty() {
-                    vec![steps]
-                } else {
-                    a.window.clone()
-                };
-                for &window in &windows {
-                    for &form in &forms {
-                        let mut label = String::from(match form {
-                            PicardForm::Scan => "picard",
-                            PicardForm::Drift => "picard-drift",
-                        });
-                        if window < steps {
-                            label += &format!(" p={window}");
-                        }
-                        kinds.push((
-                            label,
-                            SamplerKind::Picard {
-                                window,
-                                tol: a.tol,
-                                max_iters: None,
-                                form,
-                            },
-                        ));
-                    }
-                }
-                kinds.push((
-                    "blocks".into(),
-                    SamplerKind::Blocks {
-                        block_len: 1000.0 / 10.0,
-                        iters: a.iters,
-                        tol: 0.0,
-                        form: PicardForm::Scan,
-                        corrector: None,
-                    },
-                ));
-                // The baseline: the sequential sampler with graphs (one recorded step replayed for
-                // every step) unless only eager rows are asked for; with both, its eager run too.
-                let seq_graphs = graph_modes.contains(&true);
-                device.set_graphs(seq_graphs);
-                let seq = timed(&device, &p, &kinds[0].1, a.repeat)?;
-                let seq_label = if seq_graphs || !device.has_graphs() {
-                    kinds[0].0.clone()
-                } else {
-                    format!("{} eager", kinds[0].0)
-                };
-                let mut runs = vec![(seq_label, seq.clone())];
-                for &graphs in graph_modes {
-                    device.set_graphs(graphs);
-                    if !graphs && seq_graphs && device.has_graphs() {
-                        let label = format!("{} eager", kinds[0].0);
-                        runs.push((label, timed(&device, &p, &kinds[0].1, a.repeat)?));
-                    }
-                    for (label, kind) in &kinds[1..] {
-                        let label = if graphs || !device.has_graphs() {
-                            label.clone()
-                        } else {
-                            format!("{label} eager")
-                        };
-                        runs.push((label, timed(&device, &p, kind, a.repeat)?));
-                    }
-                    if !device.has_graphs() {
-                        break;
-                    }
-                }
-                device.set_graphs(true);
-                for (label, out) in &runs {
-                    let (dev, speedup) = (
-                        max_abs_diff(&out.samples, &seq.samples),
-                        seq.stats.wall_ms / out.stats.wall_ms,
-                    );
-                    let s = &out.stats;
-                    md += &format!(
-                        "| {name} | {batch} | {steps} | {label} | {} | {} | {:.2} | {speedup:.2}x | {dev:.2e} |\n",
-                        s.rounds, s.nfe, s.wall_ms
-                    );
-                    rows.push(json!({"model": name, "dim": p.dim(), "batch": batch, "steps": steps, "sampler": label,
-                        "rounds": s.rounds, "nfe": s.nfe, "wall_ms": s.wall_ms, "host_syncs": s.host_syncs,
-                        "recorded": s.recorded, "replayed": s.replayed, "worst_block_residual": s.worst_block_residual,
-                        "sequential_wall_ms": seq.stats.wall_ms, "speedup": speedup, "max_abs_diff": dev}));
-                }
+                let kinds = samplers(a, &forms, steps);
+                bench_problem(a, &device, &name, &p, &kinds, graph_modes, &mut table)?;
                 model = Some(p.model);
             }
         }
     }
-    for path in &a.policy {
-        super::bench_policy::bench_policy(a, &device, path, &mut md, &mut rows)?;
+    for policy in policies {
+        super::bench_policy::bench_policy(a, &device, policy, &mut table)?;
     }
-    emit(&md)?;
     if let Some(path) = &a.markdown {
-        output::write_atomic(path, "--markdown", |w| w.write_all(md.as_bytes()))?;
+        output::write_atomic(path, "--markdown", |w| w.write_all(table.md.as_bytes()))?;
     }
     if let Some(path) = &a.json {
-        let doc = json!({"device": device.name(), "tol": a.tol, "repeat": a.repeat, "rows": rows});
+        let doc =
+            json!({"device": device.name(), "tol": a.tol, "repeat": a.repeat, "rows": table.rows});
         let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
         output::write_atomic(path, "--json", |w| w.write_all(text.as_bytes()))?;
     }
+    Ok(())
+}
+
+/// The bench's markdown table and JSON rows. Every line goes to stdout as it is added, so a long
+/// bench shows each row when its run finishes.
+pub(super) struct Table {
+    /// The markdown so far (header and rows), for `--markdown`.
+    pub md: String,
+    /// The JSON rows so far, for `--json`.
+    pub rows: Vec<Value>,
+}
+
+impl Table {
+    /// A table that starts with `header`, printed now.
+    fn new(header: String) -> CliResult<Table> {
+        emit(&header)?;
+        Ok(Table {
+            md: header,
+            rows: Vec::new(),
+        })
+    }
+
+    /// Prints the markdown `line` and keeps it with its JSON `row`.
+    pub(super) fn push(&mut self, line: String, row: Value) -> CliResult<()> {
+        emit(&line)?;
+        self.md += &line;
+        self.rows.push(row);
+        Ok(())
+    }
+}
+
+/// The parallel samplers timed on `steps` steps, labelled: Picard for every window and form, then
+/// blocks (a tenth of the 1000 training steps long, exactly `--iters` iterations).
+fn samplers(a: &BenchArgs, forms: &[PicardForm], steps: usize) -> Vec<(String, SamplerKind)> {
+    let windows = if a.window.is_empty() {
+        vec![steps]
+    } else {
+        a.window.clone()
+    };
+    let mut kinds = Vec::new();
+    for &window in &windows {
+        for &form in forms {
+            let mut label = String::from(match form {
+                PicardForm::Scan => "picard",
+                PicardForm::Drift => "picard-drift",
+            });
+            if window < steps {
+                label += &format!(" p={window}");
+            }
+            let tol = a.tol;
+            let kind = SamplerKind::Picard {
+                window,
+                tol,
+                max_iters: None,
+                form,
+            };
+            kinds.push((label, kind));
+        }
+    }
+    let blocks = SamplerKind::Blocks {
+        block_len: 1000.0 / 10.0,
+        iters: a.iters,
+        tol: 0.0,
+        form: PicardForm::Scan,
+        corrector: None,
+    };
+    kinds.push(("blocks".into(), blocks));
+    kinds
+}
+
+/// Times the sequential sampler and then each of `kinds` on `p` (eager rows too with `--graphs
+/// both`), adding each row to `table` as its run finishes.
+fn bench_problem(
+    a: &BenchArgs,
+    device: &Device,
+    name: &str,
+    p: &Problem,
+    kinds: &[(String, SamplerKind)],
+    graph_modes: &[bool],
+    table: &mut Table,
+) -> CliResult<()> {
+    let eager = |label: &str, graphs: bool| {
+        if graphs || !device.has_graphs() {
+            label.to_string()
+        } else {
+            format!("{label} eager")
+        }
+    };
+    // The baseline: the sequential sampler with graphs (one recorded step replayed for every step)
+    // unless only eager rows are asked for; with both, its eager run too.
+    let seq_graphs = graph_modes.contains(&true);
+    device.set_graphs(seq_graphs);
+    let seq = timed(device, p, &SamplerKind::Sequential, a.repeat)?;
+    let mut add = |label: String, out: &RunOutput| {
+        let (dev, speedup) = (
+            max_abs_diff(&out.samples, &seq.samples),
+            seq.stats.wall_ms / out.stats.wall_ms,
+        );
+        let (s, (batch, steps)) = (&out.stats, (p.batch, p.steps()));
+        let line = format!(
+            "| {name} | {batch} | {steps} | {label} | {} | {} | {:.2} | {speedup:.2}x | {dev:.2e} |\n",
+            s.rounds, s.nfe, s.wall_ms
+        );
+        table.push(line, json!({"model": name, "dim": p.dim(), "batch": batch, "steps": steps, "sampler": label,
+            "rounds": s.rounds, "nfe": s.nfe, "wall_ms": s.wall_ms, "host_syncs": s.host_syncs,
+            "recorded": s.recorded, "replayed": s.replayed, "worst_block_residual": s.worst_block_residual,
+            "sequential_wall_ms": seq.stats.wall_ms, "speedup": speedup, "max_abs_diff": dev}))
+    };
+    add(eager("sequential", seq_graphs), &seq)?;
+    for &graphs in graph_modes {
+        device.set_graphs(graphs);
+        if !graphs && seq_graphs && device.has_graphs() {
+            let out = timed(device, p, &SamplerKind::Sequential, a.repeat)?;
+            add(eager("sequential", false), &out)?;
+        }
+        for (label, kind) in kinds {
+            let out = timed(device, p, kind, a.repeat)?;
+            add(eager(label, graphs), &out)?;
+        }
+        if !device.has_graphs() {
+            break;
+        }
+    }
+    device.set_graphs(true);
     Ok(())
 }
