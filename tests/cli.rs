@@ -526,3 +526,70 @@ fn bench_streams_each_row_as_it_finishes() {
         "the D = 2 rows came only when the bench ended: {rows:?}"
     );
 }
+
+/// Issue 17: a long run draws a progress line on a terminal's stderr (erased at the end), and
+/// nothing of it reaches a pipe. The terminal is `script`'s pseudo-terminal (util-linux). The run
+/// (6000 samples × 1000 steps, sequential) lasts seconds on the 2-core VM; the line appears after
+/// 0.5 s.
+#[test]
+fn long_runs_show_progress_on_a_terminal_only() {
+    let dir = TempDir::new("progress");
+    let model = example("mixture_64d.json");
+    let run = |batch: &str| {
+        [
+            "sample",
+            "--model",
+            &model,
+            "--schedule",
+            "ddpm-linear",
+            "--steps",
+            "1000",
+            "--rule",
+            "ddpm",
+            "--sampler",
+            "sequential",
+            "--device",
+            "cpu",
+            "--batch",
+            batch,
+        ]
+        .map(String::from)
+    };
+    let piped = picardiff(&run("1000").each_ref().map(String::as_str), &dir.0);
+    assert!(piped.status.success());
+    let stderr = String::from_utf8_lossy(&piped.stderr);
+    assert!(
+        !stderr.contains("steps final") && !stderr.contains('\r'),
+        "{stderr}"
+    );
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped the terminal half: no `script` (util-linux) on PATH");
+        return;
+    }
+    let command = std::iter::once(env!("CARGO_BIN_EXE_picardiff").to_string())
+        .chain(run("6000"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let log = dir.path("typescript");
+    let out = std::process::Command::new("script")
+        .args(["-qfec", &command])
+        .arg(&log)
+        .current_dir(&dir.0)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let tty = std::fs::read_to_string(&log).unwrap();
+    let last = tty.rfind(" steps final, ").expect("a progress line");
+    assert!(
+        tty[..last].contains("\r\x1b[2Kpicardiff: sequential [#"),
+        "{tty}"
+    );
+    assert!(
+        tty[last..].contains("\r\x1b[2K"),
+        "the line is erased at the end: {tty}"
+    );
+}
