@@ -367,12 +367,15 @@ fn demo_prints_a_table_per_sampler() {
         "nfe",
         "wall ms",
         "max |Δ|",
+        "t-end = 0.001",
     ] {
         assert!(
             stdout.contains(word),
             "demo output lacks `{word}`:\n{stdout}"
         );
     }
+    // eta is DDIM's stochasticity only, not the OU problem's early-stopping time.
+    assert!(!stdout.contains("eta ="), "{stdout}");
     // The 1000-step DDPM table: picard needs far fewer than 1000 rounds.
     let picard_rounds: u64 = stdout
         .lines()
