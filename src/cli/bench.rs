@@ -91,10 +91,9 @@ pub(super) fn timed(
     Ok(out)
 }
 
-/// `picardiff bench`.
-pub fn bench(a: &BenchArgs) -> CliResult<()> {
-    let schedule = Schedule::from_name("ddpm-linear", 1000)?;
-    let rule = StepRule::from_name("ddpm", None)?;
+/// The models timed: the exact mixtures of `--dims` (refused before they are built when their
+/// means do not fit in free memory) and the `--mlp` files.
+fn models(a: &BenchArgs, schedule: &Schedule) -> CliResult<Vec<(String, CliModel)>> {
     let mut models: Vec<(String, CliModel)> = Vec::new();
     for &d in &a.dims {
         // The mixture's means (rows and the flattened copy in f64, the model's f32 copy, a row
@@ -129,6 +128,11 @@ pub fn bench(a: &BenchArgs) -> CliResult<()> {
             }
         }
     }
+    Ok(models)
+}
+
+/// `--forms` and `--graphs`, parsed.
+fn forms_and_graphs(a: &BenchArgs) -> CliResult<(Vec<PicardForm>, &'static [bool])> {
     let forms = a
         .forms
         .iter()
@@ -140,7 +144,7 @@ pub fn bench(a: &BenchArgs) -> CliResult<()> {
             ))),
         })
         .collect::<CliResult<Vec<_>>>()?;
-    let graph_modes: &[bool] = match a.graphs.as_str() {
+    let graph_modes: &'static [bool] = match a.graphs.as_str() {
         "on" => &[true],
         "off" => &[false],
         "both" => &[true, false],
@@ -150,6 +154,15 @@ pub fn bench(a: &BenchArgs) -> CliResult<()> {
             )))
         }
     };
+    Ok((forms, graph_modes))
+}
+
+/// `picardiff bench`.
+pub fn bench(a: &BenchArgs) -> CliResult<()> {
+    let schedule = Schedule::from_name("ddpm-linear", 1000)?;
+    let rule = StepRule::from_name("ddpm", None)?;
+    let models = models(a, &schedule)?;
+    let (forms, graph_modes) = forms_and_graphs(a)?;
     if a.repeat == 0 {
         return Err(CliError::new("--repeat: must be at least 1, got 0"));
     }
