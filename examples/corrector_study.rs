@@ -1,9 +1,9 @@
 //! Does PIADM-ODE's Langevin corrector bring a coarse ODE grid closer to the target?
 //!
-//! `cargo run --release --example corrector_study` — the `ou` process (T = 10, η = 1e-3), the
+//! `cargo run --release --example corrector_study` — the `ou` process (T = 10, δ = 1e-3), the
 //! `exp-ode` rule on coarse `paper` grids, blocks of length 1 with enough iterations to be exact per
 //! block (so the only error is the ODE discretisation), with and without the corrector; the sliced
-//! Wasserstein-2 distance to exact samples of q_η (the target at the early-stopping time).
+//! Wasserstein-2 distance to exact samples of q_δ (the target at the early-stopping time δ).
 
 use picardiff::metrics::sliced_wasserstein;
 use picardiff::prelude::*;
@@ -29,7 +29,7 @@ fn main() -> Result<()> {
         ),
     ];
     let batch = 4096;
-    println!("| mixture | κ | steps | corrector (γ, time, steps) | rounds | nfe | SW2 to q_η |");
+    println!("| mixture | κ | steps | corrector (γ, time, steps) | rounds | nfe | SW2 to q_δ |");
     println!("|---|---|---|---|---|---|---|");
     for (name, mix) in &mixtures {
         let (eta_alpha, eta_sigma) = schedule.alpha_sigma(1e-3);

@@ -11,7 +11,7 @@
 use picardiff::backend::cpu::CpuBackend;
 use picardiff::device::{Device, ModelRef};
 use picardiff::metrics::{per_sample_deviation, quantile};
-use picardiff::model::{load_model, GmmModel, Mixture, ModelFile, MlpModel};
+use picardiff::model::{load_model, GmmModel, Mixture, MlpModel, ModelFile};
 use picardiff::sampler::{RunInputs, RunOutput};
 use picardiff::schedule::ModelOutput;
 use picardiff::spec::{ModelRun, Plan, RuleName, RunSpec, SamplerName, ScheduleName};
@@ -38,10 +38,26 @@ fn cases(long: bool) -> Vec<Case> {
     const STOCHASTIC: &[f64] = &[0.3, 0.1, 0.03, 0.01];
     const DETERMINISTIC: &[f64] = &[1e-1, 3e-2, 1e-2, 3e-3, 1e-3];
     let mut v = vec![
-        Case { name: "DDPM-100", spec: spec(DdpmLinear, Ddpm, 100), taus: STOCHASTIC },
-        Case { name: "DDIM-100", spec: spec(DdpmLinear, Ddim, 100), taus: DETERMINISTIC },
-        Case { name: "DDIM-25", spec: spec(DdpmLinear, Ddim, 25), taus: DETERMINISTIC },
-        Case { name: "flow Euler-10", spec: spec(Flow, Euler, 10), taus: DETERMINISTIC },
+        Case {
+            name: "DDPM-100",
+            spec: spec(DdpmLinear, Ddpm, 100),
+            taus: STOCHASTIC,
+        },
+        Case {
+            name: "DDIM-100",
+            spec: spec(DdpmLinear, Ddim, 100),
+            taus: DETERMINISTIC,
+        },
+        Case {
+            name: "DDIM-25",
+            spec: spec(DdpmLinear, Ddim, 25),
+            taus: DETERMINISTIC,
+        },
+        Case {
+            name: "flow Euler-10",
+            spec: spec(Flow, Euler, 10),
+            taus: DETERMINISTIC,
+        },
         Case {
             name: "DPM-Solver++(2M)-20",
             spec: RunSpec {
@@ -52,7 +68,11 @@ fn cases(long: bool) -> Vec<Case> {
         },
     ];
     if long {
-        v.push(Case { name: "DDPM-1000", spec: spec(DdpmLinear, Ddpm, 1000), taus: STOCHASTIC });
+        v.push(Case {
+            name: "DDPM-1000",
+            spec: spec(DdpmLinear, Ddpm, 1000),
+            taus: STOCHASTIC,
+        });
     }
     v
 }
@@ -68,7 +88,11 @@ fn forms() -> Vec<(&'static str, RunSpec)> {
         sampler: Some(SamplerName::Blocks),
         ..RunSpec::default()
     };
-    vec![("picard scan", picard("scan")), ("picard drift", picard("drift")), ("blocks", blocks)]
+    vec![
+        ("picard scan", picard("scan")),
+        ("picard drift", picard("drift")),
+        ("blocks", blocks),
+    ]
 }
 
 /// A model the frontier runs on, with what it says about its schedule.
@@ -119,12 +143,20 @@ fn frontier(label: &str, net: &Net, batch: usize, long: bool) {
             ..case.spec.clone()
         };
         let seq_plan = seq_spec.plan(model_run, output).expect("plan");
-        let inputs = RunInputs { batch, seed: 1, ..Default::default() };
+        let inputs = RunInputs {
+            batch,
+            seed: 1,
+            ..Default::default()
+        };
         let seq = run(net, &seq_plan, &inputs, &seq_plan);
         let dim = seq.samples.len() / batch;
         for (form, over) in forms() {
             for &tau in case.taus {
-                let s = RunSpec { tol: Some(tau), ..case.spec.clone() }.overlaid(&over);
+                let s = RunSpec {
+                    tol: Some(tau),
+                    ..case.spec.clone()
+                }
+                .overlaid(&over);
                 let plan = match s.plan(model_run, output) {
                     Ok(p) => p,
                     Err(e) => {
@@ -157,12 +189,24 @@ fn main() {
     println!("# Rounds against per-sample deviation from sequential (`cargo run --release --example frontier -- {which}`)");
     println!("\nSeed 1, window 256 (at most the steps), blocks of 100 timesteps (DDPM/DDIM/DPM) or the whole grid (flow: 1000 timesteps) with K = the longest block's length; deviation = max over elements of |x − x_seq| per sample.");
     if which == "mixture" || which == "all" {
-        frontier("examples/mixture_64d.json (exact scores)", &Net::Mixture(Mixture::example_64d()), 16, true);
+        frontier(
+            "examples/mixture_64d.json (exact scores)",
+            &Net::Mixture(Mixture::example_64d()),
+            16,
+            true,
+        );
     }
     if which == "mlp" || which == "all" {
-        let Ok(ModelFile::Mlp(m)) = load_model(std::path::Path::new("examples/models/mix64d.safetensors")) else {
+        let Ok(ModelFile::Mlp(m)) =
+            load_model(std::path::Path::new("examples/models/mix64d.safetensors"))
+        else {
             panic!("examples/models/mix64d.safetensors");
         };
-        frontier("examples/models/mix64d.safetensors (trained MLP, H = 256)", &Net::Mlp(m), 16, false);
+        frontier(
+            "examples/models/mix64d.safetensors (trained MLP, H = 256)",
+            &Net::Mlp(m),
+            16,
+            false,
+        );
     }
 }

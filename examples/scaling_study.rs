@@ -2,7 +2,7 @@
 //! dimension. Exact mixture scores (4 components, means N(0, I) per coordinate, std 0.5), D = 2^4 …
 //! 2^max, fixed grids and tolerances:
 //! - `picard`: 1000-step DDPM (`ddpm-linear`, ddpm rule), full window, τ = 0.1;
-//! - `blocks`: the `ou` process (T = 10, η = 1e-3), `paper` grid κ = 0.05 (322 steps), `exp-sde`,
+//! - `blocks`: the `ou` process (T = 10, δ = 1e-3), `paper` grid κ = 0.05 (322 steps), `exp-sde`,
 //!   blocks of length 1 stopped at τ = 0.1 (at most 40 iterations each).
 //!
 //! `cargo run --release --example scaling_study -- [max_log2_dim=14] [batch=4] [out.json]`

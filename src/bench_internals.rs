@@ -5,6 +5,8 @@
 //!
 //! - [`CpuChecked`]: the CPU backend's sequential step and Picard advance with their non-finite
 //!   check compiled in or out (`benches/nonfinite_check.rs` measures what the check costs).
+//! - [`overflow_checks`]: whether the library was compiled with integer overflow checks (the hostile
+//!   tests rely on them: `tests/hardening.rs`).
 //! - `set_sweep_path` / `SweepPath` (with `cuda`): force one Picard sweep kernel for the calling
 //!   thread's launches (`benches/cuda_picard.rs`, `tests/gpu_kernels.rs`).
 
@@ -14,6 +16,13 @@ use crate::error::Result;
 
 #[cfg(feature = "cuda")]
 pub use crate::backend::cuda::launch::{set_sweep_path, SweepPath};
+
+/// Whether this build of the library panics on integer overflow (Cargo's `overflow-checks`, on
+/// with debug assertions in the dev and test profiles). Overflows once inside `catch_unwind`: with
+/// checks on, the panic's message lands in the caller's (captured) test output.
+pub fn overflow_checks() -> bool {
+    std::panic::catch_unwind(|| std::hint::black_box(u32::MAX) + std::hint::black_box(1)).is_err()
+}
 
 /// [`CpuBackend`]'s fused operations with the non-finite check as a compile-time switch
 /// (`CHECK = true` is what the library runs; `false` only measures the check's cost).

@@ -21,7 +21,7 @@ pub const TOL_STOCHASTIC: f64 = 0.1;
 pub const TOL_DETERMINISTIC: f64 = 1e-3;
 /// Timestep spacing of discrete schedules (diffusers' default).
 pub const SPACING: Spacing = Spacing::Leading;
-/// Early-stopping time t_end of the continuous schedules.
+/// Early-stopping time δ of the continuous schedules (`--t-end`; η is DDIM's stochasticity).
 pub const T_END: f64 = 1e-3;
 /// Step scale κ of the paper grid.
 pub const KAPPA: f64 = 0.05;

@@ -43,7 +43,7 @@ fn blocks_with_enough_iterations_equal_sequential_and_error_falls_with_k() {
         &inputs,
     )
     .unwrap();
-    let longest = 142; // the last block: t from 1 down to η
+    let longest = 142; // the last block: t from 1 down to δ
     let blocks = |iters| SamplerKind::Blocks {
         block_len: 1.0,
         iters,

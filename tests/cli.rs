@@ -318,7 +318,10 @@ fn cuda_without_the_feature_is_a_clear_error() {
         &dir.0,
     );
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("device cpu"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("device cpu"), "{stderr}");
+    // A CPU-only build has nothing wrong with it: no advice to rebuild unless cuda was asked for.
+    assert!(!stderr.contains("rebuild"), "{stderr}");
 }
 
 #[test]
@@ -332,6 +335,22 @@ fn usage_errors_are_clap_errors() {
     assert!(
         help.contains("--grid") && help.contains("ignored"),
         "{help}"
+    );
+    // One symbol per quantity: η is DDIM's --eta, the early-stopping time of --t-end is δ.
+    let t_end = help.split("--t-end <").nth(1).expect("--t-end in the help");
+    let t_end = &t_end[..t_end.find("\n  -").unwrap_or(t_end.len())];
+    assert!(
+        t_end.starts_with("DELTA>") && t_end.contains("δ > 0"),
+        "{t_end}"
+    );
+    assert!(
+        !t_end.contains("= η") && !t_end.contains("<ETA>"),
+        "{t_end}"
+    );
+    let eta = help.split("--eta <").nth(1).expect("--eta in the help");
+    assert!(
+        eta[..eta.find("\n  -").unwrap_or(eta.len())].contains("stochasticity η"),
+        "{eta}"
     );
 }
 
@@ -348,12 +367,15 @@ fn demo_prints_a_table_per_sampler() {
         "nfe",
         "wall ms",
         "max |Δ|",
+        "t-end = 0.001",
     ] {
         assert!(
             stdout.contains(word),
             "demo output lacks `{word}`:\n{stdout}"
         );
     }
+    // eta is DDIM's stochasticity only, not the OU problem's early-stopping time.
+    assert!(!stdout.contains("eta ="), "{stdout}");
     // The 1000-step DDPM table: picard needs far fewer than 1000 rounds.
     let picard_rounds: u64 = stdout
         .lines()
@@ -450,4 +472,127 @@ fn mlp_models_sample_compare_and_report_info() {
         "ddpm",
     ];
     assert_one_line_error(&bad, &dir.0, "--schedule is required");
+}
+
+/// Issue 17: `bench` prints each row when its run finishes, not the whole table at the end. The
+/// D = 2 rows arrive while the D = 10^6 runs (seconds each) are still going; the bench is then killed.
+#[test]
+fn bench_streams_each_row_as_it_finishes() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    use std::sync::mpsc;
+    let dir = TempDir::new("bench-stream");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_picardiff"))
+        .args(["bench", "--device", "cpu", "--dims", "2,1000000"])
+        .args(["--batches", "1", "--steps", "1000", "--repeat", "1"])
+        .current_dir(&dir.0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Generous for a loaded machine; the D = 2 group takes milliseconds.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let mut rows = Vec::new();
+    while !rows
+        .iter()
+        .any(|l: &String| l.contains("D=2 ") && l.contains("blocks"))
+    {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => rows.push(line),
+            Err(_) => break,
+        }
+    }
+    let still_running = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    let d2: Vec<_> = rows
+        .iter()
+        .filter(|l| l.starts_with("| mixture D=2 "))
+        .collect();
+    assert_eq!(
+        d2.len(),
+        3,
+        "sequential, picard and blocks rows of D = 2: {rows:?}"
+    );
+    assert!(
+        still_running,
+        "the D = 2 rows came only when the bench ended: {rows:?}"
+    );
+}
+
+/// Issue 17: a long run draws a progress line on a terminal's stderr (erased at the end), and
+/// nothing of it reaches a pipe. The terminal is `script`'s pseudo-terminal (util-linux). The run
+/// (6000 samples × 1000 steps, sequential) lasts seconds on the 2-core VM; the line appears after
+/// 0.5 s.
+#[test]
+fn long_runs_show_progress_on_a_terminal_only() {
+    let dir = TempDir::new("progress");
+    let model = example("mixture_64d.json");
+    let run = |batch: &str| {
+        [
+            "sample",
+            "--model",
+            &model,
+            "--schedule",
+            "ddpm-linear",
+            "--steps",
+            "1000",
+            "--rule",
+            "ddpm",
+            "--sampler",
+            "sequential",
+            "--device",
+            "cpu",
+            "--batch",
+            batch,
+        ]
+        .map(String::from)
+    };
+    let piped = picardiff(&run("1000").each_ref().map(String::as_str), &dir.0);
+    assert!(piped.status.success());
+    let stderr = String::from_utf8_lossy(&piped.stderr);
+    assert!(
+        !stderr.contains("steps final") && !stderr.contains('\r'),
+        "{stderr}"
+    );
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped the terminal half: no `script` (util-linux) on PATH");
+        return;
+    }
+    let command = std::iter::once(env!("CARGO_BIN_EXE_picardiff").to_string())
+        .chain(run("6000"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let log = dir.path("typescript");
+    let out = std::process::Command::new("script")
+        .args(["-qfec", &command])
+        .arg(&log)
+        .current_dir(&dir.0)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let tty = std::fs::read_to_string(&log).unwrap();
+    let last = tty.rfind(" steps final, ").expect("a progress line");
+    assert!(
+        tty[..last].contains("\r\x1b[2Kpicardiff: sequential [#"),
+        "{tty}"
+    );
+    assert!(
+        tty[last..].contains("\r\x1b[2K"),
+        "the line is erased at the end: {tty}"
+    );
 }

@@ -464,6 +464,15 @@ fn bench_checks_outputs_and_repeat_first() {
     let out = picardiff(&with(&bench, &["--json", "/proc/picardiff.json"]), &dir.0);
     assert!(out.stdout.is_empty() && !out.status.success());
     assert_one_line_error(&with(&bench, &["--repeat", "0"]), &dir.0, "--repeat");
+    // Policies and grids are checked before the first run (the rows stream as runs finish).
+    let none = dir.arg("no-policy");
+    for extra in [&["--policy", &none][..], &["--steps", "10,2000"]] {
+        assert_one_line_error(&with(&bench, extra), &dir.0, "");
+        assert!(
+            picardiff(&with(&bench, extra), &dir.0).stdout.is_empty(),
+            "{extra:?}"
+        );
+    }
     let j = dir.arg("b.json");
     assert_one_line_error(
         &with(&bench, &["--json", &j, "--markdown", &j]),

@@ -415,3 +415,98 @@ fn cpu_buffer_ops_refuse_bad_ranges() {
     assert!(b.copy(&src, 0, &mut dst, 0, 4).is_ok());
     assert!(b.fill(&mut dst, 1, 3, 2.0).is_ok());
 }
+
+/// A 2-D model that asks for an absurdly wide conditioning vector (never evaluated).
+struct WideCond;
+
+impl ScoreModel<CpuBackend> for WideCond {
+    type Workspace = ();
+    fn dim(&self) -> usize {
+        2
+    }
+    fn output(&self) -> ModelOutput {
+        ModelOutput::Epsilon
+    }
+    fn cond_dim(&self) -> usize {
+        usize::MAX / 2 + 1
+    }
+    fn workspace(&self, _: &CpuBackend, _: usize) -> Result<()> {
+        panic!("the run should have been refused before allocating")
+    }
+    fn eval(
+        &self,
+        _: &CpuBackend,
+        _: &mut (),
+        _: &Vec<f32>,
+        _: &Vec<f32>,
+        _: usize,
+        _: usize,
+        _: &mut Vec<f32>,
+    ) -> Result<()> {
+        unreachable!()
+    }
+}
+
+/// batch × cond_dim past usize: a shape error, not an overflow panic (debug) or a wrapped length
+/// that a short slice could match (release: 2 × 2^63 wraps to 0).
+#[test]
+fn a_conditioning_size_that_overflows_is_an_error() {
+    let (_, g) = ddpm_grid(10);
+    let rule = StepRule::from_name("ddim", None).unwrap();
+    let inputs = RunInputs {
+        batch: 2,
+        cond: Some(&[]),
+        ..Default::default()
+    };
+    let e = run(
+        &CpuBackend,
+        &WideCond,
+        &g,
+        rule,
+        &SamplerKind::Sequential,
+        &inputs,
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("cond") && e.to_string().contains("more than 2^64"),
+        "{e}"
+    );
+}
+
+/// The hostile and hardening tests (this file, `*_hostile.rs`, `cli_errors.rs`) are meant to run in
+/// a build where an unchecked size computation that overflows panics instead of wrapping to a small
+/// number: `cargo test`'s profile has debug assertions and overflow checks on, for this test crate,
+/// the library and the `picardiff` binary the CLI tests run (one profile for all three). Fails if a
+/// profile setting (`overflow-checks = false`, `debug-assertions = false`) turns them off.
+#[test]
+fn the_hostile_tests_run_with_overflow_checks() {
+    let debug_assertions = std::hint::black_box(cfg!(debug_assertions));
+    assert!(
+        debug_assertions,
+        "cargo test must keep debug assertions on (Cargo.toml [profile.test]/[profile.dev])"
+    );
+    let here = std::panic::catch_unwind(|| std::hint::black_box(usize::MAX) + 1);
+    assert!(
+        here.is_err(),
+        "the test crate was built without overflow checks"
+    );
+    assert!(
+        picardiff::bench_internals::overflow_checks(),
+        "the library was built without overflow checks"
+    );
+    // Settings that would turn them off for some build only (a package override, say) are refused
+    // in the profiles `cargo test` uses.
+    let toml = std::fs::read_to_string("Cargo.toml").unwrap();
+    let mut section = String::new();
+    for line in toml.lines().map(str::trim) {
+        if line.starts_with('[') {
+            section = line.to_string();
+        } else if section.starts_with("[profile.dev") || section.starts_with("[profile.test") {
+            let off = line.replace(' ', "");
+            assert!(
+                off != "overflow-checks=false" && off != "debug-assertions=false",
+                "Cargo.toml {section} sets `{line}`: the hostile tests would miss overflows"
+            );
+        }
+    }
+}

@@ -13,10 +13,12 @@ use picardiff::prelude::*;
 struct Counting;
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
 
 // SAFETY: every call is forwarded to the system allocator unchanged; only counters are added.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
         let now = LIVE.fetch_add(l.size(), Ordering::Relaxed) + l.size();
         PEAK.fetch_max(now, Ordering::Relaxed);
         // SAFETY: forwards GlobalAlloc::alloc's contract (a non-zero-size layout) to System.
@@ -38,12 +40,13 @@ fn memory_is_independent_of_the_number_of_steps() {
     let model = GmmModel::new(mixture_2d(), s.clone());
     let (batch, window) = (4, 64);
     // Each rule: a one-step rule with noise (its noise ring) and a multistep rule (its direction
-    // ring and the table's two extra columns).
+    // ring and the table's two extra columns); peak bytes and the number of allocations of one run,
+    // with or without a progress observer.
     for (rule, tol) in [
         (StepRule::ExpSde, 0.1),
         (StepRule::DpmSolverPP { order: 3 }, 1e-3),
     ] {
-        let peak_for = |steps: usize| {
+        let peak_for = |steps: usize, observed: bool| {
             let g = Grid::uniform(&s, steps, 10.0, 1e-3).unwrap();
             let kind = SamplerKind::Picard {
                 window,
@@ -58,12 +61,35 @@ fn memory_is_independent_of_the_number_of_steps() {
             };
             let base = LIVE.load(Ordering::Relaxed);
             PEAK.store(base, Ordering::Relaxed);
-            let out = run(&CpuBackend, &model, &g, rule, &kind, &inputs).unwrap();
+            let allocs = ALLOCS.load(Ordering::Relaxed);
+            let go = || run(&CpuBackend, &model, &g, rule, &kind, &inputs).unwrap();
+            let out = match observed {
+                false => go(),
+                // An observer that keeps nothing: whatever it adds is the sampler's doing.
+                true => picardiff::sampler::progress::with_progress(std::rc::Rc::new(|_| {}), go),
+            };
             assert!(out.stats.rounds >= steps / window);
-            PEAK.load(Ordering::Relaxed) - base
+            let allocs = ALLOCS.load(Ordering::Relaxed) - allocs;
+            (
+                PEAK.load(Ordering::Relaxed) - base,
+                allocs,
+                out.stats.rounds,
+            )
         };
-        let small = peak_for(1_000);
-        let large = peak_for(100_000);
+        let (small, _, _) = peak_for(1_000, false);
+        let (large, plain, rounds) = peak_for(100_000, false);
+        let (observed, with_observer, _) = peak_for(100_000, true);
+        // One report per round: a report that allocated would add thousands. (The run itself
+        // allocates transiently, ~17 per round here: e.g. matrixmultiply packs per GEMM call.)
+        println!(
+            "{}: {plain} allocations without an observer, {with_observer} with one ({rounds} rounds)",
+            rule.name()
+        );
+        assert!(with_observer <= plain + 8, "{with_observer} > {plain} + 8");
+        assert!(
+            observed <= large + 64,
+            "peak {observed} B with an observer, {large} B without"
+        );
         // The window state is O(window × batch × dim); what grows with the steps is the host step
         // table (the grid and f64/f32 coefficient tables: under 200 bytes per step).
         let bound = 200 * 100_000 + 64 * 1024;

@@ -311,7 +311,7 @@ fn paper_grid_matches_reference() {
     assert_eq!(g.schedule, "ou");
     assert_eq!(
         g.steps, 322,
-        "docs/algorithms.md: the ou paper grid with T = 10, η = 1e-3, κ = 0.05 has 322 steps"
+        "docs/algorithms.md: the ou paper grid with T = 10, δ = 1e-3, κ = 0.05 has 322 steps"
     );
     assert_eq!(g.times.len(), g.steps + 1);
     let sched = schedule(&g.schedule);
@@ -333,7 +333,7 @@ fn paper_grid_matches_reference() {
     assert_eq!(
         grid.points.last().unwrap().t,
         1e-3,
-        "the last point lands exactly on η"
+        "the last point lands exactly on δ"
     );
 }
 

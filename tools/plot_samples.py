@@ -2,10 +2,12 @@
 """Plots trained-model samples over the data: sequential beside Picard (the README picture).
 
     cargo run --release --example sample_mlp -- --out target/sample_mlp
-    /work/.venv-torch/bin/python tools/plot_samples.py target/sample_mlp docs/img/moons2d_samples.png
+    python3 tools/plot_samples.py target/sample_mlp [OUT.png]
 
 The first command writes sequential.npy, picard.npy and stats.json into the folder; this script
-draws them over fresh two-moons data (the formula of tools/train_mlp.py) and writes the PNG.
+draws them over fresh two-moons data (the formula of tools/train_mlp.py) and writes the PNG to
+OUT.png, by default /tmp/moons2d_samples.png: the tracked docs/img/moons2d_samples.png changes only
+when named. Needs numpy and matplotlib (tools/requirements.txt).
 """
 import json
 import os

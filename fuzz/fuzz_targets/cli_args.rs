@@ -393,9 +393,11 @@ fuzz_target!(|inp: Input| {
     match &parsed.command {
         Command::Sample(a) => check_run_args(a, false),
         Command::Compare(a) => check_run_args(a, true),
-        Command::Info { file } => {
-            if let Ok(m) = picardiff::model::load_model(&tame(file)) {
-                assert!(!m.summary().is_empty());
+        Command::Info { file, model } => {
+            if let Some(path) = file.as_ref().or(model.as_ref()) {
+                if let Ok(m) = picardiff::model::load_model(&tame(path)) {
+                    assert!(!m.summary().is_empty());
+                }
             }
         }
         // These run samplers from their first line; parsing is what is checked.

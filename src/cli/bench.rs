@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use picardiff::backend::PicardForm;
-use picardiff::model::{load_model, ModelFile};
+use picardiff::model::{load_model, DiffusionPolicy, ModelFile};
 use picardiff::prelude::*;
 use picardiff::schedule::DEFAULT_TRAIN_STEPS;
 use picardiff::spec::{ModelRun, Named, RuleName, RunSpec, SamplerName, ScheduleName};
@@ -93,64 +93,9 @@ pub(super) fn timed(
     Ok(out)
 }
 
-/// A row's label and sampler.
-type Row = (String, SamplerKind);
-
-/// The rows of one (model, steps) cell as run specs planned by the library: sequential, picard
-/// per window and form, blocks (a tenth of the training steps long, exactly `--iters` iterations);
-/// 1000-step ddpm-linear, leading spacing, the ddpm rule, `--tol`. Also the grid and rule.
-fn plans(a: &BenchArgs, steps: usize) -> CliResult<(Vec<Row>, Grid, StepRule)> {
-    let base = RunSpec {
-        schedule: Some(ScheduleName::DdpmLinear),
-        rule: Some(RuleName::Ddpm),
-        steps: Some(steps),
-        tol: Some(a.tol),
-        ..RunSpec::default()
-    };
-    let plan = |s: RunSpec| s.plan(ModelRun::AnySchedule, ModelOutput::Epsilon);
-    let seq = plan(RunSpec {
-        sampler: Some(SamplerName::Sequential),
-        tol: None,
-        ..base.clone()
-    })?;
-    let mut kinds = vec![(String::from("sequential"), seq.kind)];
-    let windows = if a.window.is_empty() {
-        vec![steps]
-    } else {
-        a.window.clone()
-    };
-    for &window in &windows {
-        for &form in &a.forms {
-            let mut label = String::from(match form {
-                PicardForm::Scan => "picard",
-                PicardForm::Drift => "picard-drift",
-            });
-            if window < steps {
-                label += &format!(" p={window}");
-            }
-            let p = plan(RunSpec {
-                sampler: Some(SamplerName::Picard),
-                window: Some(window),
-                picard_form: Some(form),
-                ..base.clone()
-            })?;
-            kinds.push((label, p.kind));
-        }
-    }
-    let blocks = plan(RunSpec {
-        sampler: Some(SamplerName::Blocks),
-        block_len: Some(DEFAULT_TRAIN_STEPS as f64 / 10.0),
-        iters: Some(a.iters),
-        tol: Some(0.0),
-        ..base.clone()
-    })?;
-    kinds.push(("blocks".into(), blocks.kind));
-    Ok((kinds, seq.grid, seq.rule))
-}
-
-/// `picardiff bench`.
-pub fn bench(a: &BenchArgs) -> CliResult<()> {
-    let schedule = Schedule::from_name(ScheduleName::DdpmLinear.name(), DEFAULT_TRAIN_STEPS)?;
+/// The models timed: the exact mixtures of `--dims` (refused before they are built when their
+/// means do not fit in free memory) and the `--mlp` files.
+fn models(a: &BenchArgs, schedule: &Schedule) -> CliResult<Vec<(String, CliModel)>> {
     let mut models: Vec<(String, CliModel)> = Vec::new();
     for &d in &a.dims {
         // The mixture's means (rows and the flattened copy in f64, the model's f32 copy, a row
@@ -185,16 +130,26 @@ pub fn bench(a: &BenchArgs) -> CliResult<()> {
             }
         }
     }
-    let graph_modes: &[bool] = match a.graphs.as_str() {
-        "on" => &[true],
-        "off" => &[false],
-        "both" => &[true, false],
-        o => {
-            return Err(CliError::new(format!(
-                "--graphs: `{o}` (expected on, off or both)"
-            )))
-        }
-    };
+    Ok(models)
+}
+
+/// `--graphs`, parsed.
+fn graph_modes(a: &BenchArgs) -> CliResult<&'static [bool]> {
+    match a.graphs.as_str() {
+        "on" => Ok(&[true]),
+        "off" => Ok(&[false]),
+        "both" => Ok(&[true, false]),
+        o => Err(CliError::new(format!(
+            "--graphs: `{o}` (expected on, off or both)"
+        ))),
+    }
+}
+
+/// `picardiff bench`.
+pub fn bench(a: &BenchArgs) -> CliResult<()> {
+    let schedule = Schedule::from_name(ScheduleName::DdpmLinear.name(), DEFAULT_TRAIN_STEPS)?;
+    let models = models(a, &schedule)?;
+    let graph_modes = graph_modes(a)?;
     if a.repeat == 0 {
         return Err(CliError::new("--repeat: must be at least 1, got 0"));
     }
@@ -207,18 +162,27 @@ pub fn bench(a: &BenchArgs) -> CliResult<()> {
         (a.json.as_deref(), "--json"),
         (a.markdown.as_deref(), "--markdown"),
     ])?;
+    // Every cell's samplers are planned before anything runs.
+    for &steps in &a.steps {
+        samplers(a, steps)?;
+    }
+    // Policies load before anything runs: a bad directory is reported at once, not after the rest.
+    let policies = a
+        .policy
+        .iter()
+        .map(|p| DiffusionPolicy::from_dir(p).map_err(CliError::from))
+        .collect::<CliResult<Vec<_>>>()?;
     let device = Device::open(a.device)?;
-    let mut rows: Vec<Value> = Vec::new();
-    let mut md = format!(
+    let mut table = Table::new(format!(
         "device {}, ddpm-linear, ddpm rule, tol {}, blocks K = {} (fixed); wall = median of {} runs\n\n\
          | model | batch | steps | sampler | rounds | nfe | wall ms | speedup vs sequential | max dev |\n|---|---|---|---|---|---|---|---|---|\n",
         device.name(), a.tol, a.iters, a.repeat
-    );
+    ))?;
     for (name, model) in models {
         let mut model = Some(model);
         for &steps in &a.steps {
             for &batch in &a.batches {
-                let (plans, grid, rule) = plans(a, steps)?;
+                let (kinds, grid, rule) = samplers(a, steps)?;
                 let p = Problem {
                     model: model.take().expect("model"),
                     grid,
@@ -232,67 +196,158 @@ pub fn bench(a: &BenchArgs) -> CliResult<()> {
                     sample_shape: Vec::new(),
                     info: Default::default(),
                 };
-                let kinds = plans;
-                // The baseline: the sequential sampler with graphs (one recorded step replayed for
-                // every step) unless only eager rows are asked for; with both, its eager run too.
-                let seq_graphs = graph_modes.contains(&true);
-                device.set_graphs(seq_graphs);
-                let seq = timed(&device, &p, &kinds[0].1, a.repeat)?;
-                let seq_label = if seq_graphs || !device.has_graphs() {
-                    kinds[0].0.clone()
-                } else {
-                    format!("{} eager", kinds[0].0)
-                };
-                let mut runs = vec![(seq_label, seq.clone())];
-                for &graphs in graph_modes {
-                    device.set_graphs(graphs);
-                    if !graphs && seq_graphs && device.has_graphs() {
-                        let label = format!("{} eager", kinds[0].0);
-                        runs.push((label, timed(&device, &p, &kinds[0].1, a.repeat)?));
-                    }
-                    for (label, kind) in &kinds[1..] {
-                        let label = if graphs || !device.has_graphs() {
-                            label.clone()
-                        } else {
-                            format!("{label} eager")
-                        };
-                        runs.push((label, timed(&device, &p, kind, a.repeat)?));
-                    }
-                    if !device.has_graphs() {
-                        break;
-                    }
-                }
-                device.set_graphs(true);
-                for (label, out) in &runs {
-                    let (dev, speedup) = (
-                        max_abs_diff(&out.samples, &seq.samples),
-                        seq.stats.wall_ms / out.stats.wall_ms,
-                    );
-                    let s = &out.stats;
-                    md += &format!(
-                        "| {name} | {batch} | {steps} | {label} | {} | {} | {:.2} | {speedup:.2}x | {dev:.2e} |\n",
-                        s.rounds, s.nfe, s.wall_ms
-                    );
-                    rows.push(json!({"model": name, "dim": p.dim(), "batch": batch, "steps": steps, "sampler": label,
-                        "rounds": s.rounds, "nfe": s.nfe, "wall_ms": s.wall_ms, "host_syncs": s.host_syncs,
-                        "recorded": s.recorded, "replayed": s.replayed, "worst_block_residual": s.worst_block_residual,
-                        "sequential_wall_ms": seq.stats.wall_ms, "speedup": speedup, "max_abs_diff": dev}));
-                }
+                bench_problem(a, &device, &name, &p, &kinds, graph_modes, &mut table)?;
                 model = Some(p.model);
             }
         }
     }
-    for path in &a.policy {
-        super::bench_policy::bench_policy(a, &device, path, &mut md, &mut rows)?;
+    for policy in policies {
+        super::bench_policy::bench_policy(a, &device, policy, &mut table)?;
     }
-    emit(&md)?;
     if let Some(path) = &a.markdown {
-        output::write_atomic(path, "--markdown", |w| w.write_all(md.as_bytes()))?;
+        output::write_atomic(path, "--markdown", |w| w.write_all(table.md.as_bytes()))?;
     }
     if let Some(path) = &a.json {
-        let doc = json!({"device": device.name(), "tol": a.tol, "repeat": a.repeat, "rows": rows});
+        let doc =
+            json!({"device": device.name(), "tol": a.tol, "repeat": a.repeat, "rows": table.rows});
         let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
         output::write_atomic(path, "--json", |w| w.write_all(text.as_bytes()))?;
     }
+    Ok(())
+}
+
+/// The bench's markdown table and JSON rows. Every line goes to stdout as it is added, so a long
+/// bench shows each row when its run finishes.
+pub(super) struct Table {
+    /// The markdown so far (header and rows), for `--markdown`.
+    pub md: String,
+    /// The JSON rows so far, for `--json`.
+    pub rows: Vec<Value>,
+}
+
+impl Table {
+    /// A table that starts with `header`, printed now.
+    fn new(header: String) -> CliResult<Table> {
+        emit(&header)?;
+        Ok(Table {
+            md: header,
+            rows: Vec::new(),
+        })
+    }
+
+    /// Prints the markdown `line` and keeps it with its JSON `row`.
+    pub(super) fn push(&mut self, line: String, row: Value) -> CliResult<()> {
+        emit(&line)?;
+        self.md += &line;
+        self.rows.push(row);
+        Ok(())
+    }
+}
+
+/// A row's label and sampler.
+type Row = (String, SamplerKind);
+
+/// The parallel samplers timed on `steps` steps, labelled, as run specs planned by the library:
+/// Picard for every window and form, then blocks (a tenth of the training steps long, exactly
+/// `--iters` iterations); 1000-step ddpm-linear, leading spacing, the ddpm rule, `--tol`. Also the
+/// grid and rule.
+fn samplers(a: &BenchArgs, steps: usize) -> CliResult<(Vec<Row>, Grid, StepRule)> {
+    let base = RunSpec {
+        schedule: Some(ScheduleName::DdpmLinear),
+        rule: Some(RuleName::Ddpm),
+        steps: Some(steps),
+        tol: Some(a.tol),
+        ..RunSpec::default()
+    };
+    let plan = |s: RunSpec| s.plan(ModelRun::AnySchedule, ModelOutput::Epsilon);
+    let windows = if a.window.is_empty() {
+        vec![steps]
+    } else {
+        a.window.clone()
+    };
+    let mut kinds = Vec::new();
+    for &window in &windows {
+        for &form in &a.forms {
+            let mut label = String::from(match form {
+                PicardForm::Scan => "picard",
+                PicardForm::Drift => "picard-drift",
+            });
+            if window < steps {
+                label += &format!(" p={window}");
+            }
+            let p = plan(RunSpec {
+                sampler: Some(SamplerName::Picard),
+                window: Some(window),
+                picard_form: Some(form),
+                ..base.clone()
+            })?;
+            kinds.push((label, p.kind));
+        }
+    }
+    let blocks = plan(RunSpec {
+        sampler: Some(SamplerName::Blocks),
+        block_len: Some(DEFAULT_TRAIN_STEPS as f64 / 10.0),
+        iters: Some(a.iters),
+        tol: Some(0.0),
+        ..base
+    })?;
+    kinds.push(("blocks".into(), blocks.kind));
+    Ok((kinds, blocks.grid, blocks.rule))
+}
+
+/// Times the sequential sampler and then each of `kinds` on `p` (eager rows too with `--graphs
+/// both`), adding each row to `table` as its run finishes.
+fn bench_problem(
+    a: &BenchArgs,
+    device: &Device,
+    name: &str,
+    p: &Problem,
+    kinds: &[(String, SamplerKind)],
+    graph_modes: &[bool],
+    table: &mut Table,
+) -> CliResult<()> {
+    let eager = |label: &str, graphs: bool| {
+        if graphs || !device.has_graphs() {
+            label.to_string()
+        } else {
+            format!("{label} eager")
+        }
+    };
+    // The baseline: the sequential sampler with graphs (one recorded step replayed for every step)
+    // unless only eager rows are asked for; with both, its eager run too.
+    let seq_graphs = graph_modes.contains(&true);
+    device.set_graphs(seq_graphs);
+    let seq = timed(device, p, &SamplerKind::Sequential, a.repeat)?;
+    let mut add = |label: String, out: &RunOutput| {
+        let (dev, speedup) = (
+            max_abs_diff(&out.samples, &seq.samples),
+            seq.stats.wall_ms / out.stats.wall_ms,
+        );
+        let (s, (batch, steps)) = (&out.stats, (p.batch, p.steps()));
+        let line = format!(
+            "| {name} | {batch} | {steps} | {label} | {} | {} | {:.2} | {speedup:.2}x | {dev:.2e} |\n",
+            s.rounds, s.nfe, s.wall_ms
+        );
+        table.push(line, json!({"model": name, "dim": p.dim(), "batch": batch, "steps": steps, "sampler": label,
+            "rounds": s.rounds, "nfe": s.nfe, "wall_ms": s.wall_ms, "host_syncs": s.host_syncs,
+            "recorded": s.recorded, "replayed": s.replayed, "worst_block_residual": s.worst_block_residual,
+            "sequential_wall_ms": seq.stats.wall_ms, "speedup": speedup, "max_abs_diff": dev}))
+    };
+    add(eager("sequential", seq_graphs), &seq)?;
+    for &graphs in graph_modes {
+        device.set_graphs(graphs);
+        if !graphs && seq_graphs && device.has_graphs() {
+            let out = timed(device, p, &SamplerKind::Sequential, a.repeat)?;
+            add(eager("sequential", false), &out)?;
+        }
+        for (label, kind) in kinds {
+            let out = timed(device, p, kind, a.repeat)?;
+            add(eager(label, graphs), &out)?;
+        }
+        if !device.has_graphs() {
+            break;
+        }
+    }
+    device.set_graphs(true);
     Ok(())
 }

@@ -2,14 +2,12 @@
 //! against Picard, for DDPM with all training steps and DDIM-10, each with the checkpoint's clipping,
 //! on random conditioning (latency does not depend on it), in one process.
 
-use std::path::Path;
-
 use picardiff::model::DiffusionPolicy;
 use picardiff::prelude::*;
 use picardiff::schedule::ClipSample;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Map};
 
-use super::bench::{timed, BenchArgs};
+use super::bench::{timed, BenchArgs, Table};
 use super::commands::max_abs_diff;
 use super::config::{CliModel, Problem};
 use super::device::Device;
@@ -24,15 +22,13 @@ fn schedulers(policy: &DiffusionPolicy) -> [(String, bool, usize); 2] {
     ]
 }
 
-/// Appends the policy rows of `path` to the markdown table and JSON rows.
+/// Adds the rows of `policy` to the bench's table, each as its run finishes.
 pub fn bench_policy(
     a: &BenchArgs,
     device: &Device,
-    path: &Path,
-    md: &mut String,
-    rows: &mut Vec<Value>,
+    policy: DiffusionPolicy,
+    table: &mut Table,
 ) -> CliResult<()> {
-    let policy = DiffusionPolicy::from_dir(path)?;
     let c = policy.config.clone();
     let name = format!(
         "policy {:?} T={} A={}",
@@ -68,20 +64,21 @@ pub fn bench_policy(
                 form: PicardForm::Scan,
             };
             let seq = timed(device, &p, &SamplerKind::Sequential, a.repeat)?;
-            let par = timed(device, &p, &picard, a.repeat)?;
-            for (label, out) in [("sequential", &seq), ("picard", &par)] {
+            let mut add = |label: &str, out: &RunOutput| {
                 let dev = max_abs_diff(&out.samples, &seq.samples);
                 let speedup = seq.stats.wall_ms / out.stats.wall_ms;
                 let s = &out.stats;
-                md.push_str(&format!(
+                let line = format!(
                     "| {name} {sched_label} | {batch} | {steps} | {label} | {} | {} | {:.2} | {speedup:.2}x | {dev:.2e} |\n",
                     s.rounds, s.nfe, s.wall_ms
-                ));
-                rows.push(json!({"model": name, "scheduler": sched_label, "dim": p.dim(), "batch": batch,
+                );
+                table.push(line, json!({"model": name, "scheduler": sched_label, "dim": p.dim(), "batch": batch,
                     "steps": steps, "sampler": label, "tol": rule.default_tolerance(), "rounds": s.rounds,
                     "nfe": s.nfe, "wall_ms": s.wall_ms, "sequential_wall_ms": seq.stats.wall_ms,
-                    "speedup": speedup, "max_abs_diff": dev}));
-            }
+                    "speedup": speedup, "max_abs_diff": dev}))
+            };
+            add("sequential", &seq)?;
+            add("picard", &timed(device, &p, &picard, a.repeat)?)?;
             model = Some(p.model);
         }
     }

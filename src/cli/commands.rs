@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 
 use super::config::{self, Problem, Sampler};
 use super::device::Device;
-use super::{emit, npy, output, CliError, CliResult, RunArgs};
+use super::{emit, npy, output, progress, CliError, CliResult, RunArgs};
 
 /// Everything a command needs, validated, with the device opened last.
 pub struct Setup {
@@ -94,9 +94,9 @@ fn write_outputs(
 /// `picardiff sample`: one sampler, samples to `--out`, counters to `--stats`.
 pub fn sample(args: &RunArgs) -> CliResult<()> {
     let s = setup(args, false)?;
-    let out = s
-        .device
-        .run(&s.problem, &s.sampler.kind, &s.sampler.label)?;
+    let out = progress::observe(&s.sampler.label, || {
+        s.device.run(&s.problem, &s.sampler.kind, &s.sampler.label)
+    })?;
     let st = &out.stats;
     let p = &s.problem;
     emit(&format!(
@@ -124,12 +124,13 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 /// `picardiff compare`: the sequential sampler and `--sampler` (default picard) on the same noise.
 pub fn compare(args: &RunArgs) -> CliResult<()> {
     let s = setup(args, true)?;
-    let seq = s
-        .device
-        .run(&s.problem, &SamplerKind::Sequential, "sequential")?;
-    let par = s
-        .device
-        .run(&s.problem, &s.sampler.kind, &s.sampler.label)?;
+    let seq = progress::observe("sequential", || {
+        s.device
+            .run(&s.problem, &SamplerKind::Sequential, "sequential")
+    })?;
+    let par = progress::observe(&s.sampler.label, || {
+        s.device.run(&s.problem, &s.sampler.kind, &s.sampler.label)
+    })?;
     let diff = max_abs_diff(&par.samples, &seq.samples);
     let p = &s.problem;
     let devs = picardiff::metrics::per_sample_deviation(&par.samples, &seq.samples, p.dim());

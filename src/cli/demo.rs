@@ -135,7 +135,7 @@ pub fn demo(args: &DemoArgs) -> CliResult<()> {
     text += &table(
         &device,
         &format!(
-            "OU, T = 10, eta = {DEFAULT_T_END}, paper grid kappa = {DEFAULT_KAPPA} ({} steps), rule exp-sde, tol {tol}",
+            "OU, T = 10, t-end = {DEFAULT_T_END}, paper grid kappa = {DEFAULT_KAPPA} ({} steps), rule exp-sde, tol {tol}",
             grid.steps()
         ),
         &problem(ou, grid, rule),

@@ -3,7 +3,8 @@
 //! Layout: `config` turns the arguments into a validated problem (model, grid, rule, inputs) and a
 //! sampler; `device` picks a backend and runs a sampler on it (generic over `Backend`, so a CUDA
 //! backend plugs in behind `#[cfg(feature = "cuda")]`); `commands` implements `sample` and
-//! `compare`; `demo` the self-contained demo; `npy` reads and writes float32 `.npy` files.
+//! `compare`; `demo` the self-contained demo; `npy` reads and writes float32 `.npy` files;
+//! `progress` draws a progress line for long runs when stderr is a terminal.
 
 mod bench;
 mod bench_policy;
@@ -16,6 +17,7 @@ mod device;
 mod npy;
 mod output;
 mod policy;
+mod progress;
 
 use std::fmt;
 use std::io::Write;

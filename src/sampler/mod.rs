@@ -4,6 +4,7 @@
 
 mod corrector;
 mod memory;
+pub mod progress;
 
 use std::time::Instant;
 
@@ -231,13 +232,14 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
             ))
         }
         (Some(cond), c) => {
-            if cond.len() != shape.batch * c {
+            let want = shape.batch.checked_mul(c);
+            if want != Some(cond.len()) {
                 return Err(Error::shape(
                     "cond",
                     format!(
                         "must be [{}, {c}] ({} values), got {}",
                         shape.batch,
-                        shape.batch * c,
+                        want.map_or("more than 2^64".into(), |n| n.to_string()),
                         cond.len()
                     ),
                 ));
@@ -351,13 +353,25 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
     }
     model.prepare_times(backend, &mut ws, &table.t)?;
     let mut stats = RunStats::default();
+    let observer = progress::current();
+    let report = |done, rounds| {
+        if let Some(o) = &observer {
+            let sampler = kind.name();
+            o(progress::Progress {
+                sampler,
+                done,
+                total: n,
+                rounds,
+            });
+        }
+    };
     let final_slot = match &plan {
         None => {
             // The step index lives in the backend's memory (`seq`), so that on CUDA one recorded
             // step (begin: the model times; the model; the step) is replayed for every step.
             let mut seq = backend.seq_new(&tables)?;
             let recordable = model.recordable();
-            for _ in 0..n {
+            for j in 0..n {
                 // SAFETY: one counter per run, and this closure is the only body passed for it: it
                 // enqueues the same work on the same buffers (x, out, times, ws and the tables, all
                 // made before the loop and dropped after `seq`) and keeps no host-side state
@@ -374,6 +388,7 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
                     IterationRun::Recorded => stats.recorded += 1,
                     IterationRun::Replayed => stats.replayed += 1,
                 }
+                report(j + 1, j + 1);
             }
             backend.seq_finish(&tables, &seq)?;
             stats.rounds = n;
@@ -436,6 +451,7 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
                     stats.host_syncs += 1;
                     let st = backend.window_read(&window)?;
                     checks.update(launched, st.start, plan.steps, max_interval);
+                    report(st.start, launched);
                     if let Some(c) = corrector.as_mut().filter(|_| st.block > block) {
                         // The block ended at point st.start; correct it and the new block's slots,
                         // which the advance initialised with the uncorrected state.

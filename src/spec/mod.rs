@@ -60,7 +60,8 @@ pub struct RunSpec {
         arg(long, value_name = "RULE", help_heading = "Problem")
     )]
     pub rule: Option<RuleName>,
-    /// DDIM's stochasticity η of the ddpm/ddim rules (ddpm: 1, ddim: 0).
+    /// DDIM's stochasticity η of the ddpm/ddim rules (ddpm: 1, ddim: 0); not the early-stopping
+    /// time of --t-end.
     #[cfg_attr(
         feature = "cli",
         arg(
@@ -78,10 +79,11 @@ pub struct RunSpec {
         arg(long, value_name = "T", allow_negative_numbers = true, help_heading = CONTINUOUS)
     )]
     pub horizon: Option<f64>,
-    /// Early-stopping time t_end > 0 of a continuous schedule: sampling ends at t = t_end.
+    /// Early-stopping time δ > 0 of a continuous schedule: sampling ends at t = δ (not --eta,
+    /// DDIM's η).
     #[cfg_attr(
         feature = "cli",
-        arg(long, value_name = "T", allow_negative_numbers = true, help_heading = CONTINUOUS)
+        arg(long, value_name = "DELTA", allow_negative_numbers = true, help_heading = CONTINUOUS)
     )]
     pub t_end: Option<f64>,
     /// Time grid: uniform (--steps steps) or paper (step κ while t ≥ 1, then geometric; --steps is
