@@ -330,6 +330,8 @@ fn cli_runs_dpm_and_matches_the_library() {
             "cpu",
             "--tol",
             "0",
+            "--picard-form",
+            "scan",
             "--out",
             &out,
             "--stats",

@@ -649,14 +649,17 @@ fn flow_schedule_runs_euler_with_the_shift_field() {
 #[test]
 fn dpm_solver_runs_by_name_with_its_spacing() {
     // rule "dpmpp-2m" and spacing "dpm-linspace" go through the library's from_name functions.
-    let (rule_s, spacing_s) = (
+    let (rule_s, spacing_s, form_s) = (
         CString::new("dpmpp-2m").unwrap(),
         CString::new("dpm-linspace").unwrap(),
+        // The scan form (a deterministic rule's default is drift: docs/perf/2026-12-04-frontier.md).
+        CString::new("scan").unwrap(),
     );
     let c = picardiff_sampler_config {
         steps: 20,
         rule: rule_s.as_ptr(),
         spacing: spacing_s.as_ptr(),
+        picard_form: form_s.as_ptr(),
         ..config()
     };
     let (out, stats) = run_ffi(&handles(mixture_model(), &c), 8).unwrap();
