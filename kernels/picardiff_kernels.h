@@ -212,7 +212,7 @@ cudaError_t launch_bias_act_f32(float* y, const float* bias, long long rows, lon
 
 #endif /* PICARDIFF_KERNELS_H */
 
-/* ---- MLP score network (mlp.cu; src/backend/cuda/mlp.rs, src/model/mlp/cuda.rs) ----
+/* ---- MLP score network (mlp.cu; src/backend/cuda/dense.rs, src/model/mlp/cuda.rs) ----
  * Appended after the main guard so that it stays a separate section; it uses cudaError_t and
  * cudaStream_t from above. Activations are row-major rows x cols f32. A launcher given half_kind
  * PICARDIFF_HALF_BF16 or _F16 also writes a 16-bit copy (raw bits, round to nearest even) of what it

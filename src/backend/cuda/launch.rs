@@ -9,7 +9,7 @@ use super::backend::{CudaSeq, CudaTables, CudaWindow, COEF_ROW};
 use super::{check, ffi, CudaBackend};
 use crate::backend::{LangevinSweep, Noise, PicardForm, Shape, WindowMode, WindowPlan};
 use crate::error::{Error, Result};
-use crate::model::Activation;
+use crate::types::Activation;
 
 /// Which Picard sweep kernel the launches of the current thread use (see `PICARDIFF_SWEEP_*` in
 /// `kernels/picardiff_kernels.h`). A measurement and test switch, compiled in only with the
@@ -76,7 +76,7 @@ fn c_long(v: usize, what: &str) -> Result<i64> {
 }
 
 impl CudaBackend {
-    fn cu_stream(&self) -> ffi::cudaStream_t {
+    pub(super) fn cu_stream(&self) -> ffi::cudaStream_t {
         self.stream.cu_stream() as ffi::cudaStream_t
     }
 
@@ -490,37 +490,6 @@ impl CudaBackend {
                 self.cu_stream(),
             )
         };
-        check(code, OP)
-    }
-
-    /// Softmax coefficients of the mixture score for `rows` rows (see `kernels/gmm.cu`).
-    pub(super) fn launch_gmm_coef(&self, params: ffi::GmmParams) -> Result<()> {
-        self.bind("gmm coefficients")?;
-        // SAFETY: the caller (GmmModel's eval) built `params` from buffers it checked: x rows × dim,
-        // times rows, coef rows × K, scale rows × 3, the K-vectors and the schedule table.
-        let code = unsafe { ffi::launch_gmm_coef_f32(params, self.cu_stream()) };
-        check(code, "gmm coefficients")
-    }
-
-    /// `out = σ (x Σcoef − α out)` per row (see `kernels/gmm.cu`).
-    pub(super) fn launch_gmm_finish(
-        &self,
-        x: &CudaSlice<f32>,
-        scale: &CudaSlice<f32>,
-        out: &mut CudaSlice<f32>,
-        row0: usize,
-        rows: usize,
-        dim: usize,
-    ) -> Result<()> {
-        const OP: &str = "gmm finish";
-        let end = (row0 + rows) * dim;
-        let xp = at(self.ptr(x, end, OP, "states")?, row0 * dim);
-        let sp = self.ptr(scale, rows * 3, OP, "row scales")? as *const f32;
-        let op = at(self.ptr_mut(out, end, OP, "model output")?, row0 * dim);
-        let (r, d) = (c_int(rows, "rows")?, c_long(dim, "dim")?);
-        self.bind(OP)?;
-        // SAFETY: x and out hold rows × dim values from row0, scale rows × 3 (checked).
-        let code = unsafe { ffi::launch_gmm_finish_f32(xp, sp, op, r, d, self.cu_stream()) };
         check(code, OP)
     }
 }

@@ -450,7 +450,7 @@ fn check_gmm() {
             let mut scale = vec![0f32; rows * 3];
             let log_w: Vec<f64> = mix.weights.iter().map(|w| w.ln()).collect();
             let std2: Vec<f64> = mix.stds.iter().map(|s| s.powi(2)).collect();
-            // (kind, n_train, table, β_min, β_max) as `backend/cuda/gmm.rs` fills them.
+            // (kind, n_train, table, β_min, β_max) as `backend/cuda/mixture.rs` fills them.
             let (kind, n_train, table, bmin, bmax) = match &sched {
                 Schedule::Discrete { alphas_cumprod, .. } => {
                     (0, alphas_cumprod.len(), alphas_cumprod.clone(), 0.0, 0.0)
