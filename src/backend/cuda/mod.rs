@@ -34,6 +34,8 @@ mod ffi;
 mod gemm;
 pub(crate) mod launch;
 mod mixture;
+mod ops;
+mod ops_kernels;
 mod pool;
 
 use std::ffi::CStr;
