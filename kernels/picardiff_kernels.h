@@ -72,12 +72,17 @@ typedef struct PicardWindow {
     float unconverged_err;
 } PicardWindow;
 
-/* The step table in device memory. `coef`: steps x 8 f32, row j = (a, b, c, p, q, 0, 0, 0) of step j
- * (32-byte rows, so a kernel reads a step's coefficients with two 16-byte loads); `t`, `var`: steps f32. */
+/* The step table in device memory. `coef`: steps x 8 f32, row j = (a, b, c, p, q, u, v, f) of step j
+ * (32-byte rows, so a kernel reads a step's coefficients with two 16-byte loads); `t`, `var`: steps f32.
+ * clip_range > 0: the run clips x0-hat to [-clip_range, clip_range] (docs/algorithms.md section 7) and
+ * u, v, f are point j's clip columns: every step and sweep replaces the model output o at point j by
+ * o + f (clamp(u x + v o) - (u x + v o)) with x the point's (old) state. clip_range 0: no clipping,
+ * u = v = f = 0 and unused. */
 typedef struct PicardTables {
     const float* coef;
     const float* t;
     const float* var;
+    float clip_range;
 } PicardTables;
 
 /* Step noise: Philox (table == NULL) keyed by seed, counter (element / 4, step, sample0 + b, tag 0),

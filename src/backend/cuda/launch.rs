@@ -86,6 +86,7 @@ impl CudaBackend {
             coef: p(&t.coef, need * COEF_ROW)?,
             t: p(&t.t, need)?,
             var: p(&t.var, need)?,
+            clip_range: t.clip_range,
         })
     }
 
