@@ -3,11 +3,13 @@
 mod ffi {
     include!(concat!(env!("EMU_LIB_DIR"), "/picardiff_kernels.rs"));
 }
+mod ops;
 
 use picardiff::backend::{
     Backend, LangevinSweep, Noise, PicardForm, Shape, UnconvergedBlock, WindowPlan, WindowState,
 };
 use picardiff::prelude::*;
+use picardiff::schedule::ClipSample;
 
 fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
@@ -21,7 +23,8 @@ fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-/// One row of the packed coefficient table: (a, b, c, p, q, 0, 0, 0), 32-byte aligned as on the device.
+/// One row of the packed coefficient table: (a, b, c, p, q, u, v, f), 32-byte aligned as on the
+/// device (u, v, f: the clip columns, 0 without clipping).
 #[repr(C, align(32))]
 struct CoefRow([f32; 8]);
 
@@ -29,6 +32,7 @@ struct Tabs {
     coef: Vec<CoefRow>,
     t: Vec<f32>,
     var: Vec<f32>,
+    clip_range: f32,
 }
 impl Tabs {
     fn new(t: &StepTable) -> Self {
@@ -37,20 +41,42 @@ impl Tabs {
             .map(|j| {
                 let mut r = [0.0f32; 8];
                 r[..5].copy_from_slice(&[t.a[j], t.b[j], t.c[j], t.p[j], t.q[j]].map(|x| x as f32));
+                if let Some(c) = &t.clip {
+                    r[5..].copy_from_slice(&[c.u[j], c.v[j], c.f[j]].map(|x| x as f32));
+                }
                 CoefRow(r)
             })
             .collect();
-        Tabs { coef, t: f(&t.t), var: f(&t.var) }
+        // As `CudaBackend::upload_tables` fills them.
+        let clip_range = t.clip.as_ref().map_or(0.0, |c| c.range as f32);
+        Tabs { coef, t: f(&t.t), var: f(&t.var), clip_range }
     }
     fn raw(&self) -> ffi::PicardTables {
-        ffi::PicardTables { coef: self.coef.as_ptr().cast(), t: self.t.as_ptr(), var: self.var.as_ptr() }
+        ffi::PicardTables {
+            coef: self.coef.as_ptr().cast(),
+            t: self.t.as_ptr(),
+            var: self.var.as_ptr(),
+            clip_range: self.clip_range,
+        }
     }
 }
 
+/// The step table of `rule` over a 1000-step DDPM schedule; `rule+clip` adds the clipped-x̂0
+/// columns (range 1, diffusers' rule for which quantity stays; docs/algorithms.md §7).
 fn table(steps: usize, rule: &str) -> StepTable {
     let s = Schedule::from_name("ddpm-linear", 1000).unwrap();
     let g = Grid::discrete(&s, steps, Spacing::Leading).unwrap();
-    StepTable::new(&g, StepRule::from_name(rule, None).unwrap(), ModelOutput::Epsilon).unwrap()
+    let (name, clip) = match rule.strip_suffix("+clip") {
+        Some(n) => (n, true),
+        None => (rule, false),
+    };
+    let r = StepRule::from_name(name, None).unwrap();
+    let t = StepTable::new(&g, r, ModelOutput::Epsilon).unwrap();
+    if clip {
+        t.with_clip(&g, ModelOutput::Epsilon, ClipSample::for_rule(r, 1.0)).unwrap()
+    } else {
+        t
+    }
 }
 
 fn null() -> ffi::cudaStream_t {
@@ -121,7 +147,7 @@ fn check_langevin() {
 }
 
 fn check_step() {
-    for rule in ["ddpm", "ddim"] {
+    for rule in ["ddpm", "ddim", "ddpm+clip", "ddim+clip"] {
         let st = table(50, rule);
         let tabs = Tabs::new(&st);
         let ctab = CpuBackend.upload_tables(&st).unwrap();
@@ -181,7 +207,7 @@ fn check_step() {
     };
     assert_eq!(unsafe { ffi::launch_picard_step_f32(p, null()) }, 0);
     assert_eq!(status, 13);
-    println!("step: bit-identical (ddpm/ddim, philox/table), non-finite status ok");
+    println!("step: bit-identical (ddpm/ddim, clipped or not, philox/table), non-finite status ok");
 }
 
 /// The sequential sampler's counter path (the CUDA graph's kernels): seq_begin_f32 writes t_j to
@@ -539,6 +565,10 @@ fn main() {
         check_gmm();
         return;
     }
+    if std::env::args().nth(1).as_deref() == Some("ops") {
+        ops::check_ops(false);
+        return;
+    }
     // `quick` (CI): fewer Picard shapes and tolerances, every kernel path still (scalar and float4
     // loads, n < 4 tails, scan and drift forms, sliding and blocks windows, both noise sources).
     let quick = std::env::args().nth(1).as_deref() == Some("quick");
@@ -568,7 +598,7 @@ fn main() {
         }
     }
     for (plan, b, d) in &cases {
-        for (rule, nt) in [("ddpm", false), ("ddpm", true), ("ddim", false)] {
+        for (rule, nt) in [("ddpm", false), ("ddpm", true), ("ddim", false), ("ddpm+clip", false), ("ddim+clip", true)] {
             let it = check_picard(plan, rule, Shape { batch: *b, dim: *d }, nt, None);
             println!("picard {:?} p={} tol2={} {rule} table={nt} B={b} D={d}: {it} iters equal", plan.mode, plan.window, plan.tol2);
         }
@@ -578,5 +608,6 @@ fn main() {
     let it = check_picard(&plan, "ddpm", Shape { batch: 2, dim: 3 }, false, Some(4));
     println!("nan: stopped after {it} iters with the same step");
     check_gmm();
+    ops::check_ops(quick);
     println!("ALL OK");
 }
