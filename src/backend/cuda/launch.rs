@@ -461,6 +461,19 @@ impl CudaBackend {
         cols: usize,
         act: Option<Activation>,
     ) -> Result<()> {
+        self.bias_act_at((y, 0), bias, rows, cols, act)
+    }
+
+    /// [`CudaBackend::bias_act`] on the `rows × cols` values of `y.0` from element `y.1` (the one
+    /// wrapper of `launch_bias_act_f32`; `Ops` adds its biases with it).
+    pub(super) fn bias_act_at(
+        &self,
+        y: (&mut CudaSlice<f32>, usize),
+        bias: Option<&CudaSlice<f32>>,
+        rows: usize,
+        cols: usize,
+        act: Option<Activation>,
+    ) -> Result<()> {
         let _exclusive = self.exclusive();
         const OP: &str = "bias_act";
         let n = rows
@@ -469,7 +482,10 @@ impl CudaBackend {
         if n == 0 {
             return Ok(());
         }
-        let yp = self.ptr_mut(y, n, OP, "activations")? as *mut f32;
+        let end =
+            y.1.checked_add(n)
+                .ok_or_else(|| Error::shape(OP, "range overflows"))?;
+        let yp = at(self.ptr_mut(y.0, end, OP, "activations")?, y.1);
         let bp = match bias {
             Some(b) => self.ptr(b, cols, OP, "bias")? as *const f32,
             None => std::ptr::null(),
@@ -480,7 +496,7 @@ impl CudaBackend {
             Some(Activation::GeluTanh) => ffi::PICARDIFF_ACT_GELU_TANH,
         } as i32;
         self.bind(OP)?;
-        // SAFETY: y holds rows × cols values and bias (if any) cols values (checked).
+        // SAFETY: y holds rows × cols values from its offset and bias (if any) cols values (checked).
         let code = unsafe {
             ffi::launch_bias_act_f32(
                 yp,

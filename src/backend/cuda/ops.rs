@@ -1,6 +1,8 @@
 //! [`Ops`] on the CUDA backend: every GEMM is one cuBLAS SGEMM over all rows of the call
 //! ([`CudaBackend::gemm`]), the rest the kernels of `kernels/unet.cu` (`ops_kernels.rs`). The CPU
-//! twin is `backend/cpu_ops.rs`; shapes are validated the same way, before anything is enqueued.
+//! twin is `backend/cpu_ops.rs`; shapes are validated as there (the number of concatenated inputs
+//! by the im2col wrapper), and every launch checks its ranges first, so a short buffer is an error
+//! before anything writes past it (at most the op's scratch has been written by then).
 //!
 //! - linear: `out = x · Wᵀ` (W `[out][in]`, given transposed), then the bias (`bias_act`);
 //! - conv1d: im2col of the concatenated inputs into `col` (skipped for a 1×1 convolution of one
@@ -67,7 +69,7 @@ impl Ops for CudaBackend {
             ld: m.max(1),
         };
         self.gemm("linear", (n, m, k), a, w, 0.0, c)?;
-        self.launch_bias_rows((out.buf, out.off), &lin.bias, n, m)
+        self.bias_act_at((out.buf, out.off), Some(&lin.bias), n, m, None)
     }
 
     fn conv1d_scratch(shape: ConvShape, n: usize, len: usize) -> Result<usize> {
@@ -95,13 +97,6 @@ impl Ops for CudaBackend {
             return Err(Error::shape(
                 OP,
                 format!("inputs or weights do not match {s:?}"),
-            ));
-        }
-        let max = 4;
-        if inputs.is_empty() || inputs.len() > max {
-            return Err(Error::shape(
-                OP,
-                format!("1 to {max} inputs, got {}", inputs.len()),
             ));
         }
         let rows = size(OP, &[n, lout])?;
@@ -143,7 +138,7 @@ impl Ops for CudaBackend {
             ld: s.cout,
         };
         self.gemm(OP, (rows, s.cout, kc), lhs, w, 0.0, c)?;
-        self.launch_bias_rows((out.buf, out.off), &conv.bias, rows, s.cout)
+        self.bias_act_at((out.buf, out.off), Some(&conv.bias), rows, s.cout, None)
     }
 
     fn conv_transpose1d_scratch(shape: ConvShape, n: usize, len: usize) -> usize {

@@ -334,35 +334,4 @@ impl CudaBackend {
         };
         check(code, OP)
     }
-
-    /// `out[r][c] += bias[c]` for `rows × cols` values of `out` from `out.1` (`bias_act` without
-    /// an activation).
-    pub(super) fn launch_bias_rows(
-        &self,
-        out: (&mut CudaSlice<f32>, usize),
-        bias: &CudaSlice<f32>,
-        rows: usize,
-        cols: usize,
-    ) -> Result<()> {
-        const OP: &str = "bias";
-        let n = size(OP, &[rows, cols])?;
-        if n == 0 {
-            return Ok(());
-        }
-        let op = self.span_ptr_mut(out.0, out.1, n, OP, "values")?;
-        let bp = self.ptr(bias, cols, OP, "bias")?;
-        self.bind(OP)?;
-        // SAFETY: out holds rows × cols values from its offset, bias cols (checked).
-        let code = unsafe {
-            ffi::launch_bias_act_f32(
-                op as *mut f32,
-                bp as *const f32,
-                long(rows, "rows")?,
-                long(cols, "cols")?,
-                ffi::PICARDIFF_ACT_NONE as i32,
-                self.cu_stream(),
-            )
-        };
-        check(code, OP)
-    }
 }
