@@ -86,22 +86,31 @@ __device__ __forceinline__ SampleGroup sample_group(long long idx, long long gro
     return SampleGroup{b, g, left >= 4 ? 4 : (int)left};
 }
 
-// One scalar step's coefficients.
+// One scalar step's coefficients, and the clip columns (u, v, f; zero without clipping).
 struct StepCoef {
-    float a, b, c, p, q;
+    float a, b, c, p, q, u, v, f;
 };
 
 // Row j of the packed table (picardiff_kernels.h): two 16-byte loads, the same address in every thread.
 __device__ __forceinline__ StepCoef load_coef(const PicardTables& t, int j) {
     const float4* row = reinterpret_cast<const float4*>(t.coef) + 2 * (long long)j;
     const float4 u = __ldg(row), v = __ldg(row + 1);
-    return StepCoef{u.x, u.y, u.z, u.w, v.x};
+    return StepCoef{u.x, u.y, u.z, u.w, v.x, v.y, v.z, v.w};
 }
 
 // a*y + b*(p*x + q*o) + c*z with the CPU's roundings (cpu.rs `affine`).
 __device__ __forceinline__ float affine(const StepCoef& k, float y, float x, float o, float z) {
     const float eps = __fadd_rn(__fmul_rn(k.p, x), __fmul_rn(k.q, o));
     return __fadd_rn(__fadd_rn(__fmul_rn(k.a, y), __fmul_rn(k.b, eps)), __fmul_rn(k.c, z));
+}
+
+// The clipped-x0 correction of model output o at state x (cpu.rs `clip_fix`, docs/algorithms.md §7)
+// with the CPU's roundings: o + f*(clamp(x0, -r, r) - x0), x0 = u*x + v*o. The clamp keeps a NaN x0
+// (as Rust's f32::clamp; fminf/fmaxf would not). Callers apply it only when clip_range > 0.
+__device__ __forceinline__ float clip_fix(const StepCoef& k, float r, float x, float o) {
+    const float x0 = __fadd_rn(__fmul_rn(k.u, x), __fmul_rn(k.v, o));
+    const float cl = x0 < -r ? -r : (x0 > r ? r : x0);
+    return __fadd_rn(o, __fmul_rn(k.f, __fsub_rn(cl, x0)));
 }
 
 // y + ((a - 1)*x + b*(p*x + q*o) + c*z): ParaDiGMS' drift form with the CPU's roundings.

@@ -18,7 +18,8 @@ bool aligned16(const void* p) { return ((uintptr_t)p & 15u) == 0; }
 // Mapping: grid-stride over (sample b, element group g) pairs, idx = b * groups + g; one thread updates
 // elements 4g .. 4g+3 of sample b (one Philox call) in place: x = a x + b (p x + q o) + c z with the
 // CPU's roundings (noise only when c_j != 0, as on the CPU). A non-finite result lowers *status to j
-// (integer atomicMin: the outcome does not depend on the order).
+// (integer atomicMin: the outcome does not depend on the order). With clip_range > 0 the output is
+// first corrected by clip_fix at the state x (the CPU's step_checked).
 // j is P.j, or, with a step counter (the sequential sampler's CUDA graph, one graph for every step),
 // *P.step_counter - 1: the step seq_begin_f32 began (one uniform load; no step outside 0..steps-1).
 template <bool VEC>
@@ -36,6 +37,10 @@ __global__ void __launch_bounds__(THREADS) picard_step_f32(PicardStepParams P) {
         load4<VEC>(P.out + (long long)b * P.dim + 4 * g, n, o);
         if (k.c != 0.0f) step_noise(P.noise, P.batch, P.dim, j, b, g, n, z);
         bool finite = true;
+        if (P.tab.clip_range > 0.0f) { // uniform
+#pragma unroll
+            for (int i = 0; i < 4; ++i) o[i] = clip_fix(k, P.tab.clip_range, xv[i], o[i]);
+        }
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
             xv[i] = affine(k, xv[i], xv[i], o[i], z[i]);

@@ -149,6 +149,10 @@ __global__ void __launch_bounds__(SWEEP_MAX_THREADS) picard_sweep_f32(PicardPara
                 for (int i = 1; i < 4; ++i) z[i] = i < n ? z[i] : 0.0f;
             }
         }
+        if (P.tab.clip_range > 0.0f) { // uniform: o' from the OLD iterate X[m], as the CPU
+#pragma unroll
+            for (int i = 0; i < 4; ++i) o[i] = clip_fix(k, P.tab.clip_range, xo[i], o[i]);
+        }
         float sq = 0.0f;
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
@@ -202,6 +206,10 @@ __device__ __forceinline__ void scan_point(const PicardParams& P, int m, int b, 
     load4<VEC>(P.out + (m % ring) * slot + row, n, o);
     float z[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     if (k.c != 0.0f && n > 0) step_noise(P.noise, P.batch, P.dim, m, b, g, n, z);
+    if (P.tab.clip_range > 0.0f) { // uniform: o' from the old iterate X[m]
+#pragma unroll
+        for (int i = 0; i < 4; ++i) o[i] = clip_fix(k, P.tab.clip_range, xo[i], o[i]);
+    }
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
         const float eps = __fadd_rn(__fmul_rn(k.p, xo[i]), __fmul_rn(k.q, o[i]));

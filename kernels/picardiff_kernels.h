@@ -72,12 +72,17 @@ typedef struct PicardWindow {
     float unconverged_err;
 } PicardWindow;
 
-/* The step table in device memory. `coef`: steps x 8 f32, row j = (a, b, c, p, q, 0, 0, 0) of step j
- * (32-byte rows, so a kernel reads a step's coefficients with two 16-byte loads); `t`, `var`: steps f32. */
+/* The step table in device memory. `coef`: steps x 8 f32, row j = (a, b, c, p, q, u, v, f) of step j
+ * (32-byte rows, so a kernel reads a step's coefficients with two 16-byte loads); `t`, `var`: steps f32.
+ * clip_range > 0: the run clips x0-hat to [-clip_range, clip_range] (docs/algorithms.md section 7) and
+ * u, v, f are point j's clip columns: every step and sweep replaces the model output o at point j by
+ * o + f (clamp(u x + v o) - (u x + v o)) with x the point's (old) state. clip_range 0: no clipping,
+ * u = v = f = 0 and unused. */
 typedef struct PicardTables {
     const float* coef;
     const float* t;
     const float* var;
+    float clip_range;
 } PicardTables;
 
 /* Step noise: Philox (table == NULL) keyed by seed, counter (element / 4, step, sample0 + b, tag 0),
@@ -212,7 +217,7 @@ cudaError_t launch_bias_act_f32(float* y, const float* bias, long long rows, lon
 
 #endif /* PICARDIFF_KERNELS_H */
 
-/* ---- MLP score network (mlp.cu; src/backend/cuda/mlp.rs, src/model/mlp/cuda.rs) ----
+/* ---- MLP score network (mlp.cu; src/backend/cuda/dense.rs, src/model/mlp/cuda.rs) ----
  * Appended after the main guard so that it stays a separate section; it uses cudaError_t and
  * cudaStream_t from above. Activations are row-major rows x cols f32. A launcher given half_kind
  * PICARDIFF_HALF_BF16 or _F16 also writes a 16-bit copy (raw bits, round to nearest even) of what it
@@ -252,3 +257,65 @@ cudaError_t launch_mlp_to_half(const float* src, unsigned short* dst, long long 
 #endif
 
 #endif /* PICARDIFF_KERNELS_MLP_H */
+
+/* ---- Tensor ops of learned models (unet.cu; src/backend/cuda/ops.rs, ops_kernels.rs) ----
+ * `Ops` for the CUDA backend (src/backend/ops.rs). Tensors are channels-last: n rows x len positions
+ * x ch channels, row-major [n][len][ch] f32. Convolutions are im2col (or a scatter after the GEMM,
+ * for the transposed one) around cuBLAS GEMMs made by the Rust side. */
+#ifndef PICARDIFF_KERNELS_UNET_H
+#define PICARDIFF_KERNELS_UNET_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Inputs one convolution may read concatenated along channels. */
+#define PICARDIFF_CONV_MAX_INPUTS 4
+
+/* im2col of a 1-D convolution over the channel-wise concatenation of `inputs` inputs (src[i]:
+ * n x len x ch[i]; the ch[i] sum to cin): col[(r * lout + l)][kk * cin + c] = input value at position
+ * l * stride + kk - pad of row r, channel c of the concatenation (0 outside [0, len)). */
+typedef struct Im2colParams {
+    const float* src[PICARDIFF_CONV_MAX_INPUTS];
+    int ch[PICARDIFF_CONV_MAX_INPUTS];
+    int inputs;
+    float* col;        /* n * lout x k * cin */
+    long long n;
+    int len;
+    int lout;
+    int k;
+    int cin;
+    int stride;
+    int pad;
+} Im2colParams;
+
+cudaError_t launch_im2col_f32(Im2colParams p, cudaStream_t stream);
+/* The scatter of a transposed convolution after its GEMM y[n * len][k * cout] = x . W:
+ * out[r][o][c] = bias[c] + sum over kk = 0..k-1 (in that order) of y[r * len + i][kk][c] where
+ * o + pad = i * stride + kk and 0 <= i < len. out: n x lout x cout. */
+cudaError_t launch_conv_transpose_scatter_f32(const float* y, const float* bias, float* out, long long n, int len,
+                                              int lout, int k, int cout, int stride, int pad, cudaStream_t stream);
+/* In place GroupNorm (groups of ch / groups channels x len positions per row, biased variance, f64
+ * statistics, eps) with affine gamma/beta, then Mish, over n x len x ch. */
+cudaError_t launch_group_norm_mish_f32(float* x, const float* gamma, const float* beta, long long n, int len, int ch,
+                                       int groups, float eps, cudaStream_t stream);
+/* In place FiLM over n x len x ch: x = s * x + t with (s, t) = (film[r][c], film[r][ch + c]) when
+ * scale, else x + film[r][c]; rows of film are film_stride apart. */
+cudaError_t launch_film_f32(float* x, const float* film, long long n, int len, int ch, long long film_stride,
+                            int scale, cudaStream_t stream);
+/* In place Mish over n values. */
+cudaError_t launch_mish_f32(float* x, long long n, cudaStream_t stream);
+/* out[i] += x[i] over n values. */
+cudaError_t launch_add_f32(float* out, const float* x, long long n, cudaStream_t stream);
+/* out[r] = [sin(t_r f_i) | cos(t_r f_i)], f_i = exp(i * step) (f32), dim = 2 * half, n rows. */
+cudaError_t launch_sinusoidal_f32(const float* times, float* out, long long n, int dim, float step,
+                                  cudaStream_t stream);
+/* out[r] = [first[r] (a values) | second[(row0 + r) % batch] (b values)], n rows. */
+cudaError_t launch_concat_cond_f32(const float* first, int a, const float* second, int b, long long n, long long row0,
+                                   int batch, float* out, cudaStream_t stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PICARDIFF_KERNELS_UNET_H */

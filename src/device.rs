@@ -148,14 +148,7 @@ impl ModelRef<'_> {
         match self {
             ModelRef::Gmm(m) => device.run(m, grid, rule, kind, inputs),
             ModelRef::Mlp(m) => device.run(m, grid, rule, kind, inputs),
-            ModelRef::Policy(m) => device.run_cpu_only(
-                "Diffusion Policy models (their CUDA ops are not implemented yet)",
-                m,
-                grid,
-                rule,
-                kind,
-                inputs,
-            ),
+            ModelRef::Policy(m) => device.run(m, grid, rule, kind, inputs),
         }
     }
 

@@ -37,6 +37,7 @@ pub mod rng;
 pub mod sampler;
 pub mod schedule;
 pub mod spec;
+pub mod types;
 
 pub use error::{Error, Result};
 

@@ -2,7 +2,8 @@
 //! caller device memory (`picardiff_sampler_run_device`) equal the host-buffer run's bit for bit; a
 //! callback model that receives device pointers and the run's stream (and evaluates on the host)
 //! matches the same callback on the CPU; a failing callback, a host pointer given as the device
-//! output and a device output that runs past its allocation are statuses. Without a device each test prints "skipped: no CUDA device (...)" and
+//! output and a device output that runs past its allocation are statuses; a LeRobot policy runs on
+//! a CUDA context within 1e-3 of the CPU context's run. Without a device each test prints "skipped: no CUDA device (...)" and
 //! passes; with `REQUIRE_GPU=1` it fails.
 // Every unsafe block here calls the C ABI or the CUDA driver with pointers and lengths made just
 // before from live Rust values (the tested contract itself), so the blocks carry no notes.
@@ -532,4 +533,69 @@ fn device_output_past_its_allocation_is_a_shape_mismatch() {
     be.context().bind_to_thread().unwrap();
     unsafe { result::free_sync(plain) }.unwrap();
     unsafe { result::free_sync(managed) }.unwrap();
+}
+
+/// A LeRobot policy (its own DDIM-10 scheduler, clipping on) through `picardiff_sampler_run_cond`
+/// with Picard at τ = 0 on a CUDA context ends within 1e-3 (relative, the GPU tolerance)
+/// of the same run on a CPU context. The fixture is opened relative to the repo root.
+#[test]
+fn policy_runs_on_a_cuda_context() {
+    let Some(_be) = device("policy_runs_on_a_cuda_context") else {
+        return;
+    };
+    let run = |device: picardiff_device| -> Vec<f32> {
+        let mut ctx = null_mut();
+        let st = unsafe { picardiff_context_new(device as u32, 0, &mut ctx) };
+        assert_eq!(st, PICARDIFF_OK, "{}", last_error());
+        let path = std::ffi::CString::new("tests/data/lerobot/film_bias_k3_g4").unwrap();
+        let mut model = null_mut();
+        let st = unsafe { picardiff_model_new_file(path.as_ptr(), &mut model) };
+        assert_eq!(st, PICARDIFF_OK, "{}", last_error());
+        let cfg = picardiff_sampler_config {
+            batch: 3,
+            seed: 5,
+            tol: 0.0,
+            ..Default::default()
+        };
+        let mut sampler = null_mut();
+        let st = unsafe { picardiff_sampler_new(ctx, &cfg, &mut sampler) };
+        assert_eq!(st, PICARDIFF_OK, "{}", last_error());
+        // Frees the three handles at the end of the closure.
+        let h = Handles {
+            ctx,
+            model,
+            sampler,
+        };
+        let mut g = 0;
+        assert_eq!(
+            unsafe { picardiff_model_cond_dim(h.model, &mut g) },
+            PICARDIFF_OK
+        );
+        let cond: Vec<f32> = (0..3 * g).map(|i| (i as f32 * 0.37).sin()).collect();
+        let mut out = vec![f32::NAN; h.out_len()];
+        let st = unsafe {
+            picardiff_sampler_run_cond(
+                h.sampler,
+                h.model,
+                cond.as_ptr(),
+                cond.len(),
+                null(),
+                0,
+                null(),
+                0,
+                out.as_mut_ptr(),
+                out.len(),
+                null_mut(),
+            )
+        };
+        assert_eq!(st, PICARDIFF_OK, "{}", last_error());
+        out
+    };
+    let cpu = run(picardiff_device::PICARDIFF_DEVICE_CPU);
+    let gpu = run(picardiff_device::PICARDIFF_DEVICE_CUDA);
+    let d = max_rel_diff(&cpu, &gpu);
+    report(format!(
+        "policy through the C ABI: CUDA vs CPU max rel diff {d:e}"
+    ));
+    assert!(d < 1e-3, "policy on CUDA vs CPU: {d:e}");
 }

@@ -13,15 +13,21 @@ use picardiff::bench_internals::{set_sweep_path, SweepPath};
 use picardiff::model::Activation;
 use picardiff::prelude::*;
 
+/// The table of `rule`; `rule+clip` adds the clipped-x̂0 columns (range 1, algorithms §7), which
+/// the CUDA step and sweeps apply with the CPU's roundings.
 fn table(steps: usize, rule: &str) -> StepTable {
     let s = Schedule::from_name("ddpm-linear", 1000).unwrap();
     let g = Grid::discrete(&s, steps, Spacing::Leading).unwrap();
-    StepTable::new(
-        &g,
-        StepRule::from_name(rule, None).unwrap(),
-        ModelOutput::Epsilon,
-    )
-    .unwrap()
+    let (name, clip) = rule
+        .strip_suffix("+clip")
+        .map_or((rule, false), |n| (n, true));
+    let r = StepRule::from_name(name, None).unwrap();
+    let t = StepTable::new(&g, r, ModelOutput::Epsilon).unwrap();
+    if !clip {
+        return t;
+    }
+    let c = picardiff::schedule::ClipSample::for_rule(r, 1.0);
+    t.with_clip(&g, ModelOutput::Epsilon, c).unwrap()
 }
 
 fn down(be: &CudaBackend, buf: &<CudaBackend as Backend>::Buf) -> Vec<f32> {
@@ -93,7 +99,7 @@ fn sequential_step_is_bit_identical_to_the_cpu() {
     let Some(be) = device("sequential_step_is_bit_identical_to_the_cpu") else {
         return;
     };
-    for rule in ["ddpm", "ddim"] {
+    for rule in ["ddpm", "ddim", "ddpm+clip", "ddim+clip"] {
         let st = table(50, rule);
         let (ct, gt) = (
             CpuBackend.upload_tables(&st).unwrap(),
@@ -373,7 +379,13 @@ fn picard_sweep_and_advance_match_the_cpu() {
                     continue; // many iterations of 32 MB downloads: covered by the smaller cases
                 }
                 let plan = WindowPlan::sliding(steps, window, tol, form, None).unwrap();
-                for (rule, table_noise) in [("ddpm", false), ("ddpm", true), ("ddim", false)] {
+                for (rule, table_noise) in [
+                    ("ddpm", false),
+                    ("ddpm", true),
+                    ("ddim", false),
+                    ("ddpm+clip", false),
+                    ("ddim+clip", true),
+                ] {
                     if steps == 1000 && (table_noise || form == PicardForm::Drift) {
                         continue;
                     }

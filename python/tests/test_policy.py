@@ -122,5 +122,6 @@ def test_policy_argument_errors(fixture):
         m.sample(cond=gc, set={"no_such_field": 1})
     with pytest.raises(ValueError, match=r"init: expected a float32 array of shape"):
         m.sample(cond=gc, init=np.zeros((b, 1), np.float32))
-    with pytest.raises(picardiff.PicardiffError if not picardiff.cuda_available else Exception):
-        m.sample(cond=gc, device="cuda")
+    if not picardiff.cuda_available:  # with CUDA a policy samples there (tests/gpu_lerobot.rs)
+        with pytest.raises(picardiff.PicardiffError):
+            m.sample(cond=gc, device="cuda")

@@ -154,6 +154,13 @@ pub trait Ops: Backend {
     /// A weight tensor resident on this backend.
     type Weight: Send + Sync;
 
+    /// True when every op only enqueues device work (no host synchronisation, no host state), so
+    /// that a model written over these ops may be recorded and replayed (`ScoreModel::recordable`).
+    const ENQUEUES_ONLY: bool = false;
+    /// True when [`Ops::weight`] copies a tensor into backend memory (a device), so that a model's
+    /// workspace holds its own copy of the weights; false when it shares the host tensor (the CPU).
+    const UPLOADS_WEIGHTS: bool = false;
+
     /// Makes a host tensor resident (the CPU shares it; a device uploads it).
     fn weight(&self, host: &HostTensor) -> Result<Self::Weight>;
 

@@ -35,7 +35,7 @@ pub(crate) enum ModelKind {
     Callback(CallbackModel),
     /// A trained MLP; runs under its own schedule with the sampler's steps, spacing and rule.
     Mlp(Box<MlpModel>),
-    /// A LeRobot Diffusion Policy; runs under its own scheduler (CPU device only for now).
+    /// A LeRobot Diffusion Policy; runs under its own scheduler (on the CPU or CUDA device).
     Policy(Box<DiffusionPolicy>),
 }
 

@@ -2,12 +2,16 @@
 
 mod file;
 mod gmm;
+#[cfg(feature = "cuda")]
+mod gmm_cuda;
 mod mlp;
 mod tensors;
 pub mod unet;
 
 pub use file::{load_model, ModelFile};
 pub use gmm::{GmmModel, Mixture};
+#[cfg(feature = "cuda")]
+pub use gmm_cuda::GmmWorkspace;
 pub use mlp::{
     Activation, Layer, Linear, MlpConfig, MlpModel, MlpWeights, MlpWorkspace, Norm, WeightDtype,
     MAX_FILE_BYTES, MLP_FORMAT_VERSION, MLP_METADATA_KEY,

@@ -4,6 +4,8 @@
 
 use std::io::Write;
 
+pub mod ops;
+
 use picardiff::backend::cuda::CudaBackend;
 
 /// Device 0, or `None` after printing `skipped: no CUDA device (...)` straight to stderr (not

@@ -28,8 +28,11 @@ pub(super) const COEF_ROW: usize = 8;
 /// A step table in device memory (f32, like the CPU's), plus the model times on the host.
 #[derive(Debug)]
 pub struct CudaTables {
-    /// `steps × COEF_ROW`: row j = (a, b, c, p, q, 0, 0, 0) of step j (`PicardTables::coef`).
+    /// `steps × COEF_ROW`: row j = (a, b, c, p, q, u, v, f) of step j (`PicardTables::coef`; u, v, f
+    /// the clip columns, 0 without clipping).
     pub(super) coef: CudaSlice<f32>,
+    /// The clamp range of the clipped-x̂0 step (f32, as the CPU's), or 0: no clipping.
+    pub(super) clip_range: f32,
     pub(super) t: CudaSlice<f32>,
     pub(super) var: CudaSlice<f32>,
     pub(super) t_host: Vec<f32>,
@@ -289,12 +292,6 @@ impl Backend for CudaBackend {
         let _exclusive = self.exclusive();
         let steps = t.a.len();
         c_int(steps, "steps")?;
-        if t.clip.is_some() {
-            return Err(Error::config(
-                "clip_sample",
-                "the clipped-x0 step (clip_sample) runs on the CPU backend only for now; use --device cpu",
-            ));
-        }
         if let Some(m) = &t.multistep {
             return Err(Error::config(
                 "rule",
@@ -309,12 +306,34 @@ impl Backend for CudaBackend {
             let host: Vec<f32> = v.iter().map(|&x| x as f32).collect();
             self.upload(&host)
         };
+        if let Some(c) = &t.clip {
+            if [c.u.len(), c.v.len(), c.f.len()]
+                .iter()
+                .any(|&n| n != steps)
+            {
+                return Err(Error::shape(
+                    "upload_tables",
+                    format!("the clip columns must have {steps} values (one per step)"),
+                ));
+            }
+        }
         let mut coef = vec![0.0f32; steps * COEF_ROW];
         for (j, row) in coef.chunks_exact_mut(COEF_ROW).enumerate() {
             row[..5].copy_from_slice(&[t.a[j], t.b[j], t.c[j], t.p[j], t.q[j]].map(|x| x as f32));
+            if let Some(c) = &t.clip {
+                row[5..].copy_from_slice(&[c.u[j], c.v[j], c.f[j]].map(|x| x as f32));
+            }
+        }
+        let clip_range = t.clip.as_ref().map_or(0.0, |c| c.range as f32);
+        if t.clip.is_some() && !(clip_range > 0.0 && clip_range.is_finite()) {
+            return Err(Error::config(
+                "clip_sample_range",
+                format!("must be finite and > 0 in f32, got {clip_range}"),
+            ));
         }
         Ok(CudaTables {
             coef: self.upload(&coef)?,
+            clip_range,
             t: f(&t.t)?,
             var: f(&t.var)?,
             t_host: t.t.iter().map(|&x| x as f32).collect(),

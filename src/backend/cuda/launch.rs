@@ -9,7 +9,7 @@ use super::backend::{CudaSeq, CudaTables, CudaWindow, COEF_ROW};
 use super::{check, ffi, CudaBackend};
 use crate::backend::{LangevinSweep, Noise, PicardForm, Shape, WindowMode, WindowPlan};
 use crate::error::{Error, Result};
-use crate::model::Activation;
+use crate::types::Activation;
 
 /// Which Picard sweep kernel the launches of the current thread use (see `PICARDIFF_SWEEP_*` in
 /// `kernels/picardiff_kernels.h`). A measurement and test switch, compiled in only with the
@@ -76,7 +76,7 @@ fn c_long(v: usize, what: &str) -> Result<i64> {
 }
 
 impl CudaBackend {
-    fn cu_stream(&self) -> ffi::cudaStream_t {
+    pub(super) fn cu_stream(&self) -> ffi::cudaStream_t {
         self.stream.cu_stream() as ffi::cudaStream_t
     }
 
@@ -86,6 +86,7 @@ impl CudaBackend {
             coef: p(&t.coef, need * COEF_ROW)?,
             t: p(&t.t, need)?,
             var: p(&t.var, need)?,
+            clip_range: t.clip_range,
         })
     }
 
@@ -460,6 +461,19 @@ impl CudaBackend {
         cols: usize,
         act: Option<Activation>,
     ) -> Result<()> {
+        self.bias_act_at((y, 0), bias, rows, cols, act)
+    }
+
+    /// [`CudaBackend::bias_act`] on the `rows × cols` values of `y.0` from element `y.1` (the one
+    /// wrapper of `launch_bias_act_f32`; `Ops` adds its biases with it).
+    pub(super) fn bias_act_at(
+        &self,
+        y: (&mut CudaSlice<f32>, usize),
+        bias: Option<&CudaSlice<f32>>,
+        rows: usize,
+        cols: usize,
+        act: Option<Activation>,
+    ) -> Result<()> {
         let _exclusive = self.exclusive();
         const OP: &str = "bias_act";
         let n = rows
@@ -468,7 +482,10 @@ impl CudaBackend {
         if n == 0 {
             return Ok(());
         }
-        let yp = self.ptr_mut(y, n, OP, "activations")? as *mut f32;
+        let end =
+            y.1.checked_add(n)
+                .ok_or_else(|| Error::shape(OP, "range overflows"))?;
+        let yp = at(self.ptr_mut(y.0, end, OP, "activations")?, y.1);
         let bp = match bias {
             Some(b) => self.ptr(b, cols, OP, "bias")? as *const f32,
             None => std::ptr::null(),
@@ -479,7 +496,7 @@ impl CudaBackend {
             Some(Activation::GeluTanh) => ffi::PICARDIFF_ACT_GELU_TANH,
         } as i32;
         self.bind(OP)?;
-        // SAFETY: y holds rows × cols values and bias (if any) cols values (checked).
+        // SAFETY: y holds rows × cols values from its offset and bias (if any) cols values (checked).
         let code = unsafe {
             ffi::launch_bias_act_f32(
                 yp,
@@ -490,37 +507,6 @@ impl CudaBackend {
                 self.cu_stream(),
             )
         };
-        check(code, OP)
-    }
-
-    /// Softmax coefficients of the mixture score for `rows` rows (see `kernels/gmm.cu`).
-    pub(super) fn launch_gmm_coef(&self, params: ffi::GmmParams) -> Result<()> {
-        self.bind("gmm coefficients")?;
-        // SAFETY: the caller (GmmModel's eval) built `params` from buffers it checked: x rows × dim,
-        // times rows, coef rows × K, scale rows × 3, the K-vectors and the schedule table.
-        let code = unsafe { ffi::launch_gmm_coef_f32(params, self.cu_stream()) };
-        check(code, "gmm coefficients")
-    }
-
-    /// `out = σ (x Σcoef − α out)` per row (see `kernels/gmm.cu`).
-    pub(super) fn launch_gmm_finish(
-        &self,
-        x: &CudaSlice<f32>,
-        scale: &CudaSlice<f32>,
-        out: &mut CudaSlice<f32>,
-        row0: usize,
-        rows: usize,
-        dim: usize,
-    ) -> Result<()> {
-        const OP: &str = "gmm finish";
-        let end = (row0 + rows) * dim;
-        let xp = at(self.ptr(x, end, OP, "states")?, row0 * dim);
-        let sp = self.ptr(scale, rows * 3, OP, "row scales")? as *const f32;
-        let op = at(self.ptr_mut(out, end, OP, "model output")?, row0 * dim);
-        let (r, d) = (c_int(rows, "rows")?, c_long(dim, "dim")?);
-        self.bind(OP)?;
-        // SAFETY: x and out hold rows × dim values from row0, scale rows × 3 (checked).
-        let code = unsafe { ffi::launch_gmm_finish_f32(xp, sp, op, r, d, self.cu_stream()) };
         check(code, OP)
     }
 }

@@ -20,17 +20,22 @@
 //!   backend (its own stream). One thing the lock cannot cover: dropping a backend's buffer frees
 //!   it on the stream (cudarc's `Drop`), so do not drop a shared backend's buffers on one thread
 //!   while another samples on it.
-//! - `GmmModel` runs on it through two cuBLAS GEMMs and two kernels ([`GmmWorkspace`]).
+//! - Models run on it through its safe primitives: [`CudaBackend::gemm`] (row-major cuBLAS SGEMM),
+//!   the kernel wrappers (`launch.rs`, `mixture.rs`, `dense.rs`, `ops.rs`) and `Ops`. This module
+//!   never names a model: each model's device half lives with the model in `crate::model`.
 //!
 //! Only this module touches the FFI: one safe wrapper per launcher in `launch.rs`, each validating
 //! every size it passes and carrying a `// SAFETY:` note.
 
 mod backend;
+mod dense;
 pub mod external;
 mod ffi;
-mod gmm;
+mod gemm;
 pub(crate) mod launch;
-pub(crate) mod mlp;
+mod mixture;
+mod ops;
+mod ops_kernels;
 mod pool;
 
 use std::ffi::CStr;
@@ -46,7 +51,9 @@ use crate::backend::{RunGuard, RunLock};
 use crate::error::{Error, Result};
 
 pub use backend::{CudaSeq, CudaTables, CudaWindow};
-pub use gmm::GmmWorkspace;
+pub use dense::{DevWeight, GemmIn};
+pub use gemm::{MatMut, MatRef};
+pub use mixture::{schedule_table, MixtureBuffers};
 
 /// The CUDA backend on one device. See the module docs.
 #[derive(Debug)]

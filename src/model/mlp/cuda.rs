@@ -36,7 +36,7 @@ use cudarc::driver::CudaSlice;
 
 use super::cuda_weights::{DevLinear, DevTimeTable, DevWeights};
 use super::{Activation, MlpModel, WeightDtype};
-use crate::backend::cuda::mlp::GemmIn;
+use crate::backend::cuda::GemmIn;
 use crate::backend::cuda::{CudaBackend, DeviceResultExt};
 use crate::backend::Backend;
 use crate::error::{Error, Result};

@@ -8,7 +8,7 @@ use cudarc::driver::CudaSlice;
 
 use super::cache::RecentCache;
 use super::{Linear, MlpModel, Norm, WeightDtype};
-use crate::backend::cuda::mlp::DevWeight;
+use crate::backend::cuda::DevWeight;
 use crate::backend::cuda::{CudaBackend, DeviceResultExt};
 use crate::backend::Backend;
 use crate::error::Result;

@@ -148,6 +148,16 @@ impl DiffusionPolicy {
         &self.weights
     }
 
+    /// Values of all the U-Net's parameter tensors together.
+    pub fn weight_values(&self) -> usize {
+        let mut total = 0usize;
+        let _ = self.weights.map(&mut |t| {
+            total = total.saturating_add(t.len());
+            Ok(())
+        });
+        total
+    }
+
     /// One residual block over `inputs` (`len` positions) into `out`.
     #[allow(clippy::too_many_arguments)]
     fn res_block<B: Ops>(
@@ -403,18 +413,27 @@ impl<B: Ops> ScoreModel<B> for DiffusionPolicy {
         self.config.global_cond_dim
     }
 
-    /// The activation buffers of [`Self::workspace`] (the weights are shared, not copied, on the
-    /// CPU), from the same sizing function.
+    /// The activation buffers of [`Self::workspace`], from the same sizing function, plus the
+    /// weights on a backend that uploads them (they are shared, not copied, on the CPU).
     fn workspace_bytes(&self, max_rows: usize) -> usize {
         let rows = max_rows.clamp(1, EVAL_ROWS);
         match self.workspace_sizes::<B>(rows) {
             Ok((sizes, skips)) => {
-                let values =
+                let mut values =
                     sizes.iter().sum::<usize>() + 2 * sizes[5] + skips.iter().sum::<usize>();
+                if B::UPLOADS_WEIGHTS {
+                    values = values.saturating_add(self.weight_values());
+                }
                 values.saturating_mul(4)
             }
             Err(_) => usize::MAX,
         }
+    }
+
+    /// True on a backend whose ops only enqueue device work: an evaluation then has no host
+    /// synchronisation or host state beyond what the run fixes (the conditioning, the chunking).
+    fn recordable(&self) -> bool {
+        B::ENQUEUES_ONLY
     }
 
     fn workspace(&self, backend: &B, max_rows: usize) -> Result<UnetWorkspace<B>> {

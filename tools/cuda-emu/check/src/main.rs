@@ -3,11 +3,14 @@
 mod ffi {
     include!(concat!(env!("EMU_LIB_DIR"), "/picardiff_kernels.rs"));
 }
+mod models;
+mod ops;
 
 use picardiff::backend::{
     Backend, LangevinSweep, Noise, PicardForm, Shape, UnconvergedBlock, WindowPlan, WindowState,
 };
 use picardiff::prelude::*;
+use picardiff::schedule::ClipSample;
 
 fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
@@ -21,7 +24,8 @@ fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-/// One row of the packed coefficient table: (a, b, c, p, q, 0, 0, 0), 32-byte aligned as on the device.
+/// One row of the packed coefficient table: (a, b, c, p, q, u, v, f), 32-byte aligned as on the
+/// device (u, v, f: the clip columns, 0 without clipping).
 #[repr(C, align(32))]
 struct CoefRow([f32; 8]);
 
@@ -29,6 +33,7 @@ struct Tabs {
     coef: Vec<CoefRow>,
     t: Vec<f32>,
     var: Vec<f32>,
+    clip_range: f32,
 }
 impl Tabs {
     fn new(t: &StepTable) -> Self {
@@ -37,20 +42,42 @@ impl Tabs {
             .map(|j| {
                 let mut r = [0.0f32; 8];
                 r[..5].copy_from_slice(&[t.a[j], t.b[j], t.c[j], t.p[j], t.q[j]].map(|x| x as f32));
+                if let Some(c) = &t.clip {
+                    r[5..].copy_from_slice(&[c.u[j], c.v[j], c.f[j]].map(|x| x as f32));
+                }
                 CoefRow(r)
             })
             .collect();
-        Tabs { coef, t: f(&t.t), var: f(&t.var) }
+        // As `CudaBackend::upload_tables` fills them.
+        let clip_range = t.clip.as_ref().map_or(0.0, |c| c.range as f32);
+        Tabs { coef, t: f(&t.t), var: f(&t.var), clip_range }
     }
     fn raw(&self) -> ffi::PicardTables {
-        ffi::PicardTables { coef: self.coef.as_ptr().cast(), t: self.t.as_ptr(), var: self.var.as_ptr() }
+        ffi::PicardTables {
+            coef: self.coef.as_ptr().cast(),
+            t: self.t.as_ptr(),
+            var: self.var.as_ptr(),
+            clip_range: self.clip_range,
+        }
     }
 }
 
+/// The step table of `rule` over a 1000-step DDPM schedule; `rule+clip` adds the clipped-x̂0
+/// columns (range 1, diffusers' rule for which quantity stays; docs/algorithms.md §7).
 fn table(steps: usize, rule: &str) -> StepTable {
     let s = Schedule::from_name("ddpm-linear", 1000).unwrap();
     let g = Grid::discrete(&s, steps, Spacing::Leading).unwrap();
-    StepTable::new(&g, StepRule::from_name(rule, None).unwrap(), ModelOutput::Epsilon).unwrap()
+    let (name, clip) = match rule.strip_suffix("+clip") {
+        Some(n) => (n, true),
+        None => (rule, false),
+    };
+    let r = StepRule::from_name(name, None).unwrap();
+    let t = StepTable::new(&g, r, ModelOutput::Epsilon).unwrap();
+    if clip {
+        t.with_clip(&g, ModelOutput::Epsilon, ClipSample::for_rule(r, 1.0)).unwrap()
+    } else {
+        t
+    }
 }
 
 fn null() -> ffi::cudaStream_t {
@@ -121,7 +148,7 @@ fn check_langevin() {
 }
 
 fn check_step() {
-    for rule in ["ddpm", "ddim"] {
+    for rule in ["ddpm", "ddim", "ddpm+clip", "ddim+clip"] {
         let st = table(50, rule);
         let tabs = Tabs::new(&st);
         let ctab = CpuBackend.upload_tables(&st).unwrap();
@@ -181,7 +208,7 @@ fn check_step() {
     };
     assert_eq!(unsafe { ffi::launch_picard_step_f32(p, null()) }, 0);
     assert_eq!(status, 13);
-    println!("step: bit-identical (ddpm/ddim, philox/table), non-finite status ok");
+    println!("step: bit-identical (ddpm/ddim, clipped or not, philox/table), non-finite status ok");
 }
 
 /// The sequential sampler's counter path (the CUDA graph's kernels): seq_begin_f32 writes t_j to
@@ -405,138 +432,14 @@ fn check_picard(plan: &WindowPlan, rule: &str, shape: Shape, noise_table: bool, 
     }
 }
 
-fn check_gmm() {
-    use picardiff::backend::cpu::CpuBackend as C;
-    let mixes = {
-        let k = 37;
-        let d = 70;
-        let w: Vec<f64> = (0..k).map(|i| 1.0 + (i % 5) as f64).collect();
-        let m: Vec<Vec<f64>> = (0..k).map(|i| rand_vec(d, 500 + i as u64).iter().map(|&v| 3.0 * v as f64).collect()).collect();
-        let s: Vec<f64> = (0..k).map(|i| 0.2 + 0.03 * i as f64).collect();
-        vec![
-            Mixture::new(vec![0.3, 0.7], vec![vec![-2.0, 1.0], vec![1.5, -1.0]], vec![0.4, 0.6]).unwrap(),
-            Mixture::new(w, m, s).unwrap(),
-            Mixture::new(vec![1.0], vec![vec![0.5]], vec![0.0]).unwrap(),
-        ]
-    };
-    for mix in mixes {
-        for sname in ["ddpm-linear", "ou", "vp-linear", "flow"] {
-            let sched = Schedule::from_name(sname, 1000).unwrap();
-            let (d, k) = (mix.dim, mix.components());
-            let model = GmmModel::new(mix.clone(), sched.clone());
-            let rows = 9;
-            let x = rand_vec(rows * d, 77).iter().map(|v| v * 3.0).collect::<Vec<_>>();
-            let times: Vec<f32> = match sname {
-                "ddpm-linear" => vec![0.0, 1.0, 999.0, 500.4, 500.5, -1.0, 1500.0, 20.0, 3.0],
-                "ou" => vec![1e-3, 0.01, 0.5, 1.0, 2.0, 5.0, 10.0, 0.1, 3.0],
-                // σ = t / 1000 from the noise end (σ = 1) to near the data end.
-                "flow" => vec![1000.0, 999.0, 750.0, 500.5, 250.0, 20.0, 3.0, 1.0, 0.5],
-                _ => vec![1e-3, 0.01, 0.2, 0.5, 0.9, 1.0, 0.05, 0.3, 0.7],
-            };
-            let mut ws = ScoreModel::<C>::workspace(&model, &C, rows).unwrap();
-            let mut cout = vec![0f32; rows * d];
-            model.eval(&C, &mut ws, &x, &times, 0, rows, &mut cout).unwrap();
-            // Emulated: naive GEMMs + kernels.
-            let mut coef = vec![0f32; rows * k];
-            for r in 0..rows {
-                for j in 0..k {
-                    let mut acc = 0f32;
-                    for i in 0..d {
-                        acc += x[r * d + i] * model.means_f32[j * d + i];
-                    }
-                    coef[r * k + j] = acc;
-                }
-            }
-            let mut scale = vec![0f32; rows * 3];
-            let log_w: Vec<f64> = mix.weights.iter().map(|w| w.ln()).collect();
-            let std2: Vec<f64> = mix.stds.iter().map(|s| s.powi(2)).collect();
-            // (kind, n_train, table, β_min, β_max) as `backend/cuda/gmm.rs` fills them.
-            let (kind, n_train, table, bmin, bmax) = match &sched {
-                Schedule::Discrete { alphas_cumprod, .. } => {
-                    (0, alphas_cumprod.len(), alphas_cumprod.clone(), 0.0, 0.0)
-                }
-                Schedule::Ou => (1, 0, vec![0.0], 0.0, 0.0),
-                Schedule::VpLinear { beta_min, beta_max } => (2, 0, vec![0.0], *beta_min, *beta_max),
-                // σ = t / n_train on the device: n_train is the flow's train steps, no table.
-                Schedule::Flow { train_steps } => (3, *train_steps, vec![0.0], 0.0, 0.0),
-            };
-            let p = ffi::GmmParams {
-                x: x.as_ptr(),
-                times: times.as_ptr(),
-                coef: coef.as_mut_ptr(),
-                scale: scale.as_mut_ptr(),
-                log_w: log_w.as_ptr(),
-                std2: std2.as_ptr(),
-                mean_norm2: model.mean_norm2.as_ptr(),
-                sched: ffi::GmmSchedule {
-                    kind,
-                    n_train: n_train as i32,
-                    alphas_cumprod: table.as_ptr(),
-                    beta_min: bmin,
-                    beta_max: bmax,
-                },
-                dim: d as i64,
-                components: k as i32,
-                rows: rows as i32,
-            };
-            assert_eq!(unsafe { ffi::launch_gmm_coef_f32(p, null()) }, 0);
-            let mut eout = vec![0f32; rows * d];
-            for r in 0..rows {
-                for i in 0..d {
-                    let mut acc = 0f32;
-                    for j in 0..k {
-                        acc += coef[r * k + j] * model.means_f32[j * d + i];
-                    }
-                    eout[r * d + i] = acc;
-                }
-            }
-            assert_eq!(unsafe { ffi::launch_gmm_finish_f32(x.as_ptr(), scale.as_ptr(), eout.as_mut_ptr(), rows as i32, d as i64, null()) }, 0);
-            let mut worst = 0f32;
-            for (a, b) in cout.iter().zip(&eout) {
-                let rel = (a - b).abs() / a.abs().max(1.0);
-                if a.is_nan() && b.is_nan() {
-                    continue;
-                }
-                if !(rel <= 1e-4) {
-                    panic!("gmm {sname} K={k} D={d}: cpu {a} emu {b}");
-                }
-                worst = worst.max(rel);
-            }
-            println!("gmm {sname} K={k} D={d}: max rel diff {worst:e}");
-        }
-    }
-}
-
-fn check_bias_act() {
-    let (rows, cols) = (5usize, 300usize);
-    let y0 = rand_vec(rows * cols, 9).iter().map(|v| v * 6.0).collect::<Vec<_>>();
-    let bias = rand_vec(cols, 10);
-    for act in 0..3 {
-        let mut y = y0.clone();
-        assert_eq!(unsafe { ffi::launch_bias_act_f32(y.as_mut_ptr(), bias.as_ptr(), rows as i64, cols as i64, act, null()) }, 0);
-        for r in 0..rows {
-            for c in 0..cols {
-                let v = (y0[r * cols + c] + bias[c]) as f64;
-                let want = match act {
-                    0 => v,
-                    1 => v / (1.0 + (-v).exp()),
-                    _ => 0.5 * v * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (v + 0.044715 * v * v * v)).tanh()),
-                };
-                let got = y[r * cols + c] as f64;
-                assert!((got - want).abs() <= 1e-5 * want.abs().max(1.0), "act {act}: {got} vs {want}");
-            }
-        }
-    }
-    let mut y = y0.clone();
-    assert_eq!(unsafe { ffi::launch_bias_act_f32(y.as_mut_ptr(), std::ptr::null(), rows as i64, cols as i64, 0, null()) }, 0);
-    assert_eq!(y, y0);
-    println!("bias_act: ok");
-}
-
 fn main() {
     if std::env::args().nth(1).as_deref() == Some("gmm") {
-        check_bias_act();
-        check_gmm();
+        models::check_bias_act();
+        models::check_gmm();
+        return;
+    }
+    if std::env::args().nth(1).as_deref() == Some("ops") {
+        ops::check_ops(false);
         return;
     }
     // `quick` (CI): fewer Picard shapes and tolerances, every kernel path still (scalar and float4
@@ -568,7 +471,7 @@ fn main() {
         }
     }
     for (plan, b, d) in &cases {
-        for (rule, nt) in [("ddpm", false), ("ddpm", true), ("ddim", false)] {
+        for (rule, nt) in [("ddpm", false), ("ddpm", true), ("ddim", false), ("ddpm+clip", false), ("ddim+clip", true)] {
             let it = check_picard(plan, rule, Shape { batch: *b, dim: *d }, nt, None);
             println!("picard {:?} p={} tol2={} {rule} table={nt} B={b} D={d}: {it} iters equal", plan.mode, plan.window, plan.tol2);
         }
@@ -577,6 +480,7 @@ fn main() {
     let plan = WindowPlan::sliding(50, 10, 0.1, PicardForm::Scan, None).unwrap();
     let it = check_picard(&plan, "ddpm", Shape { batch: 2, dim: 3 }, false, Some(4));
     println!("nan: stopped after {it} iters with the same step");
-    check_gmm();
+    models::check_gmm();
+    ops::check_ops(quick);
     println!("ALL OK");
 }

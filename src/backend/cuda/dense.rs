@@ -1,4 +1,4 @@
-//! The device pieces of the MLP forward (used by `src/model/mlp/cuda.rs`): one cuBLAS GEMM per Linear
+//! Dense-layer primitives (the MLP's device half, `src/model/mlp/cuda.rs`, is built on them): one cuBLAS GEMM per Linear
 //! layer (SGEMM in f32, GemmEx with bf16/f16 inputs and f32 accumulation otherwise) and one safe
 //! wrapper per MLP launcher of `kernels/picardiff_kernels.h` (`kernels/mlp.cu`). Each wrapper checks
 //! that every buffer belongs to the backend and is long enough for what the kernel touches.
@@ -20,11 +20,11 @@ use cudarc::driver::CudaSlice;
 use super::launch::c_int;
 use super::{check, ffi, CudaBackend, DeviceResultExt};
 use crate::error::{Error, Result};
-use crate::model::{Activation, WeightDtype};
+use crate::types::{Activation, WeightDtype};
 
 /// A Linear layer's weight in device memory: f32, or the raw bits of bf16/f16.
 #[derive(Debug)]
-pub(crate) enum DevWeight {
+pub enum DevWeight {
     /// `[out][in]` f32.
     F32(CudaSlice<f32>),
     /// `[out][in]` bf16 or f16 bits (the dtype is the workspace's).
@@ -33,7 +33,7 @@ pub(crate) enum DevWeight {
 
 /// The input of a GEMM: an f32 activation buffer or its 16-bit copy.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum GemmIn<'a> {
+pub enum GemmIn<'a> {
     /// f32 (with f32 weights).
     F32(&'a CudaSlice<f32>),
     /// bf16/f16 bits (with 16-bit weights of the same dtype).
@@ -85,7 +85,7 @@ impl CudaBackend {
     /// `y[y_off ..][rows × out] = x[x_off ..][rows × in] · Wᵀ + beta · y` (see the module docs), with
     /// `W` `[out][in]`. A 16-bit weight needs a 16-bit input of the same `dtype`; accumulation is f32.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn mlp_gemm(
+    pub fn mlp_gemm(
         &self,
         w: &DevWeight,
         dtype: WeightDtype,
@@ -193,7 +193,7 @@ impl CudaBackend {
     /// In place `y[y_off ..][r][c] = act(y[r][c] + bias[c])` on `rows × cols` values, plus the
     /// 16-bit copy into `y16` (from element 0) when `dtype` is bf16/f16.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn mlp_epilogue(
+    pub fn mlp_epilogue(
         &self,
         y: &mut CudaSlice<f32>,
         y_off: usize,
@@ -236,7 +236,7 @@ impl CudaBackend {
     /// entry of `table_times` (sorted, `n_times`) equal to the row's time; a missing time sets
     /// `status[0] = 1` and writes NaN into the row. Plus the 16-bit copy.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn mlp_time_add(
+    pub fn mlp_time_add(
         &self,
         h: &mut CudaSlice<f32>,
         bias: &CudaSlice<f32>,
@@ -293,7 +293,7 @@ impl CudaBackend {
     /// Row-wise LayerNorm of `src` into `dst` (`rows × cols`, affine `gamma`, `beta`, `eps`), plus
     /// the 16-bit copy into `dst16`.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn mlp_layernorm(
+    pub fn mlp_layernorm(
         &self,
         src: &CudaSlice<f32>,
         dst: &mut CudaSlice<f32>,
@@ -336,7 +336,7 @@ impl CudaBackend {
     }
 
     /// `dst[i] = src[src_off + i]` rounded to `dtype` (bf16 or f16) for `n` values.
-    pub(crate) fn mlp_to_half(
+    pub fn mlp_to_half(
         &self,
         src: &CudaSlice<f32>,
         src_off: usize,
