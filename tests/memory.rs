@@ -50,6 +50,7 @@ fn memory_is_independent_of_the_number_of_steps() {
                 tol,
                 max_iters: None,
                 form: PicardForm::Scan,
+                anderson: None,
             };
             let inputs = RunInputs {
                 batch,

@@ -196,6 +196,11 @@ pub struct RunSpec {
         arg(long, value_name = "FORM", help_heading = "Sampler")
     )]
     pub picard_form: Option<PicardForm>,
+    /// Anderson acceleration of the Picard iteration (picard, blocks; CPU only) with history M,
+    /// 2 to 5: each point mixes its last M iterates by a least-squares fit of their residuals
+    /// over itself and the window's earlier points (ParaTAA's triangular form).
+    #[cfg_attr(feature = "cli", arg(long, value_name = "M", help_heading = "Sampler"))]
+    pub anderson: Option<usize>,
 
     /// Samples in the batch (a Diffusion Policy: the rows of --cond).
     #[cfg_attr(feature = "cli", arg(long, value_name = "B", help_heading = "Run"))]
@@ -308,6 +313,7 @@ impl RunSpec {
         "corrector_steps",
         "corrector_iters",
         "picard_form",
+        "anderson",
         "batch",
         "seed",
         "sample0",
@@ -352,6 +358,7 @@ impl RunSpec {
             corrector_steps,
             corrector_iters,
             picard_form,
+            anderson,
             batch,
             seed,
             sample0,
@@ -402,6 +409,7 @@ impl RunSpec {
             "corrector_steps" => crate::sampler::Corrector::default().steps.to_string(),
             "corrector_iters" => crate::sampler::Corrector::default().iters.to_string(),
             "picard_form" => d::PICARD_FORM.to_string(),
+            "anderson" => "off".into(),
             "batch" => "the first dimension of --init, else the second of --noise, else 1".into(),
             "seed" => d::SEED.to_string(),
             "sample0" => "0".into(),

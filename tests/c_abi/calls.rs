@@ -620,6 +620,7 @@ fn flow_schedule_runs_euler_with_the_shift_field() {
         tol: rule.default_tolerance(),
         max_iters: None,
         form: PicardForm::Scan,
+        anderson: None,
     };
     let inputs = RunInputs {
         batch: 4,
@@ -667,6 +668,7 @@ fn dpm_solver_runs_by_name_with_its_spacing() {
         tol: rule.default_tolerance(),
         max_iters: None,
         form: PicardForm::Scan,
+        anderson: None,
     };
     let inputs = RunInputs {
         batch: 4,
