@@ -335,3 +335,48 @@ fn solve(a: &[f64; KMAX * KMAX], rhs: &[f64; KMAX], k: usize, gamma: &mut [f64])
     }
     gamma[..k].iter().all(|g| g.is_finite())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One iteration on a window (0, 2] of one sample: the old iterate `x`, the map's output `g`.
+    fn iterate(aa: &mut Anderson, iter: usize, x: &mut [f32], g: &[f32]) {
+        aa.save_inputs(iter, 0, 2, x, 3);
+        x.copy_from_slice(g);
+        aa.accelerate(iter, 0, 2, 0, x, 3);
+    }
+
+    /// Point 2's residual shrinks, so its second iterate mixes; then it grows, so the point drops
+    /// its history and takes the plain update, and mixes again once it shrinks.
+    #[test]
+    fn a_growing_residual_drops_the_history() {
+        let shape = Shape { batch: 1, dim: 4 };
+        let mut aa = Anderson::new(3, 2, shape).unwrap();
+        let (a, b) = (4, 8); // points 1 and 2 in the 3-slot state ring
+        let mut x = vec![0f32; 12];
+        let mut g = vec![0f32; 12];
+        let set = |g: &mut Vec<f32>, v1: f32, v2: f32| {
+            g[a..a + 4].fill(v1);
+            g[b..b + 4]
+                .iter_mut()
+                .enumerate()
+                .for_each(|(i, v)| *v = v2 + i as f32 * 0.1);
+        };
+        set(&mut g, 1.0, 1.0);
+        iterate(&mut aa, 0, &mut x, &g);
+        assert_eq!((aa.used[1], aa.count[1]), (0, 1), "no history yet");
+        set(&mut g, 1.5, 1.5); // residual 0.5 < 1: a fit
+        iterate(&mut aa, 1, &mut x, &g);
+        assert_eq!(aa.used[1], 1);
+        assert_ne!(x[b..b + 4], g[b..b + 4], "the mixed iterate differs from g");
+        let before = x.clone();
+        set(&mut g, 1.0, before[b] + 5.0); // residual 5 > the last one: fallback
+        iterate(&mut aa, 2, &mut x, &g);
+        assert_eq!((aa.used[1], aa.count[1]), (0, 1), "history dropped");
+        assert_eq!(x[b..b + 4], g[b..b + 4], "plain update");
+        set(&mut g, 1.0, x[b] + 0.1); // shrinks again: mixes with the one entry kept
+        iterate(&mut aa, 3, &mut x, &g);
+        assert_eq!((aa.used[1], aa.count[1]), (1, 2));
+    }
+}
