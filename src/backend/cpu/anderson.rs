@@ -237,7 +237,7 @@ impl Anderson {
                     let rr = tot[nq - 1];
                     let mut k = count[q];
                     // The fallback; a NaN residual compares false and drops the history too.
-                    if k > 0 && !(rr <= last[q]) {
+                    if k > 0 && (rr.is_nan() || rr > last[q]) {
                         k = 0;
                     }
                     last[q] = rr;
@@ -312,12 +312,10 @@ fn solve(a: &[f64; KMAX * KMAX], rhs: &[f64; KMAX], k: usize, gamma: &mut [f64])
     for i in 0..k {
         for j in 0..=i {
             // a is stored as its upper triangle: element (j, i) with j ≤ i.
-            let mut v = a[j * KMAX + i] + if i == j { mu } else { 0.0 };
-            for t in 0..j {
-                v -= l[i][t] * l[j][t];
-            }
+            let diag = if i == j { mu } else { 0.0 };
+            let v = a[j * KMAX + i] + diag - (0..j).map(|t| l[i][t] * l[j][t]).sum::<f64>();
             if i == j {
-                if !(v > 0.0) {
+                if v.is_nan() || v <= 0.0 {
                     return false;
                 }
                 l[i][i] = v.sqrt();
