@@ -260,7 +260,7 @@ impl Backend for CpuBackend {
         }
     }
 
-    /// The histories and fit sums of Anderson acceleration ([`Anderson`]), in f32-sized values.
+    /// The histories and fit sums of Anderson acceleration (`cpu/anderson.rs`), in f32-sized values.
     fn anderson_len(&self, plan: &WindowPlan, shape: Shape) -> Option<usize> {
         Some(
             plan.anderson
