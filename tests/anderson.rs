@@ -62,6 +62,48 @@ fn zero_tolerance_equals_sequential_bit_for_bit() {
     }
 }
 
+/// The multistep rule (its direction ring reads the accepted points' directions) and the drift
+/// form keep their τ = 0 results with Anderson: DPM-Solver++(2M) bit for bit, drift within the
+/// rounding it has without Anderson (`docs/algorithms.md` §3, §9).
+#[test]
+fn zero_tolerance_keeps_multistep_and_drift_results() {
+    const DRIFT_ROUNDING: f32 = 1e-4;
+    let s = Schedule::from_name("ddpm-linear", 1000).unwrap();
+    let g = Grid::discrete(&s, 20, Spacing::DpmLinspace).unwrap();
+    let model = GmmModel::new(mixture_64d(), s.clone());
+    let reference = sample(&model, &g, "dpmpp-2m", &SamplerKind::Sequential, 2);
+    let kind = picard(20, 0.0, PicardForm::Scan, Some(3));
+    assert_eq!(
+        sample(&model, &g, "dpmpp-2m", &kind, 2).samples,
+        reference.samples
+    );
+    let (s, g) = ddpm_grid(40);
+    let model = GmmModel::new(mixture_64d(), s);
+    let reference = sample(&model, &g, "ddim", &SamplerKind::Sequential, 2);
+    let plain = sample(
+        &model,
+        &g,
+        "ddim",
+        &picard(40, 0.0, PicardForm::Drift, None),
+        2,
+    );
+    let aa = sample(
+        &model,
+        &g,
+        "ddim",
+        &picard(40, 0.0, PicardForm::Drift, Some(3)),
+        2,
+    );
+    let (d_plain, d_aa) = (
+        max_abs_diff(&plain.samples, &reference.samples),
+        max_abs_diff(&aa.samples, &reference.samples),
+    );
+    assert!(
+        d_aa <= DRIFT_ROUNDING,
+        "drift + Anderson {d_aa:e} (plain drift {d_plain:e})"
+    );
+}
+
 /// Window 1 at the default τ: every iteration is one sequential step (nothing after the
 /// frontier to accelerate), bit for bit.
 #[test]
