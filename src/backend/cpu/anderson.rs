@@ -1,6 +1,7 @@
 //! Anderson acceleration of the Picard iteration on the CPU (`docs/algorithms.md` §11): ParaTAA's
 //! triangular form. Per window point m and sample b the window keeps the map's outputs
-//! g = G(x) and residuals r = g − x of its last `hist − 1` iterations; after a sweep, the point's
+//! g = G(x) and residuals r = g − x of its last `hist` iterations (the current one included);
+//! after a sweep, the point's
 //! mixing coefficients γ solve the regularised least-squares problem
 //!
 //! ```text
@@ -39,12 +40,12 @@ pub(crate) struct Anderson {
     r: Vec<f32>,
     /// Valid earlier entries of each (sample, slot) (sample-major, as `last`, `coef`, `used`).
     count: Vec<usize>,
-    /// ‖r‖² of each (slot, sample) in its last iteration.
+    /// ‖r‖² of each (sample, slot) in its last iteration.
     last: Vec<f64>,
     /// Per (unit, point) partial sums: the Gram matrix of the residual differences (K × K), its
     /// right-hand side (K) and ‖r‖² (1), K = hist − 1.
     part: Vec<f64>,
-    /// Mixing coefficients of each (slot, sample), K each, and how many are used (0: plain).
+    /// Mixing coefficients of each (sample, slot), K each, and how many are used (0: plain).
     coef: Vec<f64>,
     used: Vec<usize>,
 }
@@ -69,28 +70,43 @@ impl Anderson {
         k * k + k + 1
     }
 
-    /// f32-sized values the state takes for history `hist` (the sampler's memory check).
+    /// f32-sized values the state takes for history `hist` (the sampler's memory check;
+    /// saturating, so an absurd size reads as more than any free memory).
     pub(crate) fn floats(hist: usize, window: usize, shape: Shape) -> usize {
         let units = CpuBackend::units(shape);
-        let rows = window * shape.batch;
-        2 * hist * window * shape.slot_len()
-            + 2 * units * window * Self::nq(hist)
-            + rows * (2 + 2 + 2 * (hist - 1) + 2)
+        let rows = window.saturating_mul(shape.batch);
+        let ring = window.saturating_mul(shape.slot_len());
+        (2 * hist)
+            .saturating_mul(ring)
+            .saturating_add(
+                units
+                    .saturating_mul(window)
+                    .saturating_mul(2 * Self::nq(hist)),
+            )
+            .saturating_add(rows.saturating_mul(2 * hist + 4))
     }
 
     /// A fresh state: no history anywhere.
     pub(crate) fn new(hist: usize, window: usize, shape: Shape) -> Result<Self> {
-        let rows = window * shape.batch;
-        let units = CpuBackend::units(shape);
+        let too_big =
+            || Error::device("window", "the Anderson history overflows the address space");
+        let rows = window.checked_mul(shape.batch).ok_or_else(too_big)?;
+        let ring = hist
+            .checked_mul(window)
+            .and_then(|n| n.checked_mul(shape.slot_len()))
+            .ok_or_else(too_big)?;
+        let part = (CpuBackend::units(shape).checked_mul(window))
+            .and_then(|n| n.checked_mul(Self::nq(hist)))
+            .ok_or_else(too_big)?;
         Ok(Anderson {
             hist,
             window,
             shape,
-            g: filled(hist * window * shape.slot_len(), 0f32)?,
-            r: filled(hist * window * shape.slot_len(), 0f32)?,
+            g: filled(ring, 0f32)?,
+            r: filled(ring, 0f32)?,
             count: filled(rows, 0usize)?,
             last: filled(rows, 0f64)?,
-            part: filled(units * window * Self::nq(hist), 0f64)?,
+            part: filled(part, 0f64)?,
             coef: filled(rows * (hist - 1), 0f64)?,
             used: filled(rows, 0usize)?,
         })
