@@ -68,6 +68,7 @@ fn main() -> Result<()> {
                     tol: 0.0,
                     form: PicardForm::Scan,
                     corrector: corr,
+                    anderson: None,
                 };
                 let out = run(
                     &CpuBackend,

@@ -19,6 +19,7 @@ fn main() -> picardiff::Result<()> {
         tol: 0.1,
         max_iters: None,
         form,
+        anderson: None,
     };
     let inputs = RunInputs {
         batch: 4,

@@ -76,6 +76,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         tol,
         max_iters: None,
         form: PicardForm::Scan,
+        anderson: None,
     };
     let par = run(&CpuBackend, &model, &grid, rule, &picard, &inputs)?;
     let dim = model.config().dim;

@@ -40,6 +40,7 @@ fn main() -> Result<()> {
                     tol: 0.1,
                     max_iters: None,
                     form: PicardForm::Scan,
+                    anderson: None,
                 },
             ),
             (
@@ -53,6 +54,7 @@ fn main() -> Result<()> {
                     tol: 0.1,
                     form: PicardForm::Scan,
                     corrector: None,
+                    anderson: None,
                 },
             ),
         ];

@@ -155,6 +155,9 @@ typedef struct picardiff_sampler_config {
   uint32_t sample0;
   // Flow, "diffusers" grid: diffusers' `shift` s (σ' = sσ/(1 + (s − 1)σ)); 0 = 1 (no shift).
   double shift;
+  // Anderson acceleration of the picard and blocks samplers with this history (2 to 5; CPU
+  // only); 0 = off (the default).
+  uint32_t anderson;
 } picardiff_sampler_config;
 
 // A model callback: evaluates `n` rows of `dim` values at `x` (row-major), row i at model time

@@ -50,6 +50,7 @@ fn blocks_with_enough_iterations_equal_sequential_and_error_falls_with_k() {
         tol: 0.0,
         form: PicardForm::Scan,
         corrector: None,
+        anderson: None,
     };
     let exact = run(&CpuBackend, &model, &g, rule, &blocks(longest), &inputs).unwrap();
     let diff = max_abs_diff(&exact.samples, &seq.samples);
@@ -90,6 +91,7 @@ fn corrector_picard_is_exact_with_enough_iterations_and_validates() {
             tol: 0.0,
             form: PicardForm::Scan,
             corrector,
+            anderson: None,
         };
         run(&CpuBackend, &model, &g, StepRule::ExpOde, &kind, &inputs)
     };
@@ -133,6 +135,7 @@ fn a_block_that_ends_above_tol_is_an_error_naming_it() {
         tol,
         form: PicardForm::Scan,
         corrector: None,
+        anderson: None,
     };
     let err = run(
         &CpuBackend,

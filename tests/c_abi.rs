@@ -156,6 +156,7 @@ fn rust_picard(
         tol: rule.default_tolerance(),
         max_iters: None,
         form: PicardForm::Scan,
+        anderson: None,
     };
     let inputs = RunInputs {
         batch,

@@ -128,6 +128,7 @@ fn thousands_of_runs_keep_memory_flat() {
             tol: 1e-3,
             max_iters: None,
             form: PicardForm::Scan,
+            anderson: None,
         };
         let inputs = RunInputs {
             batch: 2,

@@ -29,6 +29,7 @@ fn picard(window: usize, tol: f64, form: PicardForm) -> SamplerKind {
         tol,
         max_iters: None,
         form,
+        anderson: None,
     }
 }
 
@@ -62,6 +63,7 @@ fn clipped_picard_fixed_point_is_the_clipped_sequential_sampler() {
                     tol: 0.0,
                     form: PicardForm::Scan,
                     corrector: None,
+                    anderson: None,
                 },
             ),
         ] {

@@ -48,6 +48,7 @@ fn picard(window: usize, tol: f64, form: PicardForm) -> SamplerKind {
         tol,
         max_iters: None,
         form,
+        anderson: None,
     }
 }
 
@@ -58,6 +59,7 @@ fn blocks(block_len: f64, iters: usize, tol: f64) -> SamplerKind {
         tol,
         form: PicardForm::Scan,
         corrector: None,
+        anderson: None,
     }
 }
 

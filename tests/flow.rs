@@ -79,6 +79,7 @@ fn picard(window: usize, tol: f64, form: PicardForm) -> SamplerKind {
         tol,
         max_iters: None,
         form,
+        anderson: None,
     }
 }
 

@@ -128,6 +128,7 @@ fn picard_on_cuda_matches_the_sequential_sampler() {
                     tol,
                     max_iters: None,
                     form: PicardForm::Scan,
+                    anderson: None,
                 };
                 let par = sample_on(&be, &policy, run_ref, &kind, noise);
                 let e = rel_err(&par.samples, &seq.samples);
@@ -160,6 +161,7 @@ fn policy_iterations_replay_bit_identically() {
         tol: 0.0,
         max_iters: None,
         form: PicardForm::Scan,
+        anderson: None,
     };
     be.set_graphs(false);
     let plain = sample_on(&be, &policy, run_ref, &kind, false);

@@ -235,6 +235,7 @@ fn moons_sampler_matches_the_cpu() {
                 tol: 1e-4,
                 max_iters: None,
                 form: PicardForm::Scan,
+                anderson: None,
             },
         ),
     ];
@@ -278,6 +279,7 @@ fn mlp_graph_replay_equals_eager() {
             tol: 0.1,
             max_iters: None,
             form: PicardForm::Scan,
+            anderson: None,
         };
         graphs_equal_eager(&be, &m, &grid, &kind, &inputs, &format!("moons {dtype:?}"));
     }
@@ -334,6 +336,7 @@ fn cached_device_weights_give_the_same_samples_on_every_backend() {
         tol: 0.1,
         max_iters: None,
         form: PicardForm::Scan,
+        anderson: None,
     };
     let first = run(&be, &m, &grid, rule, &kind, &inputs).unwrap();
     for (what, b) in [("second backend", &other), ("first backend again", &be)] {
@@ -371,6 +374,7 @@ fn layer_variants_replay_with_a_wrapping_window() {
             tol: 0.05,
             max_iters: None,
             form: PicardForm::Scan,
+            anderson: None,
         };
         graphs_equal_eager(&be, &m, &grid, &kind, &inputs, &format!("{name} p=60"));
     }

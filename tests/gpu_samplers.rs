@@ -28,6 +28,7 @@ fn picard(window: usize, tol: f64, form: PicardForm) -> SamplerKind {
         tol,
         max_iters: None,
         form,
+        anderson: None,
     }
 }
 
@@ -206,6 +207,7 @@ fn blocks_match_the_cpu() {
         tol,
         form: PicardForm::Scan,
         corrector: None,
+        anderson: None,
     };
     let (c, gp) = both(&be, &model, &g, "exp-sde", &kind(2, 0.0), &inputs(33));
     assert_close(&c, &gp, "blocks K=2");
@@ -249,6 +251,7 @@ fn blocks_with_the_corrector_match_the_cpu() {
             steps: 8,
             iters: 8,
         }),
+        anderson: None,
     };
     let (c, gp) = both(&be, &model, &g, "exp-ode", &kind, &inputs(33));
     assert_close(&c, &gp, "blocks K=2 + corrector");
@@ -343,6 +346,7 @@ fn a_nan_model_output_stops_every_sampler_naming_the_step() {
             tol: 0.1,
             form: PicardForm::Scan,
             corrector: None,
+            anderson: None,
         },
     ];
     for kind in kinds {
@@ -394,6 +398,7 @@ fn graph_replay_equals_eager_iteration_bit_for_bit() {
                 tol: 0.0,
                 form: PicardForm::Scan,
                 corrector: None,
+                anderson: None,
             },
         ),
     ];

@@ -65,12 +65,14 @@ fn a_nan_model_output_stops_every_sampler_naming_the_step() {
             tol: 0.1,
             max_iters: None,
             form: PicardForm::Scan,
+            anderson: None,
         },
         SamplerKind::Picard {
             window: 8,
             tol: 0.1,
             max_iters: None,
             form: PicardForm::Drift,
+            anderson: None,
         },
         SamplerKind::Blocks {
             block_len: 200.0,
@@ -78,6 +80,7 @@ fn a_nan_model_output_stops_every_sampler_naming_the_step() {
             tol: 0.1,
             form: PicardForm::Scan,
             corrector: None,
+            anderson: None,
         },
     ];
     // A one-step rule and a multistep one (whose later steps also read point 37's output).
@@ -102,6 +105,7 @@ fn same_seed_is_bit_identical_across_runs_and_thread_counts() {
         tol: 0.1,
         max_iters: None,
         form: PicardForm::Scan,
+        anderson: None,
     };
     let inputs = RunInputs {
         batch: 5,
@@ -156,6 +160,7 @@ fn samplers_from_several_threads_match_running_alone() {
         tol: 0.1,
         max_iters: None,
         form: PicardForm::Scan,
+        anderson: None,
     };
     let alone: Vec<Vec<f32>> = (0..4)
         .map(|seed| {
@@ -214,6 +219,7 @@ fn a_run_larger_than_free_memory_fails_before_allocating_with_the_amount() {
         tol: 0.1,
         max_iters: None,
         form: PicardForm::Scan,
+        anderson: None,
     };
     let err = run(
         &CpuBackend,
@@ -276,6 +282,7 @@ fn the_memory_check_counts_the_model_workspace() {
         tol: 0.1,
         max_iters: None,
         form: PicardForm::Scan,
+        anderson: None,
     };
     let rule = StepRule::from_name("ddpm", None).unwrap();
     let inputs = RunInputs {
@@ -334,6 +341,7 @@ fn integer_edges_are_errors_not_panics_or_wraps() {
         tol: 0.1,
         max_iters: None,
         form: PicardForm::Scan,
+        anderson: None,
     };
     // sample0 + batch past 2^32 would wrap the noise counter and reuse sample 0's noise.
     let inputs = |sample0, batch| RunInputs {
@@ -383,6 +391,7 @@ fn integer_edges_are_errors_not_panics_or_wraps() {
         tol: 0.1,
         form: PicardForm::Scan,
         corrector: None,
+        anderson: None,
     };
     let out = run(&CpuBackend, &model, &g, rule, &blocks, &inputs(0, 2)).unwrap();
     assert!(out.stats.rounds <= 10);
@@ -392,6 +401,7 @@ fn integer_edges_are_errors_not_panics_or_wraps() {
         tol: f64::INFINITY,
         max_iters: None,
         form: PicardForm::Scan,
+        anderson: None,
     };
     let e = run(&CpuBackend, &model, &g, rule, &inf, &inputs(0, 2)).unwrap_err();
     assert!(e.to_string().contains("tol"), "{e}");

@@ -39,12 +39,13 @@ fn memory_is_independent_of_the_number_of_steps() {
     let s = Schedule::from_name("ou", 0).unwrap();
     let model = GmmModel::new(mixture_2d(), s.clone());
     let (batch, window) = (4, 64);
-    // Each rule: a one-step rule with noise (its noise ring) and a multistep rule (its direction
-    // ring and the table's two extra columns); peak bytes and the number of allocations of one run,
-    // with or without a progress observer.
-    for (rule, tol) in [
-        (StepRule::ExpSde, 0.1),
-        (StepRule::DpmSolverPP { order: 3 }, 1e-3),
+    // Each rule: a one-step rule with noise (its noise ring), a multistep rule (its direction
+    // ring and the table's two extra columns), and the first with Anderson acceleration (its
+    // histories and fit sums, `docs/algorithms.md` §11).
+    for (rule, tol, anderson) in [
+        (StepRule::ExpSde, 0.1, None),
+        (StepRule::DpmSolverPP { order: 3 }, 1e-3, None),
+        (StepRule::ExpSde, 0.1, Some(5)),
     ] {
         let peak_for = |steps: usize, observed: bool| {
             let g = Grid::uniform(&s, steps, 10.0, 1e-3).unwrap();
@@ -53,6 +54,7 @@ fn memory_is_independent_of_the_number_of_steps() {
                 tol,
                 max_iters: None,
                 form: PicardForm::Scan,
+                anderson,
             };
             let inputs = RunInputs {
                 batch,
@@ -94,7 +96,7 @@ fn memory_is_independent_of_the_number_of_steps() {
         // table (the grid and f64/f32 coefficient tables: under 200 bytes per step).
         let bound = 200 * 100_000 + 64 * 1024;
         println!(
-            "{}: peak heap {small} B at 1000 steps, {large} B at 100000 steps (bound {bound} B)",
+            "{}, anderson {anderson:?}: peak heap {small} B at 1000 steps, {large} B at 100000 steps (bound {bound} B)",
             rule.name()
         );
         assert!(large <= bound, "{large} > {bound}");

@@ -327,6 +327,7 @@ fn picard_and_blocks_reproduce_sequential_on_trained_moons() {
             tol,
             max_iters: None,
             form: PicardForm::Scan,
+            anderson: None,
         };
         let par = run(&CpuBackend, &model, &grid, rule, &picard, &inputs).unwrap();
         let dev = max_abs_diff(&par.samples, &seq.samples);
@@ -357,6 +358,7 @@ fn picard_and_blocks_reproduce_sequential_on_trained_moons() {
             tol: 0.0,
             form: PicardForm::Scan,
             corrector: None,
+            anderson: None,
         };
         let out = run(&CpuBackend, &model, &grid, rule, &blocks, &inputs).unwrap();
         let dev = max_abs_diff(&out.samples, &seq.samples);

@@ -86,6 +86,7 @@ fn each_sample_equals_the_model_with_its_vector() {
             tol: 0.0,
             max_iters: None,
             form: PicardForm::Scan,
+            anderson: None,
         };
         let par = run(&CpuBackend, &m, &grid, rule, &picard, &inputs).unwrap();
         assert_eq!(par.samples, seq.samples, "window {window}");

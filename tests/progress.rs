@@ -18,6 +18,7 @@ fn samplers() -> [SamplerKind; 3] {
             tol: 0.1,
             max_iters: None,
             form: PicardForm::Scan,
+            anderson: None,
         },
         SamplerKind::Blocks {
             block_len: 100.0,
@@ -25,6 +26,7 @@ fn samplers() -> [SamplerKind; 3] {
             tol: 0.1,
             form: PicardForm::Scan,
             corrector: None,
+            anderson: None,
         },
     ]
 }

@@ -42,6 +42,7 @@ fn ddpm_1000_samples_the_2d_mixture() {
         tol: 0.1,
         max_iters: None,
         form: PicardForm::Scan,
+        anderson: None,
     };
     let par = sample(&model, &g, &picard, BATCH);
     let (werr, _, maxabs) = component_errors(&mix, &par.samples);
@@ -89,6 +90,7 @@ fn picard_tau_01_uses_a_tenth_of_the_rounds_within_2e3() {
             tol,
             max_iters: None,
             form,
+            anderson: None,
         };
         let par = sample(&model, &g, &kind, batch);
         let dev = max_abs_diff(&par.samples, &seq.samples);

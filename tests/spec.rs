@@ -31,6 +31,7 @@ fn library_defaults_are_the_documented_ones() {
             tol: picardiff::defaults::TOL_STOCHASTIC,
             max_iters: None,
             form: PicardForm::Scan,
+            anderson: None,
         }
     );
     assert_eq!(plan.seed, 0);

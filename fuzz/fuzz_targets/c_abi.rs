@@ -29,6 +29,7 @@ struct Input {
     max_iters: u16,
     block_len: f64,
     iters: u8,
+    anderson: u8,
     batch: u8,
     seed: u64,
     out_len: u16,
@@ -72,6 +73,7 @@ fuzz_target!(|inp: Input| unsafe {
     cfg.max_iters = inp.max_iters as usize;
     cfg.block_len = inp.block_len;
     cfg.iters = inp.iters as usize;
+    cfg.anderson = u32::from(inp.anderson % 8);
     cfg.batch = inp.batch as usize % 6;
     cfg.seed = inp.seed;
     let mut sampler = std::ptr::null_mut();

@@ -55,6 +55,7 @@ const FLAGS: &[&str] = &[
     "--max-iters",
     "--block-len",
     "--iters",
+    "--anderson",
     "--corrector",
     "--corrector-gamma",
     "--corrector-time",

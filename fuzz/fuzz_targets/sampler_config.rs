@@ -48,8 +48,8 @@ fuzz_target!(|inp: Input| {
     let form = if inp.drift { PicardForm::Drift } else { PicardForm::Scan };
     let kind = match inp.sampler % 3 {
         0 => SamplerKind::Sequential,
-        1 => SamplerKind::Picard { window: inp.window as usize, tol: inp.tol, max_iters: inp.max_iters.map(usize::from), form },
-        _ => SamplerKind::Blocks { block_len: inp.block_len, iters: inp.iters as usize, tol: inp.tol, form, corrector: None },
+        1 => SamplerKind::Picard { window: inp.window as usize, tol: inp.tol, max_iters: inp.max_iters.map(usize::from), form, anderson: None },
+        _ => SamplerKind::Blocks { block_len: inp.block_len, iters: inp.iters as usize, tol: inp.tol, form, corrector: None, anderson: None },
     };
     let mix = Mixture::new(vec![0.4, 0.6], vec![vec![-1.0, 0.5], vec![1.0, -0.5]], vec![0.3, 0.5]).unwrap();
     let model = GmmModel::new(mix, schedule);

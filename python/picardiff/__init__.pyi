@@ -102,6 +102,7 @@ class Model:
         tol: Optional[float] = None,
         window: Optional[int] = None,
         picard_form: Optional[Literal["scan", "drift"]] = None,
+        anderson: Optional[int] = None,
         max_iters: Optional[int] = None,
         block_len: Optional[float] = None,
         iters: Optional[int] = None,
@@ -144,7 +145,8 @@ class Model:
         - ``window``: Picard window (default 256, at most ``steps``); ``tol``: convergence
           tolerance (default 0.1 for stochastic rules, 1e-3 for deterministic ones; 0 reproduces
           the sequential sampler exactly); ``max_iters`` (default ``steps``; reaching it raises
-          PicardiffError); ``picard_form``: "scan" (default) or "drift".
+          PicardiffError); ``picard_form``: "scan" (default) or "drift"; ``anderson``:
+          Anderson acceleration with this history, 2 to 5 (picard, blocks; CPU only; default off).
         - ``block_len`` (100 timesteps discrete, 1 continuous), ``iters`` (the longest block's
           length, which always suffices), ``corrector`` and
           ``corrector_*``: the blocks sampler.
@@ -188,6 +190,7 @@ class Model:
         tol: Optional[float] = None,
         window: Optional[int] = None,
         picard_form: Optional[Literal["scan", "drift"]] = None,
+        anderson: Optional[int] = None,
         max_iters: Optional[int] = None,
         block_len: Optional[float] = None,
         iters: Optional[int] = None,

@@ -291,6 +291,7 @@ pub fn problem<'a>(
         "window",
         "max_iters",
         "picard_form",
+        "anderson",
         "block_len",
         "blocks",
         "iters",

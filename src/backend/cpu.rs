@@ -154,8 +154,11 @@ impl SharedMut {
     }
 }
 
+mod anderson;
 mod checked;
 mod multistep;
+
+pub(crate) use anderson::Anderson;
 
 /// The sequential sampler's step counter on the CPU: the steps begun ([`Backend::seq_begin`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,6 +258,14 @@ impl Backend for CpuBackend {
         } else {
             (plan.window + history) * shape.slot_len()
         }
+    }
+
+    /// The histories and fit sums of Anderson acceleration (`cpu/anderson.rs`), in f32-sized values.
+    fn anderson_len(&self, plan: &WindowPlan, shape: Shape) -> Option<usize> {
+        Some(
+            plan.anderson
+                .map_or(0, |m| Anderson::floats(m, plan.window, shape)),
+        )
     }
 
     fn upload_tables(&self, t: &StepTable) -> Result<CpuTables> {
@@ -379,12 +390,17 @@ impl Backend for CpuBackend {
         }
         let noisy = tab.c.iter().any(|&c| c != 0.0);
         let hist = tab.ms.as_ref().map_or(0, |m| plan.window + m.history);
+        let aa = plan
+            .anderson
+            .map(|m| Anderson::new(m, plan.window, shape))
+            .transpose()?;
         CpuWindow::new(
             st,
             plan.ring(),
             if noisy { shape.slot_len() } else { 0 },
             hist,
             shape.slot_len(),
+            aa,
         )
     }
 
@@ -424,6 +440,9 @@ impl Backend for CpuBackend {
                 "picard_sweep",
                 "workspace buffers are smaller than the plan needs",
             ));
+        }
+        if let Some(aa) = &w.aa {
+            aa.borrow_mut().save_inputs(w.iters, s, e, x, r);
         }
         if let Some(ms) = &tab.ms {
             return self.sweep_multistep(plan, tab, ms, w, shape, x, out, err);
@@ -525,7 +544,8 @@ impl Backend for CpuBackend {
         times: &mut Vec<f32>,
         err: &Vec<f32>,
     ) -> Result<()> {
-        self.picard_advance_checked::<true>(plan, tab, w, shape, x, times, err)
+        let aa = w.aa.as_ref().map(|a| a.borrow_mut());
+        self.advance_accelerated::<true>(plan, tab, &mut w.state, shape, x, times, err, aa)
     }
 
     fn langevin_sweep(

@@ -5,10 +5,11 @@
 //! and reads it from the ring in every later sweep. The values are those `rng` gives: caching
 //! changes no bit.
 
-use std::cell::{Cell, UnsafeCell};
+use std::cell::{Cell, RefCell, UnsafeCell};
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use super::cpu::Anderson;
 use super::WindowState;
 use crate::error::{Error, Result};
 
@@ -23,6 +24,8 @@ pub struct CpuWindow {
     pub state: WindowState,
     pub(super) noise: NoiseRing,
     pub(super) hist: HistRing,
+    /// Anderson acceleration's histories (`docs/algorithms.md` §11), when the plan asks for it.
+    pub(super) aa: Option<RefCell<Anderson>>,
 }
 
 impl CpuWindow {
@@ -36,6 +39,7 @@ impl CpuWindow {
         slot: usize,
         hist: usize,
         point_len: usize,
+        aa: Option<Anderson>,
     ) -> Result<Self> {
         Ok(CpuWindow {
             state,
@@ -48,6 +52,7 @@ impl CpuWindow {
                 slots: hist,
                 values: UnsafeCell::new(zeros(hist * point_len, "direction ring")?),
             },
+            aa: aa.map(RefCell::new),
         })
     }
 }

@@ -17,7 +17,9 @@ pub mod cuda;
 pub mod ops;
 mod window;
 
-pub use window::{covering_slots, UnconvergedBlock, WindowMode, WindowPlan, WindowState};
+pub use window::{
+    covering_slots, UnconvergedBlock, WindowMode, WindowPlan, WindowState, ANDERSON_HISTORY,
+};
 
 use crate::error::Result;
 use crate::schedule::StepTable;
@@ -235,6 +237,13 @@ pub trait Backend {
     fn history_ring_len(&self, plan: &WindowPlan, shape: Shape, history: usize) -> usize {
         let _ = (plan, shape, history);
         0
+    }
+    /// Values (f32-sized) a window keeps for Anderson acceleration (`docs/algorithms.md` §11):
+    /// 0 when `plan` has none, None where the backend does not implement it (the sampler then
+    /// refuses the run).
+    fn anderson_len(&self, plan: &WindowPlan, shape: Shape) -> Option<usize> {
+        let _ = shape;
+        plan.anderson.is_none().then_some(0)
     }
     /// Free memory in bytes, if the backend can tell (the sampler refuses runs that need more).
     fn free_memory(&self) -> Option<usize> {

@@ -35,7 +35,13 @@ pub struct WindowPlan {
     pub form: PicardForm,
     /// Iteration cap; reaching it before the end is an error.
     pub max_iters: usize,
+    /// Anderson acceleration's history m (iterates kept per point, the current one included;
+    /// `docs/algorithms.md` §11), or None: the plain Picard update.
+    pub anderson: Option<usize>,
 }
+
+/// The Anderson histories allowed ([`WindowPlan::with_anderson`]).
+pub const ANDERSON_HISTORY: std::ops::RangeInclusive<usize> = 2..=5;
 
 impl WindowPlan {
     /// A sliding-window plan. `window` is clamped to `steps`.
@@ -58,6 +64,7 @@ impl WindowPlan {
             tol2: (tol * tol) as f32,
             form,
             max_iters: max_iters.unwrap_or(steps),
+            anderson: None,
         })
     }
 
@@ -104,7 +111,26 @@ impl WindowPlan {
             tol2: (tol * tol) as f32,
             form,
             max_iters,
+            anderson: None,
         })
+    }
+
+    /// This plan with Anderson acceleration of history `m` (2 to 5; None: off).
+    pub fn with_anderson(mut self, m: Option<usize>) -> Result<Self> {
+        if let Some(m) = m {
+            if !ANDERSON_HISTORY.contains(&m) {
+                return Err(Error::config(
+                    "anderson",
+                    format!(
+                        "the history must be {} to {}, got {m}",
+                        ANDERSON_HISTORY.start(),
+                        ANDERSON_HISTORY.end()
+                    ),
+                ));
+            }
+        }
+        self.anderson = m;
+        Ok(self)
     }
 
     /// Slots in the ring (p + 1).
@@ -221,6 +247,15 @@ impl WindowState {
             && close(errs(self), errs(other))
     }
 
+    /// The first point in s+1..=e whose error is above τ² (`max_err` as for [`Self::advance`]),
+    /// or e if none: the frontier of the iteration.
+    pub fn first_fail(&self, plan: &WindowPlan, max_err: impl Fn(usize) -> f32) -> usize {
+        let (s, e) = (self.start, self.end);
+        (0..e - s)
+            .find(|&k| max_err(k) > plan.tol2)
+            .map_or(e, |k| s + 1 + k)
+    }
+
     /// Applies one iteration's outcome. `max_err(k)` is the largest normalised error over the batch of
     /// point `start + 1 + k`, k = 0..end−start. Returns the old end (new slots are those after it).
     pub fn advance(&mut self, plan: &WindowPlan, max_err: impl Fn(usize) -> f32) -> usize {
@@ -228,9 +263,7 @@ impl WindowState {
         if s >= plan.steps {
             return e;
         }
-        let first_fail = (0..e - s)
-            .find(|&k| max_err(k) > plan.tol2)
-            .map_or(e, |k| s + 1 + k);
+        let first_fail = self.first_fail(plan, &max_err);
         self.iters += 1;
         self.nfe += e - s;
         match &plan.mode {

@@ -62,6 +62,7 @@ pub fn bench_policy(
                 tol: rule.default_tolerance(),
                 max_iters: None,
                 form: PicardForm::Scan,
+                anderson: None,
             };
             let seq = timed(device, &p, &SamplerKind::Sequential, a.repeat)?;
             let mut add = |label: &str, out: &RunOutput| {

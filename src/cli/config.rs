@@ -281,6 +281,7 @@ pub fn finish(
         "window",
         "max_iters",
         "picard_form",
+        "anderson",
         "block_len",
         "blocks",
         "iters",

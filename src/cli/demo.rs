@@ -46,6 +46,7 @@ fn samplers(tol: f64, block_len: f64, block_desc: &str) -> Vec<(String, SamplerK
         tol,
         max_iters: None,
         form,
+        anderson: None,
     };
     vec![
         ("picard scan".into(), picard(PicardForm::Scan)),
@@ -60,6 +61,7 @@ fn samplers(tol: f64, block_len: f64, block_desc: &str) -> Vec<(String, SamplerK
                 tol: 0.0,
                 form: PicardForm::Scan,
                 corrector: None,
+                anderson: None,
             },
         ),
     ]

@@ -80,6 +80,9 @@ pub struct picardiff_sampler_config {
     pub sample0: u32,
     /// Flow, "diffusers" grid: diffusers' `shift` s (σ' = sσ/(1 + (s − 1)σ)); 0 = 1 (no shift).
     pub shift: f64,
+    /// Anderson acceleration of the picard and blocks samplers with this history (2 to 5; CPU
+    /// only); 0 = off (the default).
+    pub anderson: u32,
 }
 
 impl Default for picardiff_sampler_config {
@@ -112,6 +115,7 @@ impl Default for picardiff_sampler_config {
             seed: 0,
             sample0: 0,
             shift: 0.0,
+            anderson: 0,
         }
     }
 }
@@ -238,6 +242,7 @@ pub(crate) unsafe fn spec_of(c: &picardiff_sampler_config) -> Result<RunSpec, Ff
             seed: Some(c.seed),
             sample0: Some(c.sample0),
             shift: given(c.shift),
+            anderson: given(c.anderson).map(|m| m as usize),
             ..RunSpec::default()
         })
     }

@@ -41,7 +41,7 @@ pub(super) fn check_sizes(shape: Shape, steps: usize, kind: &SamplerKind) -> Res
 const TABLE_FLOATS_PER_STEP: u128 = 10;
 
 /// Fails before allocating when the run's buffers (the iterate and output rings, times, errors, a
-/// caller noise table or a window's noise ring, a multistep rule's directions, the corrector's ring, the step tables, an
+/// caller noise table or a window's noise ring, a multistep rule's directions, Anderson's histories, the corrector's ring, the step tables, an
 /// uploaded x_T and the samples) plus the model's workspaces (`model_bytes`,
 /// [`crate::model::ScoreModel::workspace_bytes`]) exceed the backend's free memory; the message gives both.
 #[allow(clippy::too_many_arguments)]
@@ -72,6 +72,7 @@ pub(super) fn check_memory<B: Backend>(
             floats += backend.noise_ring_len(p, shape) as u128;
         }
         floats += backend.history_ring_len(p, shape, history) as u128;
+        floats += backend.anderson_len(p, shape).unwrap_or(0) as u128;
     } else {
         // The sequential run's direction slots after the state.
         floats += history as u128 * slot;

@@ -33,6 +33,8 @@ pub enum SamplerKind {
         max_iters: Option<usize>,
         /// Scan or drift form.
         form: PicardForm,
+        /// Anderson acceleration's history m, 2 to 5 (`docs/algorithms.md` §11; None: off).
+        anderson: Option<usize>,
     },
     /// The seed paper's blocks of Picard iterations.
     Blocks {
@@ -46,6 +48,8 @@ pub enum SamplerKind {
         form: PicardForm,
         /// PIADM-ODE's Langevin corrector after each block (None: off).
         corrector: Option<Corrector>,
+        /// Anderson acceleration's history m, 2 to 5 (`docs/algorithms.md` §11; None: off).
+        anderson: Option<usize>,
     },
 }
 
@@ -281,21 +285,33 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
             tol,
             max_iters,
             form,
-        } => Some(WindowPlan::sliding(n, *window, *tol, *form, *max_iters)?),
+            anderson,
+        } => Some(
+            WindowPlan::sliding(n, *window, *tol, *form, *max_iters)?.with_anderson(*anderson)?,
+        ),
         SamplerKind::Blocks {
             block_len,
             iters,
             tol,
             form,
+            anderson,
             ..
-        } => Some(WindowPlan::blocks(
-            n,
-            block_ends(grid, *block_len)?,
-            *iters,
-            *tol,
-            *form,
-        )?),
+        } => Some(
+            WindowPlan::blocks(n, block_ends(grid, *block_len)?, *iters, *tol, *form)?
+                .with_anderson(*anderson)?,
+        ),
     };
+    if let Some(p) = plan.as_ref().filter(|p| p.anderson.is_some()) {
+        if backend.anderson_len(p, shape).is_none() {
+            return Err(Error::config(
+                "anderson",
+                format!(
+                    "Anderson acceleration runs on the CPU backend only for now, not on {}",
+                    backend.name()
+                ),
+            ));
+        }
+    }
     let noisy_rule = table.c.iter().any(|&c| c != 0.0);
     let ring = plan.as_ref().map_or(1, |p| p.ring());
     // A multistep rule's sequential run keeps the directions of the earlier points after the

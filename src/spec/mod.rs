@@ -198,6 +198,11 @@ pub struct RunSpec {
         arg(long, value_name = "FORM", help_heading = "Sampler")
     )]
     pub picard_form: Option<PicardForm>,
+    /// Anderson acceleration of the Picard iteration (picard, blocks; CPU only) with history M,
+    /// 2 to 5: each point mixes its last M iterates by a least-squares fit of their residuals
+    /// over itself and the window's earlier points (ParaTAA's triangular form).
+    #[cfg_attr(feature = "cli", arg(long, value_name = "M", help_heading = "Sampler"))]
+    pub anderson: Option<usize>,
 
     /// Samples in the batch (a Diffusion Policy: the rows of --cond).
     #[cfg_attr(feature = "cli", arg(long, value_name = "B", help_heading = "Run"))]
@@ -310,6 +315,7 @@ impl RunSpec {
         "corrector_steps",
         "corrector_iters",
         "picard_form",
+        "anderson",
         "batch",
         "seed",
         "sample0",
@@ -354,6 +360,7 @@ impl RunSpec {
             corrector_steps,
             corrector_iters,
             picard_form,
+            anderson,
             batch,
             seed,
             sample0,
@@ -408,6 +415,7 @@ impl RunSpec {
                 d::PICARD_FORM_STOCHASTIC,
                 d::PICARD_FORM_DETERMINISTIC
             ),
+            "anderson" => "off".into(),
             "batch" => "the first dimension of --init, else the second of --noise, else 1".into(),
             "seed" => d::SEED.to_string(),
             "sample0" => "0".into(),

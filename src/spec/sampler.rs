@@ -53,6 +53,7 @@ impl RunSpec {
             (self.window.is_some(), "window"),
             (self.max_iters.is_some(), "max_iters"),
         ];
+        let anderson = self.anderson;
         let blocks_only = [
             (self.block_len.is_some(), "block_len"),
             (self.iters.is_some(), "iters"),
@@ -65,6 +66,7 @@ impl RunSpec {
                 let given = [
                     (self.tol.is_some(), "tol"),
                     (self.picard_form.is_some(), "picard_form"),
+                    (self.anderson.is_some(), "anderson"),
                 ];
                 Self::unused(&given, &why, warn);
                 info.insert("tol".into(), Value::Null);
@@ -74,18 +76,21 @@ impl RunSpec {
             SamplerName::Picard => {
                 Self::unused(&blocks_only, &why, warn);
                 let window = self.window.unwrap_or(d::WINDOW).min(steps);
-                WindowPlan::sliding(steps, window, tol, form, self.max_iters)?;
+                WindowPlan::sliding(steps, window, tol, form, self.max_iters)?
+                    .with_anderson(anderson)?;
                 info.insert("tol".into(), json!(tol));
                 info.insert("window".into(), json!(window));
                 info.insert("max_iters".into(), json!(self.max_iters.unwrap_or(steps)));
                 info.insert("picard_form".into(), json!(form.name()));
+                info.insert("anderson".into(), json!(anderson));
                 let kind = SamplerKind::Picard {
                     window,
                     tol,
                     max_iters: self.max_iters,
                     form,
+                    anderson,
                 };
-                (kind, format!("picard ({form})"))
+                (kind, format!("picard ({form}{})", anderson_label(anderson)))
             }
             SamplerName::Blocks => {
                 Self::unused(&picard_only, &why, warn);
@@ -99,7 +104,8 @@ impl RunSpec {
                 let ends = block_ends(grid, block_len)?;
                 let iters = self.iters.unwrap_or_else(|| sufficient_block_iters(&ends));
                 let blocks = ends.len();
-                let plan = WindowPlan::blocks(steps, ends, iters, tol, form)?;
+                let plan =
+                    WindowPlan::blocks(steps, ends, iters, tol, form)?.with_anderson(anderson)?;
                 let corrector = self.corrector_plan(warn)?;
                 info.insert("tol".into(), json!(tol));
                 info.insert("window".into(), json!(plan.window));
@@ -107,15 +113,17 @@ impl RunSpec {
                 info.insert("blocks".into(), json!(blocks));
                 info.insert("iters".into(), json!(iters));
                 info.insert("picard_form".into(), json!(form.name()));
+                info.insert("anderson".into(), json!(anderson));
                 info.insert(
                     "corrector".into(),
                     corrector.map_or(Value::Null, |c| {
                         json!({"gamma": c.gamma, "time": c.duration, "steps": c.steps, "iters": c.iters})
                     }),
                 );
+                let aa = anderson_label(anderson);
                 let label = match corrector {
-                    Some(_) => format!("blocks ({form}) + corrector"),
-                    None => format!("blocks ({form})"),
+                    Some(_) => format!("blocks ({form}{aa}) + corrector"),
+                    None => format!("blocks ({form}{aa})"),
                 };
                 let kind = SamplerKind::Blocks {
                     block_len,
@@ -123,9 +131,15 @@ impl RunSpec {
                     tol,
                     form,
                     corrector,
+                    anderson,
                 };
                 (kind, label)
             }
         })
     }
+}
+
+/// The sampler label's note of Anderson acceleration (`, anderson 3`), empty when off.
+fn anderson_label(anderson: Option<usize>) -> String {
+    anderson.map_or(String::new(), |m| format!(", anderson {m}"))
 }

@@ -620,6 +620,7 @@ fn flow_schedule_runs_euler_with_the_shift_field() {
         tol: rule.default_tolerance(),
         max_iters: None,
         form: PicardForm::Scan,
+        anderson: None,
     };
     let inputs = RunInputs {
         batch: 4,
@@ -670,6 +671,7 @@ fn dpm_solver_runs_by_name_with_its_spacing() {
         tol: rule.default_tolerance(),
         max_iters: None,
         form: PicardForm::Scan,
+        anderson: None,
     };
     let inputs = RunInputs {
         batch: 4,
@@ -680,4 +682,41 @@ fn dpm_solver_runs_by_name_with_its_spacing() {
     assert_eq!(out, want.samples);
     assert_eq!(stats.rounds, want.stats.rounds);
     assert!(stats.rounds < 20, "{} rounds", stats.rounds);
+}
+
+#[test]
+fn anderson_field_accelerates_and_refuses_bad_histories() {
+    // anderson 3 on a 50-step DDIM run: the library's samples, and a history of 7 is refused.
+    let ddim = CString::new("ddim").unwrap();
+    let c = picardiff_sampler_config {
+        rule: ddim.as_ptr(),
+        anderson: 3,
+        ..config()
+    };
+    let (out, stats) = run_ffi(&handles(mixture_model(), &c), 8).unwrap();
+    let rule = StepRule::from_name("ddim", None).unwrap();
+    let kind = SamplerKind::Picard {
+        window: 50,
+        tol: rule.default_tolerance(),
+        max_iters: None,
+        form: PicardForm::Scan,
+        anderson: Some(3),
+    };
+    let inputs = RunInputs {
+        batch: 4,
+        seed: 9,
+        ..Default::default()
+    };
+    let grid = Grid::discrete(&schedule(), 50, Spacing::Leading).unwrap();
+    let want = run(&CpuBackend, &gmm(), &grid, rule, &kind, &inputs).unwrap();
+    assert_eq!(out, want.samples);
+    assert_eq!(stats.rounds, want.stats.rounds);
+    let plain = picardiff_sampler_config { anderson: 0, ..c };
+    assert_ne!(
+        run_ffi(&handles(mixture_model(), &plain), 8).unwrap().0,
+        out
+    );
+    let bad = picardiff_sampler_config { anderson: 7, ..c };
+    let st = new_sampler(cpu(), &bad).unwrap_err();
+    expect_err(st, PICARDIFF_INVALID_CONFIG, &["anderson", "2 to 5"]);
 }

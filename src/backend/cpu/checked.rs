@@ -107,6 +107,7 @@ impl CpuBackend {
     /// the NaN → ∞ mapping in the point error; the sweep needs none, its squared-error sums carry
     /// a NaN or ∞ as they are.
     #[allow(clippy::too_many_arguments)]
+    #[cfg_attr(not(feature = "bench-internals"), allow(dead_code))]
     pub(crate) fn picard_advance_checked<const CHECK: bool>(
         &self,
         plan: &WindowPlan,
@@ -116,6 +117,25 @@ impl CpuBackend {
         x: &mut [f32],
         times: &mut [f32],
         err: &[f32],
+    ) -> Result<()> {
+        self.advance_accelerated::<CHECK>(plan, tab, w, shape, x, times, err, None)
+    }
+
+    /// [`Self::picard_advance_checked`] with the window's Anderson state, if any: after the
+    /// window moves, the points after the frontier (and after the new start) that stay in the
+    /// window get their Anderson iterates (before the new points copy the last one), and the
+    /// points entering the window start without history.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn advance_accelerated<const CHECK: bool>(
+        &self,
+        plan: &WindowPlan,
+        tab: &CpuTables,
+        w: &mut WindowState,
+        shape: Shape,
+        x: &mut [f32],
+        times: &mut [f32],
+        err: &[f32],
+        mut aa: Option<std::cell::RefMut<'_, Anderson>>,
     ) -> Result<()> {
         if w.done(plan) {
             return Ok(());
@@ -145,8 +165,16 @@ impl CpuBackend {
                 });
             }
         }
+        let (before, frontier) = (*w, w.first_fail(plan, point_err));
         let old_end = w.advance(plan, point_err);
         let (r, slot) = (plan.ring(), shape.slot_len());
+        if let Some(aa) = aa.as_mut() {
+            let lo = frontier.max(w.start);
+            aa.accelerate(before.iters, before.start, old_end, lo, x, r);
+            if w.end > old_end {
+                aa.reset(old_end + 1, w.end);
+            }
+        }
         let src = (old_end % r) * slot;
         for m in old_end + 1..=w.end {
             let dst = (m % r) * slot;
