@@ -13,24 +13,14 @@ pub const SAMPLER: SamplerName = SamplerName::Picard;
 /// 37 (`docs/perf/2026-11-26-h200-run8/`); on the 64-D mixture (`picardiff compare --window`) DDPM
 /// τ = 0.1 37 and 37, DDIM τ = 1e-3 26 and 27.
 pub const WINDOW: usize = 256;
-/// Picard update form of stochastic rules (DDPM, exp-sde): the exact affine scan. On the trained
-/// MLP ParaDiGMS' drift form leaves a tail of samples far from sequential (DDPM-100, τ = 0.1: p90
-/// 2.1e-2, max 2.0, against scan's 3.0e-3 and 6.3e-3; `docs/perf/2026-12-04-frontier.md`).
-pub const PICARD_FORM_STOCHASTIC: PicardForm = PicardForm::Scan;
-/// Picard update form of deterministic rules (DDIM, exp-ode, Euler, DPM-Solver++): the drift form,
-/// which at the default τ = 1e-3 keeps the 90th-percentile deviation under 1e-3 on the mixture and
-/// the MLP in half the rounds of the scan form at the same percentile (DDIM-100: 11 and 14 rounds
-/// against 23 and 22; DDIM-25: 9 and 12 against 18; `docs/perf/2026-12-04-frontier.md`).
-pub const PICARD_FORM_DETERMINISTIC: PicardForm = PicardForm::Drift;
-
-/// The default Picard form for `rule` ([`PICARD_FORM_STOCHASTIC`], [`PICARD_FORM_DETERMINISTIC`]).
-pub fn picard_form(rule: crate::schedule::StepRule) -> PicardForm {
-    if rule.is_stochastic() {
-        PICARD_FORM_STOCHASTIC
-    } else {
-        PICARD_FORM_DETERMINISTIC
-    }
-}
+/// Picard update form: the exact affine scan, for every rule. The measured frontier
+/// (`docs/perf/2026-12-04-frontier.md`) shows ParaDiGMS' drift form reaching the same 90th-percentile
+/// deviation in about half the rounds for deterministic rules (DDIM-100 at τ = 1e-3: 11 and 14
+/// rounds against 23 and 22), but drift is not the sequential sampler at τ = 0 (only within
+/// rounding) and for stochastic rules it leaves far-off samples on a trained MLP (DDPM-100, τ = 0.1:
+/// max deviation 2.0 against 6.3e-3). Exactness first: scan is the default, `--picard-form drift`
+/// the documented choice for fewer rounds with deterministic rules.
+pub const PICARD_FORM: PicardForm = PicardForm::Scan;
 /// ParaDiGMS' tolerance τ for stochastic rules.
 pub const TOL_STOCHASTIC: f64 = 0.1;
 /// ParaDiGMS' tolerance τ for deterministic rules.

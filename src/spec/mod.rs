@@ -410,11 +410,7 @@ impl RunSpec {
             "corrector_time" => crate::sampler::Corrector::default().duration.to_string(),
             "corrector_steps" => crate::sampler::Corrector::default().steps.to_string(),
             "corrector_iters" => crate::sampler::Corrector::default().iters.to_string(),
-            "picard_form" => format!(
-                "{} for stochastic rules, {} for deterministic ones",
-                d::PICARD_FORM_STOCHASTIC,
-                d::PICARD_FORM_DETERMINISTIC
-            ),
+            "picard_form" => d::PICARD_FORM.to_string(),
             "anderson" => "off".into(),
             "batch" => "the first dimension of --init, else the second of --noise, else 1".into(),
             "seed" => d::SEED.to_string(),

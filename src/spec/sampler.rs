@@ -46,7 +46,7 @@ impl RunSpec {
         let name = self.sampler.unwrap_or(d::SAMPLER);
         let steps = grid.steps();
         let tol = self.tol.unwrap_or_else(|| rule.default_tolerance());
-        let form = self.picard_form.unwrap_or_else(|| d::picard_form(rule));
+        let form = self.picard_form.unwrap_or(d::PICARD_FORM);
         let why = format!("does not apply to the {name} sampler; ignored");
         info.insert("sampler".into(), json!(name.name()));
         let picard_only = [
