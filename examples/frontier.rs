@@ -187,7 +187,7 @@ fn frontier(label: &str, net: &Net, batch: usize, long: bool) {
 fn main() {
     let which = std::env::args().nth(1).unwrap_or_else(|| "mixture".into());
     println!("# Rounds against per-sample deviation from sequential (`cargo run --release --example frontier -- {which}`)");
-    println!("\nSeed 1, window 256 (at most the steps), blocks of 100 timesteps (DDPM/DDIM/DPM) or the whole grid (flow: 1000 timesteps) with K = the longest block's length; deviation = max over elements of |x − x_seq| per sample.");
+    println!("\nSeed 1, window 256 (at most the steps), blocks of 100 units of model time (timesteps; flow: σ·1000, so one step per block at 10 steps) with K = the longest block's length; deviation = max over elements of |x − x_seq| per sample.");
     if which == "mixture" || which == "all" {
         frontier(
             "examples/mixture_64d.json (exact scores)",
