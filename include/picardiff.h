@@ -44,6 +44,9 @@ typedef enum picardiff_status {
   // A bug: picardiff panicked. The panic was caught at the boundary; the handles passed to the
   // call are still valid and may be freed.
   PICARDIFF_PANIC = 13,
+  // The run needs more memory than the host or device has free (refused before allocating),
+  // or the device failed an allocation. Smaller batches or windows may fit.
+  PICARDIFF_OUT_OF_MEMORY = 14,
 } picardiff_status;
 
 // Device choices for `picardiff_context_new` (passed as `uint32_t`).

@@ -1,14 +1,16 @@
 //! The crate's one error type. Every variant names the operation that failed and carries a message a
 //! user can act on; no user input ever panics.
 
+pub use crate::field::Field;
+
 /// Errors returned by every fallible picardiff operation.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A configuration value is out of range or inconsistent (names the field).
     #[error("invalid config `{field}`: {msg}")]
     Config {
-        /// The offending field or option.
-        field: String,
+        /// The offending setting, by the library's name for it.
+        field: Field,
         /// What is wrong and what is allowed.
         msg: String,
     },
@@ -53,10 +55,12 @@ pub enum Error {
         op: String,
         /// The driver's or runtime's message.
         msg: String,
+        /// The device's own status code, when it gave one (out of memory is matchable).
+        code: DeviceCode,
     },
     /// A Picard sampler reached its iteration cap before its window passed the last step.
     #[error(
-        "not converged after {iters} iterations (window at step {step}); raise max-iters or tol"
+        "not converged after {iters} iterations (window at step {step}); raise max_iters or tol"
     )]
     NotConverged {
         /// The iteration cap that was reached (`max-iters`).
@@ -68,7 +72,7 @@ pub enum Error {
     /// tolerance: its result is not the sequential one, and every later block starts from it.
     #[error(
         "block {block} (steps up to {end}) did not converge in {iters} iterations: residual \
-         {residual:.3e} > tol {tol:e}; raise iters or shorten block-len (or tol 0 for exactly \
+         {residual:.3e} > tol {tol:e}; raise iters or shorten block_len (or tol 0 for exactly \
          {iters} iterations per block)"
     )]
     BlockNotConverged {
@@ -115,9 +119,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     /// A [`Error::Config`] for `field`.
-    pub fn config(field: impl Into<String>, msg: impl Into<String>) -> Self {
+    pub fn config(field: Field, msg: impl Into<String>) -> Self {
         Error::Config {
-            field: field.into(),
+            field,
             msg: msg.into(),
         }
     }
@@ -135,11 +139,55 @@ impl Error {
             msg: msg.into(),
         }
     }
-    /// A [`Error::Device`] for operation `op`.
+    /// A [`Error::Device`] for operation `op` with no device status code.
     pub fn device(op: impl Into<String>, msg: impl Into<String>) -> Self {
+        Error::device_code(op, msg, DeviceCode::None)
+    }
+    /// A [`Error::Device`] for operation `op` carrying the device's status `code`.
+    pub fn device_code(op: impl Into<String>, msg: impl Into<String>, code: DeviceCode) -> Self {
         Error::Device {
             op: op.into(),
             msg: msg.into(),
+            code,
+        }
+    }
+    /// True when the run failed for want of memory: refused before allocating (host or device),
+    /// or an allocation the device itself failed.
+    pub fn is_out_of_memory(&self) -> bool {
+        matches!(self, Error::Device { code, .. } if code.is_out_of_memory())
+    }
+}
+
+/// The status code behind an [`Error::Device`], as the device's driver or library gave it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeviceCode {
+    /// No device status: no device, an unsupported operation, a size past a kernel's limits.
+    None,
+    /// Refused before anything was allocated: the run needs more memory than is free.
+    InsufficientMemory,
+    /// A CUDA driver `CUresult`.
+    Driver(u32),
+    /// A CUDA runtime `cudaError_t` (returned by a kernel launcher).
+    Runtime(i32),
+    /// A cuBLAS `cublasStatus_t`.
+    Blas(u32),
+}
+
+impl DeviceCode {
+    /// `CUDA_ERROR_OUT_OF_MEMORY`, `cudaErrorMemoryAllocation`.
+    const CUDA_OUT_OF_MEMORY: u32 = 2;
+    /// `CUBLAS_STATUS_ALLOC_FAILED`.
+    const CUBLAS_ALLOC_FAILED: u32 = 3;
+
+    /// True for the codes that mean out of memory.
+    pub fn is_out_of_memory(self) -> bool {
+        match self {
+            DeviceCode::InsufficientMemory => true,
+            DeviceCode::Driver(c) => c == Self::CUDA_OUT_OF_MEMORY,
+            DeviceCode::Runtime(c) => c as u32 == Self::CUDA_OUT_OF_MEMORY,
+            DeviceCode::Blas(c) => c == Self::CUBLAS_ALLOC_FAILED,
+            DeviceCode::None => false,
         }
     }
 }

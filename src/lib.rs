@@ -30,6 +30,7 @@ pub mod defaults;
 pub mod device;
 pub mod error;
 pub mod ffi;
+pub mod field;
 pub mod files;
 pub mod metrics;
 pub mod model;
@@ -40,6 +41,7 @@ pub mod spec;
 pub mod types;
 
 pub use error::{Error, Result};
+pub use field::Field;
 
 /// The common imports.
 pub mod prelude {

@@ -3,6 +3,7 @@
 //! import only `error`), so a device backend can name them without importing a model.
 
 use crate::error::{Error, Result};
+use crate::Field;
 
 /// The nonlinearity of the hidden layers (the time MLP always uses SiLU).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +57,7 @@ impl WeightDtype {
             "bf16" | "BF16" => Ok(WeightDtype::Bf16),
             "f16" | "F16" => Ok(WeightDtype::F16),
             o => Err(Error::config(
-                "dtype",
+                Field::Dtype,
                 format!("unknown dtype `{o}` (expected f32, bf16 or f16)"),
             )),
         }

@@ -165,7 +165,7 @@ fn history_outside_two_to_five_is_refused() {
         let e = run(&CpuBackend, &model, &g, rule, &kind, &inputs).unwrap_err();
         match e {
             Error::Config { field, msg } => {
-                assert_eq!(field, "anderson");
+                assert_eq!(field, picardiff::Field::Anderson);
                 assert!(msg.contains("2 to 5"), "{msg}");
             }
             other => panic!("{other:?}"),

@@ -161,7 +161,7 @@ fn a_block_that_ends_above_tol_is_an_error_naming_it() {
         e => panic!("expected BlockNotConverged, got {e}"),
     }
     let msg = err.to_string();
-    for word in ["block 0", "500", "iters", "block-len"] {
+    for word in ["block 0", "500", "iters", "block_len"] {
         assert!(msg.contains(word), "{msg}");
     }
     // Fixed-K mode: no threshold, no error; the stats say how far the blocks were from converged.

@@ -303,7 +303,7 @@ fn blocks_that_do_not_converge_are_an_error() {
         assert_one_line_error(&args, &dir.0, "block 0");
         let out = picardiff(&args, &dir.0);
         let err = String::from_utf8_lossy(&out.stderr);
-        for word in [len, "residual", "iters", "block-len"] {
+        for word in [len, "residual", "iters", "block_len"] {
             assert!(err.contains(word), "{err}");
         }
     }

@@ -236,6 +236,10 @@ fn a_run_larger_than_free_memory_fails_before_allocating_with_the_amount() {
     .unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("MiB") && msg.contains("needs"), "{msg}");
+    assert!(
+        err.is_out_of_memory(),
+        "matchable as out of memory: {err:?}"
+    );
 }
 
 #[test]
@@ -330,7 +334,7 @@ fn integer_edges_are_errors_not_panics_or_wraps() {
     // Training steps: capped (usize::MAX used to panic allocating the table).
     for n in [usize::MAX, picardiff::schedule::MAX_TRAIN_STEPS + 1] {
         let e = Schedule::from_name("ddpm-linear", n).unwrap_err();
-        assert!(e.to_string().contains("train-steps"), "{e}");
+        assert!(e.to_string().contains("train_steps"), "{e}");
     }
     assert!(Schedule::from_name("cosine", 1_000_000).is_ok());
     let (s, g) = ddpm_grid(10);

@@ -45,12 +45,9 @@ impl From<picardiff::Error> for PdError {
     fn from(e: picardiff::Error) -> Self {
         use picardiff::Error as E;
         match e {
-            // Fields of the run spec (some library errors still spell them `block-len`) read
-            // `window: ...`, as the CLI's read `--window: ...`.
-            E::Config { field, msg }
-                if picardiff::spec::RunSpec::FIELDS.contains(&field.replace('-', "_").as_str()) =>
-            {
-                PdError::Value(format!("{}: {msg}", field.replace('-', "_")))
+            // Fields of the run spec read `window: ...`, as the CLI's read `--window: ...`.
+            E::Config { field, msg } if field.is_spec() => {
+                PdError::Value(format!("{}: {msg}", field.name()))
             }
             e @ (E::Config { .. } | E::Shape { .. }) => PdError::Value(e.to_string()),
             e @ E::Io { .. } => PdError::Os(e.to_string()),

@@ -14,6 +14,7 @@ use super::{
 use crate::error::{Error, Result};
 use crate::rng;
 use crate::schedule::StepTable;
+use crate::Field;
 
 /// Elements per parallel work unit (a multiple of 4, the Philox group size).
 pub const CHUNK: usize = 1024;
@@ -177,12 +178,7 @@ impl Backend for CpuBackend {
     }
 
     fn alloc(&self, len: usize) -> Result<Vec<f32>> {
-        let mut v = Vec::new();
-        v.try_reserve_exact(len).map_err(|_| {
-            Error::device("alloc", format!("cannot allocate {len} f32 on the host"))
-        })?;
-        v.resize(len, 0.0);
-        Ok(v)
+        super::host::filled(len, 0.0, "f32 buffer")
     }
 
     /// The smaller of `MemAvailable` (/proc/meminfo) and what the process's cgroup still allows
@@ -202,14 +198,8 @@ impl Backend for CpuBackend {
     }
 
     fn upload(&self, data: &[f32]) -> Result<Vec<f32>> {
-        let mut v = Vec::new();
-        v.try_reserve_exact(data.len()).map_err(|_| {
-            Error::device(
-                "upload",
-                format!("cannot allocate {} f32 on the host", data.len()),
-            )
-        })?;
-        v.extend_from_slice(data);
+        let mut v = super::host::filled(data.len(), 0.0, "upload")?;
+        v.copy_from_slice(data);
         Ok(v)
     }
 
@@ -273,7 +263,7 @@ impl Backend for CpuBackend {
         if let Some(m) = &t.multistep {
             if t.c.iter().any(|&c| c != 0.0) || t.clip.is_some() || !(1..=2).contains(&m.history) {
                 return Err(Error::config(
-                    "rule",
+                    Field::Rule,
                     format!(
                         "the CPU backend runs the multistep rule `{}` with 1 or 2 earlier points, \
                          without noise or clipping",

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::cpu::Anderson;
 use super::WindowState;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// A slot that holds no point's noise.
 const EMPTY: usize = usize::MAX;
@@ -46,28 +46,19 @@ impl CpuWindow {
             noise: NoiseRing {
                 stream: Cell::new(None),
                 point: (0..ring).map(|_| AtomicUsize::new(EMPTY)).collect(),
-                values: UnsafeCell::new(zeros(ring * slot, "noise ring")?),
+                values: UnsafeCell::new(super::host::filled(ring * slot, 0.0, "noise ring")?),
             },
             hist: HistRing {
                 slots: hist,
-                values: UnsafeCell::new(zeros(hist * point_len, "direction ring")?),
+                values: UnsafeCell::new(super::host::filled(
+                    hist * point_len,
+                    0.0,
+                    "direction ring",
+                )?),
             },
             aa: aa.map(RefCell::new),
         })
     }
-}
-
-/// `len` zeros, or a device error naming `what` when the host cannot hold them.
-fn zeros(len: usize, what: &str) -> Result<Vec<f32>> {
-    let mut values = Vec::new();
-    values.try_reserve_exact(len).map_err(|_| {
-        Error::device(
-            "window",
-            format!("cannot allocate the {len}-value {what} on the host"),
-        )
-    })?;
-    values.resize(len, 0.0);
-    Ok(values)
 }
 
 impl Deref for CpuWindow {

@@ -14,6 +14,7 @@ mod cpu_ops;
 mod cpu_window;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+mod host;
 pub mod ops;
 mod window;
 

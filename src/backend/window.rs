@@ -4,6 +4,7 @@
 
 use super::{ring_ranges, PicardForm, SlotRange};
 use crate::error::{Error, Result};
+use crate::Field;
 
 /// How the window moves (`docs/algorithms.md` §3–4).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +55,7 @@ impl WindowPlan {
     ) -> Result<Self> {
         check_common(steps, tol)?;
         if window == 0 {
-            return Err(Error::config("window", "must be at least 1"));
+            return Err(Error::config(Field::Window, "must be at least 1"));
         }
         let window = window.min(steps);
         Ok(WindowPlan {
@@ -78,13 +79,13 @@ impl WindowPlan {
     ) -> Result<Self> {
         check_common(steps, tol)?;
         if iters == 0 {
-            return Err(Error::config("iters", "must be at least 1"));
+            return Err(Error::config(Field::Iters, "must be at least 1"));
         }
         let mut prev = 0;
         for &e in &ends {
             if e <= prev || e > steps {
                 return Err(Error::config(
-                    "block-len",
+                    Field::BlockLen,
                     format!("block ends {ends:?} must increase within 1..={steps}"),
                 ));
             }
@@ -92,7 +93,7 @@ impl WindowPlan {
         }
         if prev != steps {
             return Err(Error::config(
-                "block-len",
+                Field::BlockLen,
                 "the last block must end at the last step",
             ));
         }
@@ -120,7 +121,7 @@ impl WindowPlan {
         if let Some(m) = m {
             if !ANDERSON_HISTORY.contains(&m) {
                 return Err(Error::config(
-                    "anderson",
+                    Field::Anderson,
                     format!(
                         "the history must be {} to {}, got {m}",
                         ANDERSON_HISTORY.start(),
@@ -159,11 +160,11 @@ impl WindowPlan {
 
 fn check_common(steps: usize, tol: f64) -> Result<()> {
     if steps == 0 {
-        return Err(Error::config("steps", "must be at least 1"));
+        return Err(Error::config(Field::Steps, "must be at least 1"));
     }
     if !(tol >= 0.0 && tol.is_finite()) {
         return Err(Error::config(
-            "tol",
+            Field::Tol,
             format!("must be finite and >= 0, got {tol}"),
         ));
     }

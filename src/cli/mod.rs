@@ -143,22 +143,16 @@ impl fmt::Display for CliError {
 impl From<picardiff::Error> for CliError {
     fn from(e: picardiff::Error) -> Self {
         match e {
-            picardiff::Error::Config { field, msg } if is_option(&field) => {
+            picardiff::Error::Config { field, msg } if field.is_spec() => {
                 // "required ..." reads as "--steps is required ...".
                 match msg.strip_prefix("required") {
-                    Some(rest) => CliError(format!("{} is required{rest}", flag(&field))),
-                    None => CliError(format!("{}: {msg}", flag(&field))),
+                    Some(rest) => CliError(format!("{} is required{rest}", flag(field.name()))),
+                    None => CliError(format!("{}: {msg}", flag(field.name()))),
                 }
             }
             e => CliError(e.to_string()),
         }
     }
-}
-
-/// True for error fields that name a command-line option (spec fields in either spelling).
-fn is_option(field: &str) -> bool {
-    let snake = field.replace('-', "_");
-    picardiff::spec::RunSpec::FIELDS.contains(&snake.as_str())
 }
 
 /// Result of the command-line layer.

@@ -43,6 +43,9 @@ pub enum picardiff_status {
     /// A bug: picardiff panicked. The panic was caught at the boundary; the handles passed to the
     /// call are still valid and may be freed.
     PICARDIFF_PANIC = 13,
+    /// The run needs more memory than the host or device has free (refused before allocating),
+    /// or the device failed an allocation. Smaller batches or windows may fit.
+    PICARDIFF_OUT_OF_MEMORY = 14,
 }
 
 use picardiff_status::*;
@@ -75,6 +78,7 @@ const STATUS_STRINGS: &[(picardiff_status, &str)] = &[
         "the sampler did not converge within its iteration cap (max_iters, or iters per block)\0",
     ),
     (PICARDIFF_PANIC, "internal error (a panic was caught)\0"),
+    (PICARDIFF_OUT_OF_MEMORY, "out of memory\0"),
 ];
 
 /// A static, NUL-terminated description of `status` ("unknown status" for numbers this version
@@ -121,6 +125,7 @@ impl From<Error> for FfiError {
             Error::Shape { .. } => PICARDIFF_SHAPE_MISMATCH,
             Error::Io { .. } => PICARDIFF_IO,
             Error::NonFinite { .. } => PICARDIFF_NON_FINITE,
+            e @ Error::Device { .. } if e.is_out_of_memory() => PICARDIFF_OUT_OF_MEMORY,
             Error::Device { .. } => PICARDIFF_DEVICE,
         };
         FfiError::new(status, e.to_string())
@@ -245,6 +250,7 @@ pub extern "C" fn picardiff_last_error_len() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::DeviceCode;
 
     #[test]
     fn status_strings_cover_every_status_in_order() {
@@ -252,7 +258,7 @@ mod tests {
             assert_eq!(*s as usize, i, "status table out of order at {s:?}");
             assert!(text.ends_with('\0') && !text[..text.len() - 1].contains('\0'));
         }
-        assert_eq!(STATUS_STRINGS.len(), PICARDIFF_PANIC as usize + 1);
+        assert_eq!(STATUS_STRINGS.len(), PICARDIFF_OUT_OF_MEMORY as usize + 1);
     }
 
     #[test]
@@ -264,7 +270,17 @@ mod tests {
             "{}",
             e.msg
         );
-        let e = Error::config("max-iters", "must be at least 1");
+        let e = Error::device_code("alloc", "no room", DeviceCode::InsufficientMemory);
+        assert_eq!(FfiError::from(e).status, PICARDIFF_OUT_OF_MEMORY);
+        let e = Error::device_code("alloc", "cuMemAlloc", DeviceCode::Driver(2));
+        assert_eq!(FfiError::from(e).status, PICARDIFF_OUT_OF_MEMORY);
+        let e = Error::device_code("launch", "bad", DeviceCode::Runtime(1));
+        assert_eq!(FfiError::from(e).status, PICARDIFF_DEVICE);
+        assert_eq!(
+            FfiError::from(Error::device("open", "no GPU")).status,
+            PICARDIFF_DEVICE
+        );
+        let e = Error::config(crate::Field::MaxIters, "must be at least 1");
         assert_eq!(FfiError::from(e).status, PICARDIFF_INVALID_CONFIG);
         let e = FfiError::from(Error::Callback { code: -5 });
         assert_eq!(e.status, PICARDIFF_CALLBACK_FAILED);

@@ -21,6 +21,7 @@ pub use unet::{DiffusionPolicy, UnetConfig};
 use crate::backend::Backend;
 use crate::error::Result;
 use crate::schedule::ModelOutput;
+use crate::Field;
 
 /// Fails with a shape error naming `what` when a buffer of `have` values is shorter than the `need`
 /// an evaluation's rows take (for models that hand the rows to a callback: the C ABI's, Python's).
@@ -60,7 +61,7 @@ pub trait ScoreModel<B: Backend>: Sync {
     ) -> Result<()> {
         let _ = (backend, ws, cond, batch);
         Err(crate::error::Error::config(
-            "cond",
+            Field::Cond,
             "this model takes no per-sample conditioning",
         ))
     }

@@ -6,6 +6,7 @@ use crate::backend::{Backend, LangevinSweep, Shape};
 use crate::error::{Error, Result};
 use crate::model::ScoreModel;
 use crate::schedule::{Grid, GridPoint};
+use crate::Field;
 
 /// Corrector settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -42,25 +43,25 @@ impl Corrector {
     pub fn validate(&self) -> Result<()> {
         if !(self.gamma > 0.0 && self.gamma.is_finite()) {
             return Err(Error::config(
-                "corrector-gamma",
+                Field::CorrectorGamma,
                 format!("must be positive, got {}", self.gamma),
             ));
         }
         if !(self.duration > 0.0 && self.duration.is_finite()) {
             return Err(Error::config(
-                "corrector-time",
+                Field::CorrectorTime,
                 format!("must be positive, got {}", self.duration),
             ));
         }
         if self.steps == 0 || self.iters == 0 {
             return Err(Error::config(
-                "corrector-steps",
+                Field::CorrectorSteps,
                 "corrector steps and iterations must be at least 1",
             ));
         }
         if self.iters > MAX_ITERS {
             return Err(Error::config(
-                "corrector-iters",
+                Field::CorrectorIters,
                 format!(
                     "at most {MAX_ITERS} (>= the corrector steps is already exact), got {}",
                     self.iters

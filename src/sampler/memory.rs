@@ -3,7 +3,8 @@
 
 use super::{RunInputs, SamplerKind};
 use crate::backend::{Backend, Shape, WindowPlan};
-use crate::error::{Error, Result};
+use crate::error::{DeviceCode, Error, Result};
+use crate::Field;
 
 /// Validates once, with checked arithmetic, that every buffer length the run computes fits in
 /// memory's address space: `batch × dim` ([`Shape::slot_len`], infallible after this), the ring and
@@ -25,7 +26,7 @@ pub(super) fn check_sizes(shape: Shape, steps: usize, kind: &SamplerKind) -> Res
         .is_some_and(|b| b <= isize::MAX as usize);
     if !fits {
         return Err(Error::config(
-            "batch",
+            Field::Batch,
             format!(
                 "batch {} × dim {} × {} points overflows the address space",
                 shape.batch,
@@ -88,9 +89,16 @@ pub(super) fn check_memory<B: Backend>(
     }
     let bytes = floats * 4 + model_bytes as u128;
     if bytes > free as u128 {
-        return Err(Error::device(
+        return Err(Error::device_code(
             "allocate sampler workspace",
-            format!("the run needs {:.1} MiB but only {:.1} MiB are free on the {} backend (reduce the window or batch)", bytes as f64 / 1048576.0, free as f64 / 1048576.0, backend.name()),
+            format!(
+                "the run needs {:.1} MiB but only {:.1} MiB are free on the {} backend (reduce \
+                 the window or batch)",
+                bytes as f64 / 1048576.0,
+                free as f64 / 1048576.0,
+                backend.name()
+            ),
+            DeviceCode::InsufficientMemory,
         ));
     }
     Ok(())

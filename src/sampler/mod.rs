@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::model::ScoreModel;
 use crate::rng;
 use crate::schedule::{ClipSample, Grid, StepRule, StepTable};
+use crate::Field;
 
 /// Which sampler to run and its knobs.
 #[derive(Debug, Clone, PartialEq)]
@@ -157,7 +158,7 @@ pub struct RunOutput {
 pub fn block_ends(grid: &Grid, block_len: f64) -> Result<Vec<usize>> {
     if !(block_len > 0.0 && block_len.is_finite()) {
         return Err(Error::config(
-            "block-len",
+            Field::BlockLen,
             format!("must be positive, got {block_len}"),
         ));
     }
@@ -207,13 +208,13 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
         dim: model.dim(),
     };
     if shape.batch == 0 {
-        return Err(Error::config("batch", "must be at least 1"));
+        return Err(Error::config(Field::Batch, "must be at least 1"));
     }
     let n = table.steps();
     // Sample b's noise is keyed by sample0 + b as a u32: past 2^32 it would wrap and reuse noise.
     if u64::from(inputs.sample0) + shape.batch as u64 > u64::from(u32::MAX) + 1 {
         return Err(Error::config(
-            "batch",
+            Field::Batch,
             format!(
                 "sample0 {} + batch {} exceeds 2^32 samples (the noise counter would wrap)",
                 inputs.sample0, shape.batch
@@ -225,13 +226,13 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
         (None, 0) => {}
         (None, c) => {
             return Err(Error::config(
-                "cond",
+                Field::Cond,
                 format!("the model needs its conditioning: {c} values per sample"),
             ))
         }
         (Some(_), 0) => {
             return Err(Error::config(
-                "cond",
+                Field::Cond,
                 "this model takes no per-sample conditioning",
             ))
         }
@@ -304,7 +305,7 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
     if let Some(p) = plan.as_ref().filter(|p| p.anderson.is_some()) {
         if backend.anderson_len(p, shape).is_none() {
             return Err(Error::config(
-                "anderson",
+                Field::Anderson,
                 format!(
                     "Anderson acceleration runs on the CPU backend only for now, not on {}",
                     backend.name()

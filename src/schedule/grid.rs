@@ -2,6 +2,7 @@
 
 use super::Schedule;
 use crate::error::{Error, Result};
+use crate::Field;
 
 /// The largest grid a continuous schedule builds (10^7 steps).
 pub const MAX_STEPS: usize = 10_000_000;
@@ -36,7 +37,7 @@ pub enum Spacing {
 pub fn discrete_timesteps(n_train: usize, steps: usize, spacing: Spacing) -> Result<Vec<usize>> {
     if steps == 0 || steps > n_train {
         return Err(Error::config(
-            "steps",
+            Field::Steps,
             format!("must be in 1..={n_train} for a discrete schedule, got {steps}"),
         ));
     }
@@ -81,7 +82,7 @@ pub fn discrete_timesteps(n_train: usize, steps: usize, spacing: Spacing) -> Res
     };
     if ts.windows(2).any(|w| w[0] <= w[1]) || ts.iter().any(|&t| t < 0 || t >= n_train as i64) {
         return Err(Error::config(
-            "steps",
+            Field::Steps,
             format!("{steps} steps with {spacing:?} spacing do not give distinct timesteps"),
         ));
     }
@@ -149,7 +150,7 @@ impl Grid {
         // Finite first, so that `<=` sees no NaN.
         if sigmas.iter().any(|s| !s.is_finite()) || sigmas.windows(2).any(|w| w[0] <= w[1]) {
             return Err(Error::config(
-                "steps",
+                Field::Steps,
                 format!(
                     "{} steps do not give a finite, strictly decreasing flow grid",
                     sigmas.len() - 1
@@ -178,7 +179,7 @@ impl Grid {
     pub fn flow(schedule: &Schedule, steps: usize, shift: FlowShift) -> Result<Self> {
         let Schedule::Flow { train_steps } = schedule else {
             return Err(Error::config(
-                "grid",
+                Field::Grid,
                 format!(
                     "the flow grids need the flow schedule, not `{}`",
                     schedule.name()
@@ -194,7 +195,7 @@ impl Grid {
             FlowShift::Static(s) => {
                 if !(s > 0.0 && s.is_finite()) {
                     return Err(Error::config(
-                        "shift",
+                        Field::Shift,
                         format!("must be finite and > 0, got {s}"),
                     ));
                 }
@@ -204,7 +205,10 @@ impl Grid {
             }
             FlowShift::Dynamic { mu } => {
                 if !mu.is_finite() {
-                    return Err(Error::config("mu", format!("must be finite, got {mu}")));
+                    return Err(Error::config(
+                        Field::Mu,
+                        format!("must be finite, got {mu}"),
+                    ));
                 }
                 (train(n) as f64, train(1) as f64)
             }
@@ -238,7 +242,7 @@ impl Grid {
     pub fn flow_uniform(schedule: &Schedule, steps: usize) -> Result<Self> {
         if !schedule.is_flow() {
             return Err(Error::config(
-                "grid",
+                Field::Grid,
                 format!(
                     "the flow grids need the flow schedule, not `{}`",
                     schedule.name()
@@ -255,7 +259,7 @@ impl Grid {
     pub fn discrete(schedule: &Schedule, steps: usize, spacing: Spacing) -> Result<Self> {
         let Schedule::Discrete { alphas_cumprod, .. } = schedule else {
             return Err(Error::config(
-                "grid",
+                Field::Grid,
                 format!(
                     "schedule `{}` is continuous: use the uniform or paper grid",
                     schedule.name()
@@ -274,7 +278,7 @@ impl Grid {
         check_continuous(schedule, horizon, t_end)?;
         if steps == 0 || steps > MAX_STEPS {
             return Err(Error::config(
-                "steps",
+                Field::Steps,
                 format!("must be in 1..={MAX_STEPS}, got {steps}"),
             ));
         }
@@ -297,7 +301,7 @@ impl Grid {
         check_continuous(schedule, horizon, t_end)?;
         if !(kappa > 0.0 && kappa.is_finite()) {
             return Err(Error::config(
-                "kappa",
+                Field::Kappa,
                 format!("must be positive, got {kappa}"),
             ));
         }
@@ -309,7 +313,7 @@ impl Grid {
         let estimate = (horizon - knee) / kappa + (knee / t_end).ln() / kappa.ln_1p() + 2.0;
         if estimate > MAX_STEPS as f64 {
             return Err(Error::config(
-                "kappa",
+                Field::Kappa,
                 format!("the paper grid would have about {estimate:.3e} steps (limit {MAX_STEPS})"),
             ));
         }
@@ -332,7 +336,7 @@ impl Grid {
 fn check_flow_steps(steps: usize) -> Result<()> {
     if steps == 0 || steps > MAX_STEPS {
         return Err(Error::config(
-            "steps",
+            Field::Steps,
             format!("must be in 1..={MAX_STEPS}, got {steps}"),
         ));
     }
@@ -342,31 +346,31 @@ fn check_flow_steps(steps: usize) -> Result<()> {
 fn check_continuous(schedule: &Schedule, horizon: f64, t_end: f64) -> Result<()> {
     if schedule.is_flow() {
         return Err(Error::config(
-            "grid",
+            Field::Grid,
             "schedule `flow` has its own grids: diffusers' (Grid::flow) or uniform (Grid::flow_uniform)",
         ));
     }
     if schedule.is_discrete() {
         return Err(Error::config(
-            "grid",
+            Field::Grid,
             format!("schedule `{}` is discrete: use --spacing", schedule.name()),
         ));
     }
     if !(t_end > 0.0 && t_end.is_finite()) {
         return Err(Error::config(
-            "t-end",
+            Field::TEnd,
             format!("the early-stopping time must be > 0, got {t_end}"),
         ));
     }
     if !(horizon > t_end && horizon.is_finite()) {
         return Err(Error::config(
-            "horizon",
-            format!("must be finite and > t-end ({t_end}), got {horizon}"),
+            Field::Horizon,
+            format!("must be finite and > t_end ({t_end}), got {horizon}"),
         ));
     }
     if matches!(schedule, Schedule::VpLinear { .. }) && horizon > 1.0 {
         return Err(Error::config(
-            "horizon",
+            Field::Horizon,
             format!("vp-linear is defined on [0, 1], got {horizon}"),
         ));
     }

@@ -13,6 +13,7 @@ pub use multistep::{dpm_step_order, MultistepTable};
 pub use rule::{ClipKeep, ClipSample, ClipTable, ModelOutput, StepRule, StepTable};
 
 use crate::error::{Error, Result};
+use crate::Field;
 
 /// Default number of training timesteps of the discrete schedules (diffusers' default).
 pub const DEFAULT_TRAIN_STEPS: usize = 1000;
@@ -84,7 +85,7 @@ impl Schedule {
             "flow" => {
                 if n_train == 0 || n_train > MAX_TRAIN_STEPS {
                     return Err(Error::config(
-                        "train-steps",
+                        Field::TrainSteps,
                         format!("must be in 1..={MAX_TRAIN_STEPS} for flow, got {n_train}"),
                     ));
                 }
@@ -104,7 +105,7 @@ impl Schedule {
             }
             other => {
                 return Err(Error::config(
-                    "schedule",
+                    Field::Schedule,
                     format!(
                         "unknown schedule `{other}` (expected one of {})",
                         SCHEDULE_NAMES.join(", ")
@@ -130,7 +131,7 @@ impl Schedule {
             "squaredcos_cap_v2" => ("cosine", Betas::Cosine),
             other => {
                 return Err(Error::config(
-                    "beta_schedule",
+                    Field::ModelConfig("beta_schedule"),
                     format!(
                         "unsupported beta_schedule `{other}` (expected linear, scaled_linear or squaredcos_cap_v2)"
                     ),
@@ -140,7 +141,7 @@ impl Schedule {
         let ok = |b: f64| b > 0.0 && b < 1.0;
         if betas != Betas::Cosine && !(ok(beta_start) && ok(beta_end) && beta_start <= beta_end) {
             return Err(Error::config(
-                "beta_start",
+                Field::ModelConfig("beta_start"),
                 format!("beta_start {beta_start} and beta_end {beta_end} must satisfy 0 < start <= end < 1"),
             ));
         }
@@ -150,13 +151,13 @@ impl Schedule {
     fn discrete(name: &str, betas: Betas, n_train: usize, b0: f64, b1: f64) -> Result<Self> {
         if n_train < 2 {
             return Err(Error::config(
-                "train-steps",
+                Field::TrainSteps,
                 format!("must be at least 2, got {n_train}"),
             ));
         }
         if n_train > MAX_TRAIN_STEPS {
             return Err(Error::config(
-                "train-steps",
+                Field::TrainSteps,
                 format!("must be at most {MAX_TRAIN_STEPS}, got {n_train}"),
             ));
         }

@@ -4,6 +4,7 @@
 
 use super::{Grid, GridPoint, ModelOutput, StepTable};
 use crate::error::{Error, Result};
+use crate::Field;
 
 /// diffusers' `lower_order_final` threshold: grids of fewer steps end with lower-order steps.
 const LOWER_ORDER_FINAL_STEPS: usize = 15;
@@ -92,7 +93,7 @@ pub(super) fn dpm_solver_pp(
         3 => "dpmpp-3m",
         o => {
             return Err(Error::config(
-                "rule",
+                Field::Rule,
                 format!("DPM-Solver++ has orders 2 and 3 here, got {o}"),
             ))
         }
@@ -121,7 +122,7 @@ pub(super) fn dpm_solver_pp(
     }
     if ms.b1.iter().chain(&ms.b2).any(|x| !x.is_finite()) {
         return Err(Error::config(
-            "grid",
+            Field::Grid,
             format!("the {name} step table has non-finite coefficients"),
         ));
     }

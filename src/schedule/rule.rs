@@ -4,6 +4,7 @@
 use super::multistep::{self, MultistepTable};
 use super::{Grid, Process};
 use crate::error::{Error, Result};
+use crate::Field;
 
 /// A sampler's step rule (`docs/algorithms.md` §2).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -48,7 +49,7 @@ impl StepRule {
             "dpmpp-3m" => StepRule::DpmSolverPP { order: 3 },
             o => {
                 return Err(Error::config(
-                    "rule",
+                    Field::Rule,
                     format!(
                         "unknown rule `{o}` (expected ddpm, ddim, exp-sde, exp-ode, euler, \
                          dpmpp-2m or dpmpp-3m)"
@@ -59,7 +60,7 @@ impl StepRule {
         if let StepRule::Ddim { eta } = rule {
             if !(eta >= 0.0 && eta.is_finite()) {
                 return Err(Error::config(
-                    "eta",
+                    Field::Eta,
                     format!("must be finite and >= 0, got {eta}"),
                 ));
             }
@@ -135,7 +136,7 @@ impl ModelOutput {
             "v" | "v_prediction" => Ok(ModelOutput::V),
             "velocity" => Ok(ModelOutput::Velocity),
             o => Err(Error::config(
-                "output",
+                Field::Output,
                 format!(
                     "unknown model output `{o}` (expected epsilon, score, sample, v or velocity)"
                 ),
@@ -224,7 +225,7 @@ impl StepTable {
     pub fn new(grid: &Grid, rule: StepRule, output: ModelOutput) -> Result<Self> {
         let n = grid.steps();
         if n == 0 {
-            return Err(Error::config("steps", "the grid has no steps"));
+            return Err(Error::config(Field::Steps, "the grid has no steps"));
         }
         let flow = grid.process == Process::Flow;
         match (flow, rule) {
@@ -235,7 +236,7 @@ impl StepTable {
             | (false, StepRule::DpmSolverPP { .. }) => {}
             (true, r) => {
                 return Err(Error::config(
-                    "rule",
+                    Field::Rule,
                     format!(
                         "`{}` assumes a variance-preserving schedule (α² + σ² = 1); the flow \
                          schedule takes the `euler` rule",
@@ -245,7 +246,7 @@ impl StepTable {
             }
             (false, _) => {
                 return Err(Error::config(
-                    "rule",
+                    Field::Rule,
                     "`euler` is the flow-matching rule: it needs the flow schedule",
                 ))
             }
@@ -253,14 +254,14 @@ impl StepTable {
         match (flow, output) {
             (true, ModelOutput::V) => {
                 return Err(Error::config(
-                    "output",
+                    Field::Output,
                     "the VP v-prediction (α ε − σ x0) does not apply to the flow schedule; a flow \
                      model predicts `velocity` (ε − x0)",
                 ))
             }
             (false, ModelOutput::Velocity) => {
                 return Err(Error::config(
-                    "output",
+                    Field::Output,
                     "a flow `velocity` model needs the flow schedule",
                 ))
             }
@@ -282,7 +283,7 @@ impl StepTable {
             let (from, to) = (w[0], w[1]);
             if from.sigma <= 0.0 {
                 return Err(Error::config(
-                    "grid",
+                    Field::Grid,
                     format!("σ = 0 at t = {} before the last point", from.t),
                 ));
             }
@@ -317,7 +318,7 @@ impl StepTable {
                     // negative (η > 1 does that on most grids); a rounding slack for η = 1.
                     if sig * sig > ss2 * (1.0 + 1e-9) {
                         return Err(Error::config(
-                            "eta",
+                            Field::Eta,
                             format!(
                                 "{eta} is too large for this grid: at t = {} the step noise σ̃ = \
                                  {sig:.4e} exceeds σ = {:.4e} of the next point (η ≤ 1 always works)",
@@ -358,7 +359,7 @@ impl StepTable {
             .any(|v| v.iter().any(|x| !x.is_finite()))
         {
             return Err(Error::config(
-                "grid",
+                Field::Grid,
                 "the step table has non-finite coefficients (σ = 0 inside the grid?)",
             ));
         }
@@ -377,13 +378,13 @@ impl StepTable {
     pub fn with_clip(mut self, grid: &Grid, output: ModelOutput, clip: ClipSample) -> Result<Self> {
         if grid.process == Process::Flow {
             return Err(Error::config(
-                "clip_sample",
+                Field::ModelConfig("clip_sample"),
                 "the clipped-x0 step is defined for the VP schedulers only, not for flow",
             ));
         }
         if let Some(m) = &self.multistep {
             return Err(Error::config(
-                "clip_sample",
+                Field::ModelConfig("clip_sample"),
                 format!(
                     "the clipped-x0 step is not defined for the multistep rule `{}` (diffusers' \
                      DPMSolverMultistepScheduler has no clip_sample)",
@@ -393,7 +394,7 @@ impl StepTable {
         }
         if !(clip.range > 0.0 && clip.range.is_finite()) {
             return Err(Error::config(
-                "clip_sample_range",
+                Field::ModelConfig("clip_sample_range"),
                 format!("must be finite and > 0, got {}", clip.range),
             ));
         }
@@ -414,7 +415,7 @@ impl StepTable {
             };
             if ![u, v, f].iter().all(|x| x.is_finite()) {
                 return Err(Error::config(
-                    "clip_sample",
+                    Field::ModelConfig("clip_sample"),
                     format!(
                         "the clipped-x0 step is undefined at step {j} (t = {})",
                         from.t

@@ -28,6 +28,7 @@ use crate::backend::PicardForm;
 use crate::error::{Error, Result};
 use crate::model::WeightDtype;
 use crate::schedule::Spacing;
+use crate::Field;
 
 /// Every setting of a run but its files and arrays; `None` = the default ([`RunSpec::plan`]).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -253,7 +254,7 @@ impl std::str::FromStr for ConfigOverride {
     fn from_str(kv: &str) -> Result<Self> {
         let (k, v) = kv.split_once('=').ok_or_else(|| {
             Error::config(
-                "set",
+                Field::Set,
                 format!("`{kv}`: expected KEY=VALUE (e.g. num_inference_steps=10)"),
             )
         })?;
@@ -289,39 +290,7 @@ impl<'de> Deserialize<'de> for ConfigOverride {
 impl RunSpec {
     /// Every field's name, in declaration order: the names errors and warnings use (the CLI
     /// spells them `--kebab-case`, Python as keyword arguments, config files as keys).
-    pub const FIELDS: &'static [&'static str] = &[
-        "schedule",
-        "dtype",
-        "steps",
-        "rule",
-        "eta",
-        "horizon",
-        "t_end",
-        "grid",
-        "kappa",
-        "spacing",
-        "train_steps",
-        "shift",
-        "mu",
-        "sampler",
-        "window",
-        "tol",
-        "max_iters",
-        "block_len",
-        "iters",
-        "corrector",
-        "corrector_gamma",
-        "corrector_time",
-        "corrector_steps",
-        "corrector_iters",
-        "picard_form",
-        "anderson",
-        "batch",
-        "seed",
-        "sample0",
-        "device",
-        "set",
-    ];
+    pub const FIELDS: &'static [&'static str] = Field::SPEC_NAMES;
 
     /// `self` with every setting `over` gives replaced by `over`'s (a config file overlaid by
     /// command-line flags); `set` lists are concatenated, `over`'s last.
@@ -372,7 +341,7 @@ impl RunSpec {
     /// and ill-typed values are errors naming them.
     pub fn from_text(text: &str, json: bool) -> Result<RunSpec> {
         if json {
-            serde_json::from_str(text).map_err(|e| Error::config("config", e.to_string()))
+            serde_json::from_str(text).map_err(|e| Error::config(Field::Config, e.to_string()))
         } else {
             toml_spec(text)
         }
@@ -423,13 +392,13 @@ impl RunSpec {
 
 #[cfg(feature = "cli")]
 fn toml_spec(text: &str) -> Result<RunSpec> {
-    toml::from_str(text).map_err(|e| Error::config("config", e.to_string()))
+    toml::from_str(text).map_err(|e| Error::config(Field::Config, e.to_string()))
 }
 
 #[cfg(not(feature = "cli"))]
 fn toml_spec(_text: &str) -> Result<RunSpec> {
     Err(Error::config(
-        "config",
+        Field::Config,
         "TOML config files need the `cli` feature (JSON works without it)",
     ))
 }

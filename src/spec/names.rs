@@ -13,11 +13,12 @@ use crate::backend::PicardForm;
 use crate::error::{Error, Result};
 use crate::model::WeightDtype;
 use crate::schedule::Spacing;
+use crate::Field;
 
 /// A choice given by name: its spellings, and the field it is a value of.
 pub trait Named: Sized + Copy + 'static {
     /// The spec field this choice is a value of (for error messages).
-    const FIELD: &'static str;
+    const FIELD: Field;
     /// What one value is called in messages (`unknown {WHAT} ...`).
     const WHAT: &'static str;
     /// Every variant with its name, in the order the help lists them.
@@ -57,9 +58,9 @@ pub trait Named: Sized + Copy + 'static {
 /// Implements [`Named`], `FromStr`, `Display`, `Serialize` and `Deserialize` for an enum of unit
 /// variants.
 macro_rules! named {
-    ($ty:ty, $field:literal, $what:literal, [$($var:ident = $name:literal),+ $(,)?]) => {
+    ($ty:ty, $field:expr, $what:literal, [$($var:ident = $name:literal),+ $(,)?]) => {
         impl Named for $ty {
-            const FIELD: &'static str = $field;
+            const FIELD: Field = $field;
             const WHAT: &'static str = $what;
             const ALL: &'static [(Self, &'static str)] = &[$((<$ty>::$var, $name)),+];
             fn name(self) -> &'static str {
@@ -114,7 +115,7 @@ pub enum ScheduleName {
 }
 named!(
     ScheduleName,
-    "schedule",
+    Field::Schedule,
     "schedule",
     [
         DdpmLinear = "ddpm-linear",
@@ -153,7 +154,7 @@ pub enum RuleName {
 }
 named!(
     RuleName,
-    "rule",
+    Field::Rule,
     "rule",
     [
         Ddpm = "ddpm",
@@ -178,7 +179,7 @@ pub enum GridName {
 }
 named!(
     GridName,
-    "grid",
+    Field::Grid,
     "grid",
     [
         Uniform = "uniform",
@@ -199,7 +200,7 @@ pub enum SamplerName {
 }
 named!(
     SamplerName,
-    "sampler",
+    Field::Sampler,
     "sampler",
     [
         Sequential = "sequential",
@@ -220,20 +221,20 @@ pub enum DeviceName {
 }
 named!(
     DeviceName,
-    "device",
+    Field::Device,
     "device",
     [Cpu = "cpu", Cuda = "cuda", Auto = "auto",]
 );
 
 named!(
     PicardForm,
-    "picard_form",
+    Field::PicardForm,
     "form",
     [Scan = "scan", Drift = "drift"]
 );
 named!(
     Spacing,
-    "spacing",
+    Field::Spacing,
     "spacing",
     [
         Leading = "leading",
@@ -244,7 +245,7 @@ named!(
 );
 named!(
     WeightDtype,
-    "dtype",
+    Field::Dtype,
     "dtype",
     [F32 = "f32", Bf16 = "bf16", F16 = "f16"]
 );

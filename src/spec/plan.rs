@@ -12,6 +12,7 @@ use crate::sampler::SamplerKind;
 use crate::schedule::{
     ClipSample, FlowShift, Grid, ModelOutput, Schedule, StepRule, StepTable, DEFAULT_TRAIN_STEPS,
 };
+use crate::Field;
 
 /// The most sampling or training steps a spec may ask for.
 pub const MAX_STEPS: usize = 10_000_000;
@@ -85,7 +86,7 @@ impl Plan {
 }
 
 /// Fails with `field: msg`.
-fn bad<T>(field: &str, msg: impl Into<String>) -> Result<T> {
+fn bad<T>(field: Field, msg: impl Into<String>) -> Result<T> {
     Err(Error::config(field, msg))
 }
 
@@ -93,30 +94,33 @@ impl RunSpec {
     /// Checks the numeric settings that are wrong whatever they are used for.
     pub fn check_values(&self) -> Result<()> {
         for (v, f) in [
-            (self.steps, "steps"),
-            (self.window, "window"),
-            (self.iters, "iters"),
-            (self.max_iters, "max_iters"),
-            (self.batch, "batch"),
+            (self.steps, Field::Steps),
+            (self.window, Field::Window),
+            (self.iters, Field::Iters),
+            (self.max_iters, Field::MaxIters),
+            (self.batch, Field::Batch),
         ] {
             if v == Some(0) {
                 return bad(f, "must be at least 1, got 0");
             }
         }
-        for (v, f) in [(self.steps, "steps"), (self.train_steps, "train-steps")] {
+        for (v, f) in [
+            (self.steps, Field::Steps),
+            (self.train_steps, Field::TrainSteps),
+        ] {
             if v.is_some_and(|n| n > MAX_STEPS) {
                 return bad(f, format!("at most {MAX_STEPS} are supported"));
             }
         }
         if let Some(t) = self.tol {
             if !(t >= 0.0 && t.is_finite()) {
-                return bad("tol", format!("must be finite and >= 0, got {t}"));
+                return bad(Field::Tol, format!("must be finite and >= 0, got {t}"));
             }
         }
         for (v, f, what) in [
-            (self.block_len, "block-len", ""),
-            (self.t_end, "t-end", "the early-stopping time "),
-            (self.kappa, "kappa", ""),
+            (self.block_len, Field::BlockLen, ""),
+            (self.t_end, Field::TEnd, "the early-stopping time "),
+            (self.kappa, Field::Kappa, ""),
         ] {
             if let Some(h) = v {
                 if !(h > 0.0 && h.is_finite()) {
@@ -170,11 +174,11 @@ impl RunSpec {
                 what,
             } => {
                 if let Some(g) = self.schedule.filter(|g| *g != schedule) {
-                    return bad("schedule", format!("{what} `{schedule}`, not `{g}`"));
+                    return bad(Field::Schedule, format!("{what} `{schedule}`, not `{g}`"));
                 }
                 if let Some(n) = self.train_steps.filter(|n| *n != train_steps) {
                     return bad(
-                        "train-steps",
+                        Field::TrainSteps,
                         format!(
                             "{what} {train_steps} training steps (its time input \
                              is a timestep of that schedule), not {n}"
@@ -186,7 +190,7 @@ impl RunSpec {
             _ => {
                 let s = self.schedule.ok_or_else(|| {
                     Error::config(
-                        "schedule",
+                        Field::Schedule,
                         "required with a mixture model (an MLP file names its own)",
                     )
                 })?;
@@ -218,7 +222,7 @@ impl RunSpec {
         let (name, train_steps) = self.schedule_for(model)?;
         let rule_name = self.rule.ok_or_else(|| {
             Error::config(
-                "rule",
+                Field::Rule,
                 format!(
                     "required ({}) except for a policy directory",
                     RuleName::choices()
@@ -260,7 +264,7 @@ impl RunSpec {
             let spacing = self.spacing.unwrap_or(d::SPACING);
             let steps = self.steps.ok_or_else(|| {
                 Error::config(
-                    "steps",
+                    Field::Steps,
                     format!("required for the discrete schedule {name}"),
                 )
             })?;
@@ -290,7 +294,7 @@ impl RunSpec {
         Self::unused(&given, "does not apply to the flow schedule; ignored", warn);
         let steps = self
             .steps
-            .ok_or_else(|| Error::config("steps", "required for the flow schedule"))?;
+            .ok_or_else(|| Error::config(Field::Steps, "required for the flow schedule"))?;
         let grid = self.grid.unwrap_or(GridName::Diffusers);
         info.insert("grid".into(), json!(grid.name()));
         info.insert("train_steps".into(), json!(train_steps));
@@ -298,7 +302,10 @@ impl RunSpec {
             GridName::Diffusers => {
                 let shift = match (self.shift, self.mu) {
                     (Some(_), Some(_)) => {
-                        return bad("mu", "excludes shift (mu is diffusers' dynamic shifting)")
+                        return bad(
+                            Field::Mu,
+                            "excludes shift (mu is diffusers' dynamic shifting)",
+                        )
                     }
                     (_, Some(mu)) => {
                         info.insert("mu".into(), json!(mu));
@@ -322,7 +329,7 @@ impl RunSpec {
                 Grid::flow_uniform(schedule, steps)
             }
             GridName::Paper => bad(
-                "grid",
+                Field::Grid,
                 "unknown grid `paper` for the flow schedule (expected diffusers or uniform)",
             ),
         }
@@ -357,7 +364,7 @@ impl RunSpec {
                 }
                 let steps = self.steps.ok_or_else(|| {
                     Error::config(
-                        "steps",
+                        Field::Steps,
                         "required with the uniform grid (or use the paper grid)",
                     )
                 })?;
@@ -375,7 +382,7 @@ impl RunSpec {
                 Grid::paper(schedule, kappa, horizon, t_end)
             }
             GridName::Diffusers => bad(
-                "grid",
+                Field::Grid,
                 "unknown grid `diffusers` for a continuous schedule (expected uniform or paper)",
             ),
         }
@@ -388,7 +395,7 @@ impl RunSpec {
         if let Some(n) = self.steps {
             if n > MAX_WIDTH {
                 return bad(
-                    "steps",
+                    Field::Steps,
                     format!("num_inference_steps {n} is not in 1..={MAX_WIDTH}"),
                 );
             }
@@ -397,7 +404,7 @@ impl RunSpec {
         if let Some(n) = self.train_steps {
             if !(2..=MAX_WIDTH).contains(&n) {
                 return bad(
-                    "train-steps",
+                    Field::TrainSteps,
                     format!("num_train_timesteps {n} is not in 2..={MAX_WIDTH}"),
                 );
             }
@@ -409,7 +416,7 @@ impl RunSpec {
             Some(RuleName::Ddim) => s.kind = SchedulerType::Ddim,
             Some(o) => {
                 return bad(
-                    "rule",
+                    Field::Rule,
                     format!(
                         "a Diffusion Policy samples with its scheduler, ddpm or ddim, not `{o}`"
                     ),
@@ -418,7 +425,7 @@ impl RunSpec {
         }
         if s.steps() > s.train_steps {
             return bad(
-                "steps",
+                Field::Steps,
                 format!(
                     "num_inference_steps {} exceeds num_train_timesteps {}",
                     s.steps(),
@@ -439,7 +446,7 @@ impl RunSpec {
     ) -> Result<(Schedule, Grid, StepRule, ModelOutput, Option<ClipSample>)> {
         if self.schedule.is_some() {
             return bad(
-                "schedule",
+                Field::Schedule,
                 "a Diffusion Policy names its own schedule (change it with set beta_schedule=...)",
             );
         }

@@ -25,6 +25,7 @@ fn version_and_status_strings() {
         s(PICARDIFF_PANIC as c_int),
         "internal error (a panic was caught)"
     );
+    assert_eq!(s(PICARDIFF_OUT_OF_MEMORY as c_int), "out of memory");
     assert_eq!(s(-1), "unknown status");
     assert_eq!(s(1000), "unknown status");
     // The numbers are ABI: never renumbered.
@@ -43,6 +44,7 @@ fn version_and_status_strings() {
         (PICARDIFF_BUFFER_TOO_SMALL, 11),
         (PICARDIFF_NOT_CONVERGED, 12),
         (PICARDIFF_PANIC, 13),
+        (PICARDIFF_OUT_OF_MEMORY, 14),
     ];
     for (st, n) in fixed {
         assert_eq!(st as c_int, n, "{st:?}");
@@ -323,7 +325,7 @@ fn invalid_configs_are_statuses_with_messages() {
                 train_steps: usize::MAX,
                 ..config()
             },
-            &["train-steps", "10000000"],
+            &["train_steps", "10000000"],
         ),
         (
             picardiff_sampler_config {
@@ -389,7 +391,7 @@ fn invalid_configs_are_statuses_with_messages() {
                 t_end: -1.0,
                 ..config()
             },
-            &["t-end"],
+            &["t_end"],
         ),
         (
             picardiff_sampler_config {
@@ -398,7 +400,7 @@ fn invalid_configs_are_statuses_with_messages() {
                 corrector_gamma: -2.0,
                 ..config()
             },
-            &["corrector-gamma"],
+            &["corrector_gamma"],
         ),
     ];
     for (c, words) in &cases {

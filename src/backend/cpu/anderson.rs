@@ -21,6 +21,7 @@
 use rayon::prelude::*;
 
 use super::*;
+use crate::backend::host::filled;
 
 /// Tikhonov regularisation, relative to the mean diagonal of the normal equations.
 const LAMBDA: f64 = 1e-3;
@@ -48,19 +49,6 @@ pub(crate) struct Anderson {
     /// Mixing coefficients of each (sample, slot), K each, and how many are used (0: plain).
     coef: Vec<f64>,
     used: Vec<usize>,
-}
-
-/// `len` copies of `v`, or a device error when the host cannot hold them (no panic).
-fn filled<T: Clone>(len: usize, v: T) -> Result<Vec<T>> {
-    let mut out = Vec::new();
-    out.try_reserve_exact(len).map_err(|_| {
-        Error::device(
-            "window",
-            format!("cannot allocate the {len}-value Anderson history on the host"),
-        )
-    })?;
-    out.resize(len, v);
-    Ok(out)
 }
 
 impl Anderson {
@@ -102,13 +90,13 @@ impl Anderson {
             hist,
             window,
             shape,
-            g: filled(ring, 0f32)?,
-            r: filled(ring, 0f32)?,
-            count: filled(rows, 0usize)?,
-            last: filled(rows, 0f64)?,
-            part: filled(part, 0f64)?,
-            coef: filled(rows * (hist - 1), 0f64)?,
-            used: filled(rows, 0usize)?,
+            g: filled(ring, 0f32, "Anderson history")?,
+            r: filled(ring, 0f32, "Anderson history")?,
+            count: filled(rows, 0usize, "Anderson history")?,
+            last: filled(rows, 0f64, "Anderson history")?,
+            part: filled(part, 0f64, "Anderson history")?,
+            coef: filled(rows * (hist - 1), 0f64, "Anderson history")?,
+            used: filled(rows, 0usize, "Anderson history")?,
         })
     }
 

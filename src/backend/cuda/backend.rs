@@ -14,6 +14,7 @@ use crate::backend::{
 };
 use crate::error::{Error, Result};
 use crate::schedule::StepTable;
+use crate::Field;
 
 // SAFETY: PicardWindow is a #[repr(C)] struct of ten i32 and two f32 (no padding, no pointers),
 // valid for any bits, with the same layout in the kernels.
@@ -294,7 +295,7 @@ impl Backend for CudaBackend {
         c_int(steps, "steps")?;
         if let Some(m) = &t.multistep {
             return Err(Error::config(
-                "rule",
+                Field::Rule,
                 format!(
                     "the multistep rule `{}` runs on the CPU backend only for now (the CUDA \
                      kernels have no direction history); use --device cpu",
@@ -327,7 +328,7 @@ impl Backend for CudaBackend {
         let clip_range = t.clip.as_ref().map_or(0.0, |c| c.range as f32);
         if t.clip.is_some() && !(clip_range > 0.0 && clip_range.is_finite()) {
             return Err(Error::config(
-                "clip_sample_range",
+                Field::ModelConfig("clip_sample_range"),
                 format!("must be finite and > 0 in f32, got {clip_range}"),
             ));
         }

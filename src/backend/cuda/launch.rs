@@ -61,18 +61,22 @@ fn at(base: u64, off: usize) -> *mut f32 {
     (base + (off as u64) * 4) as *mut f32
 }
 
-/// `v` as a C `int`, or a config error naming `what`.
+/// `v` as a C `int`, or a device error naming `what` (a size past the kernels' 32-bit indices).
 pub(super) fn c_int(v: usize, what: &str) -> Result<i32> {
-    i32::try_from(v).map_err(|_| {
-        Error::config(
-            what,
-            format!("{v} exceeds the CUDA backend's limit of {}", i32::MAX),
-        )
-    })
+    i32::try_from(v).map_err(|_| too_large(what, v, i32::MAX as u64))
 }
 
-fn c_long(v: usize, what: &str) -> Result<i64> {
-    i64::try_from(v).map_err(|_| Error::config(what, format!("{v} is too large")))
+/// `v` as a C `long`, or a device error naming `what`.
+pub(super) fn c_long(v: usize, what: &str) -> Result<i64> {
+    i64::try_from(v).map_err(|_| too_large(what, v, i64::MAX as u64))
+}
+
+/// The error for a size `what` = `v` past the CUDA backend's `limit`.
+pub(super) fn too_large(what: &str, v: usize, limit: u64) -> Error {
+    Error::device(
+        "a CUDA launch",
+        format!("{what} {v} exceeds the CUDA backend's limit of {limit}"),
+    )
 }
 
 impl CudaBackend {
@@ -374,7 +378,7 @@ impl CudaBackend {
             out: self.ptr(out, need(lp.steps)?, OP, "corrector model outputs")? as *const f32,
             dim: c_long(shape.dim, "dim")?,
             batch: c_int(shape.batch, "batch")?,
-            steps: c_int(lp.steps, "corrector-steps")?,
+            steps: c_int(lp.steps, "corrector steps")?,
             h: lp.h,
             decay: lp.decay,
             force: lp.force,

@@ -36,7 +36,7 @@ pub fn schedule_table(schedule: &Schedule) -> Result<Vec<f64>> {
     if table.is_empty() {
         return Err(Error::model("schedule", "empty alphas_cumprod table"));
     }
-    c_int(table.len(), "train-steps")?;
+    c_int(table.len(), "train steps")?;
     Ok(table)
 }
 
@@ -68,7 +68,7 @@ impl CudaBackend {
         };
         Ok(ffi::GmmSchedule {
             kind: kind as i32,
-            n_train: c_int(n, "train-steps")?,
+            n_train: c_int(n, "train steps")?,
             alphas_cumprod: self.ptr(table, need.max(1), op, "alphas_cumprod")? as *const f64,
             beta_min: b0,
             beta_max: b1,

@@ -48,7 +48,7 @@ use cudarc::driver::sys::{CUmemPool_attribute, CUmemoryPool};
 use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DriverError};
 
 use crate::backend::{RunGuard, RunLock};
-use crate::error::{Error, Result};
+use crate::error::{DeviceCode, Error, Result};
 
 pub use backend::{CudaSeq, CudaTables, CudaWindow};
 pub use dense::{DevWeight, GemmIn};
@@ -314,33 +314,44 @@ pub trait DeviceResultExt<T> {
 
 impl<T> DeviceResultExt<T> for std::result::Result<T, DriverError> {
     fn during(self, op: &str) -> Result<T> {
-        self.map_err(|e| Error::device(op, describe_driver(&e)))
+        self.map_err(|e| driver_error(op, &e))
     }
 }
 
 impl<T> DeviceResultExt<T> for std::result::Result<T, CublasError> {
     fn during(self, op: &str) -> Result<T> {
-        self.map_err(|e| Error::device(op, format!("cuBLAS: {:?}", e.0)))
+        self.map_err(|e| blas_error(op, &e))
     }
 }
 
-fn describe_driver(e: &DriverError) -> String {
+/// A driver error for `op`, with its message and its `CUresult` code.
+fn driver_error(op: &str, e: &DriverError) -> Error {
     // A DriverError only exists once libcuda is loaded, so asking it for the message is safe.
-    match e.error_string() {
+    let msg = match e.error_string() {
         Ok(s) => format!("{:?}: {}", e.0, s.to_string_lossy()),
         Err(_) => format!("{:?}", e.0),
-    }
+    };
+    Error::device_code(op, msg, DeviceCode::Driver(e.0 as u32))
+}
+
+/// A cuBLAS error for `op`, with its `cublasStatus_t` code.
+fn blas_error(op: &str, e: &CublasError) -> Error {
+    Error::device_code(
+        op,
+        format!("cuBLAS: {:?}", e.0),
+        DeviceCode::Blas(e.0 as u32),
+    )
 }
 
 impl From<DriverError> for Error {
     fn from(e: DriverError) -> Self {
-        Error::device("cuda driver", describe_driver(&e))
+        driver_error("cuda driver", &e)
     }
 }
 
 impl From<CublasError> for Error {
     fn from(e: CublasError) -> Self {
-        Error::device("cublas", format!("{:?}", e.0))
+        blas_error("cublas", &e)
     }
 }
 
@@ -359,12 +370,20 @@ impl CudaRuntimeError {
     }
 }
 
+impl CudaRuntimeError {
+    /// The error for `op`, with the runtime's message and code.
+    fn during(self, op: &str) -> Error {
+        Error::device_code(
+            op,
+            format!("cudaError {}: {}", self.0, self.message()),
+            DeviceCode::Runtime(self.0),
+        )
+    }
+}
+
 impl From<CudaRuntimeError> for Error {
     fn from(e: CudaRuntimeError) -> Self {
-        Error::device(
-            "kernel launch",
-            format!("cudaError {}: {}", e.0, e.message()),
-        )
+        e.during("kernel launch")
     }
 }
 
@@ -373,11 +392,7 @@ fn check(code: ffi::cudaError_t, op: &str) -> Result<()> {
     if code == 0 {
         Ok(())
     } else {
-        let e = CudaRuntimeError(code);
-        Err(Error::device(
-            op,
-            format!("cudaError {code}: {}", e.message()),
-        ))
+        Err(CudaRuntimeError(code).during(op))
     }
 }
 

@@ -21,7 +21,7 @@ pub(super) fn size(op: &str, dims: &[usize]) -> Result<usize> {
 }
 
 fn long(v: usize, what: &str) -> Result<i64> {
-    i64::try_from(v).map_err(|_| Error::config(what, format!("{v} is too large")))
+    super::launch::c_long(v, what)
 }
 
 /// The geometry of an im2col or transposed-convolution scatter launch.

@@ -22,6 +22,7 @@ use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::model::ScoreModel;
 use crate::schedule::ModelOutput;
+use crate::Field;
 
 /// Rows per parallel task (one GEMM per layer per chunk).
 const ROWS: usize = 64;
@@ -363,7 +364,7 @@ impl MlpModel {
 
 fn cond_missing(c: usize) -> Error {
     Error::config(
-        "cond",
+        Field::Cond,
         format!(
             "this model expects a conditioning vector of {c} values: one per sample \
              (RunInputs::cond, --cond) or its own (MlpModel::set_cond)"
@@ -403,7 +404,7 @@ impl ScoreModel<CpuBackend> for MlpModel {
         let c = ScoreModel::<CpuBackend>::cond_dim(self);
         let (Some(proj), true) = (&self.weights.cond_proj, c > 0) else {
             return Err(Error::config(
-                "cond",
+                Field::Cond,
                 "this model takes no per-sample conditioning (cond_dim = 0, or its own vector is set)",
             ));
         };
@@ -415,7 +416,7 @@ impl ScoreModel<CpuBackend> for MlpModel {
         }
         if let Some(i) = cond.iter().position(|v| !v.is_finite()) {
             return Err(Error::config(
-                "cond",
+                Field::Cond,
                 format!("cond[{}][{}] = {} is not finite", i / c, i % c, cond[i]),
             ));
         }

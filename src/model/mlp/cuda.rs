@@ -42,6 +42,7 @@ use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::model::ScoreModel;
 use crate::schedule::ModelOutput;
+use crate::Field;
 
 /// The MLP's weights, scratch and time table on one CUDA backend (see the module docs).
 #[derive(Debug)]
@@ -202,7 +203,7 @@ impl MlpModel {
     fn cond_check(&self) -> Result<()> {
         if self.config.cond_dim > 0 && self.cond.is_none() {
             return Err(Error::config(
-                "cond",
+                Field::Cond,
                 format!(
                     "this model expects a conditioning vector of {} values: call MlpModel::set_cond",
                     self.config.cond_dim

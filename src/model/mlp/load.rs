@@ -171,7 +171,10 @@ fn parse_config(text: &str) -> Result<MlpConfig> {
     })?;
     let train_steps = raw.train_steps.unwrap_or(1000);
     Schedule::from_name(&raw.schedule, train_steps).map_err(|e| match e {
-        Error::Config { field, msg } if field == "train-steps" => Error::model("train_steps", msg),
+        Error::Config {
+            field: crate::Field::TrainSteps,
+            msg,
+        } => Error::model("train_steps", msg),
         Error::Config { msg, .. } => Error::model("schedule", msg),
         e => e,
     })?;

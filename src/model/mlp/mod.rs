@@ -106,6 +106,7 @@ pub use load::MAX_FILE_BYTES;
 use crate::error::{Error, Result};
 use crate::schedule::{ModelOutput, Schedule};
 pub use crate::types::{Activation, WeightDtype};
+use crate::Field;
 
 /// The metadata key holding the configuration JSON.
 pub const MLP_METADATA_KEY: &str = "picardiff_mlp";
@@ -346,19 +347,19 @@ impl MlpModel {
         let c = self.config.cond_dim;
         let Some(proj) = &self.weights.cond_proj else {
             return Err(Error::config(
-                "cond",
+                Field::Cond,
                 "this model takes no conditioning (cond_dim = 0)",
             ));
         };
         if cond.len() != c {
             return Err(Error::config(
-                "cond",
+                Field::Cond,
                 format!("expected {c} values (cond_dim), got {}", cond.len()),
             ));
         }
         if let Some(i) = cond.iter().position(|v| !v.is_finite()) {
             return Err(Error::config(
-                "cond",
+                Field::Cond,
                 format!("cond[{i}] = {} is not finite", cond[i]),
             ));
         }

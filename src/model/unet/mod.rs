@@ -32,6 +32,7 @@ use crate::backend::ops::{HostTensor, Input, Ops, Output};
 use crate::error::{Error, Result};
 use crate::model::ScoreModel;
 use crate::schedule::ModelOutput;
+use crate::Field;
 
 /// Rows evaluated together (bounds the workspace; each chunk's GEMMs are parallel inside).
 pub const EVAL_ROWS: usize = 256;
@@ -222,7 +223,7 @@ impl DiffusionPolicy {
         let e = c.step_embed_dim;
         let Some((cond, batch)) = &ws.cond else {
             return Err(Error::config(
-                "cond",
+                Field::Cond,
                 format!(
                     "this policy needs its global conditioning ({} values per sample)",
                     c.global_cond_dim
