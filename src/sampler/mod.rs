@@ -3,13 +3,15 @@
 //! iteration loop allocates nothing.
 
 mod corrector;
+mod inputs;
 mod memory;
 pub mod progress;
+mod window;
 
 use std::time::Instant;
 
 pub use corrector::Corrector;
-use corrector::CorrectorRun;
+use inputs::check_inputs;
 use memory::{check_memory, check_sizes};
 
 use crate::backend::{Backend, IterationRun, Noise, PicardForm, Shape, WindowPlan};
@@ -108,42 +110,6 @@ pub struct RunStats {
     pub worst_block_residual: f64,
 }
 
-/// When the host next reads the window state: after `max` iterations at most, sooner when the
-/// window's progress so far says it will reach the end sooner, so that few iterations are enqueued
-/// after convergence (each would be a whole wasted iteration on a device).
-struct CheckSchedule {
-    /// Iteration count at which to check next.
-    next: usize,
-    /// Iteration count and window start at the last check.
-    last: (usize, usize),
-}
-
-impl CheckSchedule {
-    fn new(first: usize) -> Self {
-        CheckSchedule {
-            next: first,
-            last: (0, 0),
-        }
-    }
-
-    /// Plans the next check after reading `start` at iteration count `launched`.
-    fn update(&mut self, launched: usize, start: usize, steps: usize, max: usize) {
-        let (iters, moved) = (
-            launched.saturating_sub(self.last.0),
-            start.saturating_sub(self.last.1),
-        );
-        let remaining = steps.saturating_sub(start);
-        let wait = if moved == 0 || iters == 0 {
-            max
-        } else {
-            // Iterations to the end at the rate seen since the last check, rounded up.
-            (remaining * iters).div_ceil(moved).clamp(1, max)
-        };
-        self.last = (launched, start);
-        self.next = launched + wait;
-    }
-}
-
 /// Samples and stats of one run.
 #[derive(Debug, Clone)]
 pub struct RunOutput {
@@ -207,79 +173,86 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
         batch: inputs.batch,
         dim: model.dim(),
     };
-    if shape.batch == 0 {
-        return Err(Error::config(Field::Batch, "must be at least 1"));
-    }
     let n = table.steps();
-    // Sample b's noise is keyed by sample0 + b as a u32: past 2^32 it would wrap and reuse noise.
-    if u64::from(inputs.sample0) + shape.batch as u64 > u64::from(u32::MAX) + 1 {
-        return Err(Error::config(
-            Field::Batch,
-            format!(
-                "sample0 {} + batch {} exceeds 2^32 samples (the noise counter would wrap)",
-                inputs.sample0, shape.batch
-            ),
-        ));
-    }
     check_sizes(shape, n, kind)?;
-    match (inputs.cond, model.cond_dim()) {
-        (None, 0) => {}
-        (None, c) => {
+    check_inputs(shape, n, model.cond_dim(), inputs)?;
+    let plan = window_plan(kind, n, grid)?;
+    if let Some(p) = plan.as_ref().filter(|p| p.anderson.is_some()) {
+        if backend.anderson_len(p, shape).is_none() {
             return Err(Error::config(
-                Field::Cond,
-                format!("the model needs its conditioning: {c} values per sample"),
-            ))
-        }
-        (Some(_), 0) => {
-            return Err(Error::config(
-                Field::Cond,
-                "this model takes no per-sample conditioning",
-            ))
-        }
-        (Some(cond), c) => {
-            let want = shape.batch.checked_mul(c);
-            if want != Some(cond.len()) {
-                return Err(Error::shape(
-                    "cond",
-                    format!(
-                        "must be [{}, {c}] ({} values), got {}",
-                        shape.batch,
-                        want.map_or("more than 2^64".into(), |n| n.to_string()),
-                        cond.len()
-                    ),
-                ));
-            }
-        }
-    }
-    if let Some(init) = inputs.init {
-        if init.len() != shape.slot_len() {
-            return Err(Error::shape(
-                "init",
+                Field::Anderson,
                 format!(
-                    "x_T must be [{}, {}] ({} values), got {}",
-                    shape.batch,
-                    shape.dim,
-                    shape.slot_len(),
-                    init.len()
+                    "Anderson acceleration runs on the CPU backend only for now, not on {}",
+                    backend.name()
                 ),
             ));
         }
     }
-    if let Some(z) = inputs.noise {
-        if z.len() != n * shape.slot_len() {
-            return Err(Error::shape(
-                "noise",
-                format!(
-                    "z must be [{n}, {}, {}] ({} values), got {}",
-                    shape.batch,
-                    shape.dim,
-                    n * shape.slot_len(),
-                    z.len()
-                ),
-            ));
-        }
+    let layout = Layout::new(&table, plan.as_ref());
+    let corrector_rows = match kind {
+        SamplerKind::Blocks {
+            corrector: Some(c), ..
+        } => Some(c.steps.saturating_mul(shape.batch)),
+        _ => None,
+    };
+    let model_bytes = model
+        .workspace_bytes(layout.ring.saturating_mul(shape.batch))
+        .saturating_add(corrector_rows.map_or(0, |rows| model.workspace_bytes(rows)));
+    let noisy_rule = table.c.iter().any(|&c| c != 0.0);
+    check_memory(
+        backend,
+        plan.as_ref(),
+        kind,
+        shape,
+        n,
+        inputs,
+        noisy_rule,
+        layout.history,
+        model_bytes,
+    )?;
+    let tables = backend.upload_tables(&table)?;
+    let noise_buf = inputs.noise.map(|z| backend.upload(z)).transpose()?;
+    let noise = match &noise_buf {
+        Some(b) => Noise::Table(b),
+        None => Noise::Philox {
+            seed: inputs.seed,
+            sample0: inputs.sample0,
+        },
+    };
+    let start = Instant::now();
+    let mut bufs = Buffers::new(backend, model, shape, &layout, inputs, &table)?;
+    let run = Run {
+        backend,
+        model,
+        tables: &tables,
+        shape,
+        steps: n,
+        noise,
+        kind,
+        grid,
+        inputs,
+        observer: progress::current(),
+    };
+    let mut stats = RunStats::default();
+    let final_slot = match &plan {
+        None => run.sequential(&mut bufs, &mut stats)?,
+        Some(plan) => window::run_window(&run, plan, &mut bufs, &mut stats)?,
+    };
+    let mut samples = vec![0f32; shape.slot_len()];
+    backend.download(&bufs.x, final_slot * shape.slot_len(), &mut samples)?;
+    stats.wall_ms = start.elapsed().as_secs_f64() * 1e3;
+    if samples.iter().any(|v| !v.is_finite()) {
+        return Err(Error::NonFinite {
+            op: format!("{} sampler output", kind.name()),
+            step: n,
+        });
     }
-    let plan = match kind {
+    Ok(RunOutput { samples, stats })
+}
+
+/// The window plan of a picard or blocks run over `n` steps of `grid`; None for sequential.
+fn window_plan(kind: &SamplerKind, n: usize, grid: &Grid) -> Result<Option<WindowPlan>> {
+    Ok(match kind {
         SamplerKind::Sequential => None,
         SamplerKind::Picard {
             window,
@@ -301,278 +274,135 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
             WindowPlan::blocks(n, block_ends(grid, *block_len)?, *iters, *tol, *form)?
                 .with_anderson(*anderson)?,
         ),
-    };
-    if let Some(p) = plan.as_ref().filter(|p| p.anderson.is_some()) {
-        if backend.anderson_len(p, shape).is_none() {
-            return Err(Error::config(
-                Field::Anderson,
-                format!(
-                    "Anderson acceleration runs on the CPU backend only for now, not on {}",
-                    backend.name()
-                ),
-            ));
+    })
+}
+
+/// How many grid points' slots a run keeps.
+struct Layout {
+    /// Slots of the model outputs and times: the window's ring, 1 for sequential.
+    ring: usize,
+    /// Earlier points a multistep rule reads (0 for the one-step rules).
+    history: usize,
+    /// Slots of the iterate: the ring, or for sequential the state and the history after it.
+    x_slots: usize,
+}
+
+impl Layout {
+    fn new(table: &StepTable, plan: Option<&WindowPlan>) -> Self {
+        let ring = plan.map_or(1, |p| p.ring());
+        // A multistep rule's sequential run keeps the directions of the earlier points after the
+        // state (`Backend::step`); a window keeps them in its own ring.
+        let history = table.multistep.as_ref().map_or(0, |m| m.history);
+        let x_slots = if plan.is_some() { ring } else { 1 + history };
+        Layout {
+            ring,
+            history,
+            x_slots,
         }
     }
-    let noisy_rule = table.c.iter().any(|&c| c != 0.0);
-    let ring = plan.as_ref().map_or(1, |p| p.ring());
-    // A multistep rule's sequential run keeps the directions of the earlier points after the
-    // state (`Backend::step`); a window keeps them in its own ring.
-    let history = table.multistep.as_ref().map_or(0, |m| m.history);
-    let x_slots = if plan.is_some() { ring } else { 1 + history };
-    let corrector_rows = match kind {
-        SamplerKind::Blocks {
-            corrector: Some(c), ..
-        } => Some(c.steps.saturating_mul(shape.batch)),
-        _ => None,
-    };
-    let model_bytes = model
-        .workspace_bytes(ring.saturating_mul(shape.batch))
-        .saturating_add(corrector_rows.map_or(0, |rows| model.workspace_bytes(rows)));
-    check_memory(
-        backend,
-        plan.as_ref(),
-        kind,
-        shape,
-        n,
-        inputs,
-        noisy_rule,
-        history,
-        model_bytes,
-    )?;
-    let tables = backend.upload_tables(&table)?;
-    let noise_buf = inputs.noise.map(|z| backend.upload(z)).transpose()?;
-    let noise = match &noise_buf {
-        Some(b) => Noise::Table(b),
-        None => Noise::Philox {
-            seed: inputs.seed,
-            sample0: inputs.sample0,
-        },
-    };
-    let start = Instant::now();
-    let mut x = backend.alloc(x_slots * shape.slot_len())?;
-    match inputs.init {
-        Some(init) => backend.copy(&backend.upload(init)?, 0, &mut x, 0, shape.slot_len())?,
-        None => backend.normal_fill(
-            &mut x,
-            0,
-            shape,
-            inputs.seed,
-            inputs.sample0,
-            0,
-            rng::TAG_INIT,
-        )?,
+}
+
+/// The buffers a run's loop works on, all allocated before it.
+struct Buffers<B: Backend, M: ScoreModel<B>> {
+    /// The iterate's slots (x_T in slot 0).
+    x: B::Buf,
+    /// The model outputs' slots.
+    out: B::Buf,
+    /// The model times' slots, one per row.
+    times: B::Buf,
+    /// The model's workspace (its conditioning and time tables set).
+    ws: M::Workspace,
+}
+
+impl<B: Backend, M: ScoreModel<B>> Buffers<B, M> {
+    fn new(
+        backend: &B,
+        model: &M,
+        shape: Shape,
+        layout: &Layout,
+        inputs: &RunInputs<'_>,
+        table: &StepTable,
+    ) -> Result<Self> {
+        let slot = shape.slot_len();
+        let mut x = backend.alloc(layout.x_slots * slot)?;
+        match inputs.init {
+            Some(init) => backend.copy(&backend.upload(init)?, 0, &mut x, 0, slot)?,
+            None => {
+                let (seed, sample0) = (inputs.seed, inputs.sample0);
+                backend.normal_fill(&mut x, 0, shape, seed, sample0, 0, rng::TAG_INIT)?
+            }
+        }
+        let out = backend.alloc(layout.ring * slot)?;
+        let times = backend.alloc(layout.ring * shape.batch)?;
+        let mut ws = model.workspace(backend, layout.ring * shape.batch)?;
+        if let Some(cond) = inputs.cond {
+            model.set_condition(backend, &mut ws, cond, shape.batch)?;
+        }
+        model.prepare_times(backend, &mut ws, &table.t)?;
+        Ok(Buffers { x, out, times, ws })
     }
-    let mut out = backend.alloc(ring * shape.slot_len())?;
-    let mut times = backend.alloc(ring * shape.batch)?;
-    let mut ws = model.workspace(backend, ring * shape.batch)?;
-    if let Some(cond) = inputs.cond {
-        model.set_condition(backend, &mut ws, cond, shape.batch)?;
-    }
-    model.prepare_times(backend, &mut ws, &table.t)?;
-    let mut stats = RunStats::default();
-    let observer = progress::current();
-    let report = |done, rounds| {
-        if let Some(o) = &observer {
-            let sampler = kind.name();
+}
+
+/// What every part of one run reads: the backend, model, uploaded tables, shape and noise.
+struct Run<'a, B: Backend, M: ScoreModel<B>> {
+    backend: &'a B,
+    model: &'a M,
+    tables: &'a B::Tables,
+    shape: Shape,
+    /// The grid's steps N.
+    steps: usize,
+    noise: Noise<'a, B>,
+    kind: &'a SamplerKind,
+    grid: &'a Grid,
+    inputs: &'a RunInputs<'a>,
+    /// The thread's progress observer, read once per run.
+    observer: Option<progress::Observer>,
+}
+
+impl<B: Backend, M: ScoreModel<B>> Run<'_, B, M> {
+    /// Tells the progress observer (if any) that `done` steps are final after `rounds` rounds.
+    fn report(&self, done: usize, rounds: usize) {
+        if let Some(o) = &self.observer {
             o(progress::Progress {
-                sampler,
+                sampler: self.kind.name(),
                 done,
-                total: n,
+                total: self.steps,
                 rounds,
             });
         }
-    };
-    let final_slot = match &plan {
-        None => {
-            // The step index lives in the backend's memory (`seq`), so that on CUDA one recorded
-            // step (begin: the model times; the model; the step) is replayed for every step.
-            let mut seq = backend.seq_new(&tables)?;
-            let recordable = model.recordable();
-            for j in 0..n {
-                // SAFETY: one counter per run, and this closure is the only body passed for it: it
-                // enqueues the same work on the same buffers (x, out, times, ws and the tables, all
-                // made before the loop and dropped after `seq`) and keeps no host-side state
-                // between calls that a replay would miss (the step index is the device counter).
-                let ran = unsafe {
-                    backend.sequential_step(&mut seq, recordable, &mut |sq| {
-                        backend.seq_begin(&tables, sq, &mut times, shape.batch)?;
-                        model.eval(backend, &mut ws, &x, &times, 0, shape.batch, &mut out)?;
-                        backend.seq_step(&tables, sq, shape, &mut x, &out, noise)
-                    })
-                }?;
-                match ran {
-                    IterationRun::Eager => {}
-                    IterationRun::Recorded => stats.recorded += 1,
-                    IterationRun::Replayed => stats.replayed += 1,
-                }
-                report(j + 1, j + 1);
-            }
-            backend.seq_finish(&tables, &seq)?;
-            stats.rounds = n;
-            stats.nfe = n;
-            0
-        }
-        Some(plan) => {
-            let mut err = backend.alloc(backend.err_len(plan, shape))?;
-            let mut window = backend.window_new(plan, &tables, &mut times, shape)?;
-            let max_interval = backend.sync_interval().max(1);
-            let mut checks = CheckSchedule::new(max_interval.min(plan.max_iters));
-            let mut launched = 0usize;
-            let mut corrector = match kind {
-                SamplerKind::Blocks {
-                    corrector: Some(c), ..
-                } => Some(CorrectorRun::new(
-                    backend,
-                    model,
-                    *c,
-                    shape,
-                    grid,
-                    inputs.cond,
-                )?),
-                _ => None,
-            };
-            let recordable = model.recordable() && corrector.is_none();
-            let (mut block, mut extra_rounds, mut extra_nfe) = (0, 0, 0);
-            loop {
-                let slots = backend.model_slots(&window, plan)?;
-                // SAFETY: one window per run, and this closure is the only body passed for it: it
-                // enqueues the same work on the same buffers (x, out, times, err, ws and the tables,
-                // all made before the loop and dropped after the window) for the same slots, and
-                // keeps no host-side state between calls that a replay would miss (the MLP swaps
-                // two scratch buffers inside an evaluation, each written before it is read).
-                let ran = unsafe {
-                    backend.iteration(&mut window, &slots, recordable, &mut |w| {
-                        for range in slots.iter().flatten() {
-                            model.eval(
-                                backend,
-                                &mut ws,
-                                &x,
-                                &times,
-                                range.start * shape.batch,
-                                range.len * shape.batch,
-                                &mut out,
-                            )?;
-                        }
-                        backend
-                            .picard_sweep(plan, &tables, w, shape, &mut x, &out, noise, &mut err)?;
-                        backend.picard_advance(plan, &tables, w, shape, &mut x, &mut times, &err)
-                    })
-                }?;
-                match ran {
-                    IterationRun::Eager => {}
-                    IterationRun::Recorded => stats.recorded += 1,
-                    IterationRun::Replayed => stats.replayed += 1,
-                }
-                launched += 1;
-                if corrector.is_some() || launched >= checks.next || launched >= plan.max_iters {
-                    stats.host_syncs += 1;
-                    let st = backend.window_read(&window)?;
-                    checks.update(launched, st.start, plan.steps, max_interval);
-                    report(st.start, launched);
-                    if let Some(c) = corrector.as_mut().filter(|_| st.block > block) {
-                        // The block ended at point st.start; correct it and the new block's slots,
-                        // which the advance initialised with the uncorrected state.
-                        block = st.block;
-                        let (r, slot) = (plan.ring(), shape.slot_len());
-                        let off = (st.start % r) * slot;
-                        let calls = c.apply(
-                            backend,
-                            model,
-                            grid.points[st.start],
-                            shape,
-                            inputs.seed,
-                            inputs.sample0,
-                            &mut x,
-                            off,
-                        )?;
-                        extra_rounds += calls;
-                        extra_nfe += calls * c.steps();
-                        for m in st.start + 1..=st.end {
-                            c.write_result(backend, &mut x, (m % r) * slot, shape)?;
-                        }
-                    }
-                    if st.done(plan) {
-                        // A block that ended above τ > 0 spoils every later block: refuse the
-                        // result. (Checked at the end, where every backend has seen every block,
-                        // so that a non-finite value found later is reported as such.)
-                        if let (Some(u), SamplerKind::Blocks { tol, iters, .. }) =
-                            (st.unconverged, kind)
-                        {
-                            if *tol > 0.0 {
-                                return Err(Error::BlockNotConverged {
-                                    block: u.block,
-                                    end: u.end,
-                                    residual: (u.err as f64).sqrt(),
-                                    tol: *tol,
-                                    iters: *iters,
-                                });
-                            }
-                        }
-                        stats.rounds = st.iters + extra_rounds;
-                        stats.nfe = st.nfe + extra_nfe;
-                        stats.worst_block_residual = (st.worst_block_err as f64).sqrt();
-                        break;
-                    }
-                    if launched >= plan.max_iters {
-                        return Err(Error::NotConverged {
-                            iters: plan.max_iters,
-                            step: st.start,
-                        });
-                    }
-                }
-            }
-            n % plan.ring()
-        }
-    };
-    let mut samples = vec![0f32; shape.slot_len()];
-    backend.download(&x, final_slot * shape.slot_len(), &mut samples)?;
-    stats.wall_ms = start.elapsed().as_secs_f64() * 1e3;
-    if samples.iter().any(|v| !v.is_finite()) {
-        return Err(Error::NonFinite {
-            op: format!("{} sampler output", kind.name()),
-            step: n,
-        });
     }
-    Ok(RunOutput { samples, stats })
-}
 
-#[cfg(test)]
-mod tests {
-    use super::CheckSchedule;
-
-    /// The next check is at most `max` iterations away and at least one; with steady progress it
-    /// lands on the iteration that reaches the end, so no iteration is enqueued after convergence.
-    #[test]
-    fn checks_land_on_the_predicted_end() {
-        let (steps, max) = (1000, 8);
-        let mut c = CheckSchedule::new(max);
-        assert_eq!(c.next, 8);
-        // 27 points per iteration: after 8 iterations the window starts at 216.
-        c.update(8, 216, steps, max);
-        assert_eq!(c.next, 16, "far from the end: the full interval");
-        c.update(32, 864, steps, max);
-        // 136 points left at 27 per iteration: 5.04 -> 6 more iterations.
-        assert_eq!(c.next, 38);
-        c.update(38, 990, steps, max);
-        assert_eq!(c.next, 39, "at least one iteration");
-        // No progress since the last check: wait the full interval.
-        c.update(40, 990, steps, max);
-        assert_eq!(c.next, 48);
-        // A simulated run at a steady rate checks exactly at the last iteration.
-        let mut c = CheckSchedule::new(max);
-        let (rate, mut launched, mut start) = (23usize, 0usize, 0usize);
-        let mut checks = 0;
-        while start < steps {
-            launched += 1;
-            start = (start + rate).min(steps);
-            if launched >= c.next {
-                checks += 1;
-                c.update(launched, start, steps, max);
+    /// The sequential sampler: one model call and one step per grid step; the final samples are
+    /// in slot 0.
+    fn sequential(&self, bufs: &mut Buffers<B, M>, stats: &mut RunStats) -> Result<usize> {
+        let (backend, model, shape, n) = (self.backend, self.model, self.shape, self.steps);
+        // The step index lives in the backend's memory (`seq`), so that on CUDA one recorded step
+        // (begin: the model times; the model; the step) is replayed for every step.
+        let mut seq = backend.seq_new(self.tables)?;
+        let recordable = model.recordable();
+        let Buffers { x, out, times, ws } = bufs;
+        for j in 0..n {
+            // SAFETY: one counter per run, and this closure is the only body passed for it: it
+            // enqueues the same work on the same buffers (x, out, times, ws and the tables, all
+            // made before the loop and dropped after `seq`) and keeps no host-side state between
+            // calls that a replay would miss (the step index is the device counter).
+            let ran = unsafe {
+                backend.sequential_step(&mut seq, recordable, &mut |sq| {
+                    backend.seq_begin(self.tables, sq, times, shape.batch)?;
+                    model.eval(backend, ws, x, times, 0, shape.batch, out)?;
+                    backend.seq_step(self.tables, sq, shape, x, out, self.noise)
+                })
+            }?;
+            match ran {
+                IterationRun::Eager => {}
+                IterationRun::Recorded => stats.recorded += 1,
+                IterationRun::Replayed => stats.replayed += 1,
             }
-            assert!(c.next > launched && c.next <= launched + max);
+            self.report(j + 1, j + 1);
         }
-        assert_eq!(launched, steps.div_ceil(rate));
-        assert_eq!(c.last.0, launched, "the last check saw the end");
-        assert!(checks <= launched.div_ceil(max) + 1, "{checks} checks");
+        backend.seq_finish(self.tables, &seq)?;
+        stats.rounds = n;
+        stats.nfe = n;
+        Ok(0)
     }
 }
