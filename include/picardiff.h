@@ -120,7 +120,9 @@ typedef struct picardiff_sampler_config {
   const char *rule;
   // η of the ddpm/ddim rules; negative = the rule's default (ddpm 1, ddim 0).
   double eta;
-  // Sampler: "sequential", "picard" (sliding window) or "blocks" (PIADM). Default "picard".
+  // Sampler: "auto", "sequential", "picard" (sliding window) or "blocks" (PIADM). Default
+  // "auto": sequential or picard, whichever a cost model measured on the model, device and
+  // batch (once per process) says is faster; a callback model runs picard.
   const char *sampler;
   // Picard window length p (clamped to the steps); 0 = the library's default, 256
   // (`picardiff::defaults::WINDOW`; before the run specification, 0 meant all steps).
@@ -206,7 +208,7 @@ extern "C" {
 const char *picardiff_version(void);
 
 // Writes the default configuration to `*config_out`: NULL strings, zero counts and lengths, η and
-// τ −1, i.e. a 100-step DDPM run of the picard sampler on "ddpm-linear", batch 1, seed 0.
+// τ −1, i.e. a 100-step DDPM run of the auto sampler on "ddpm-linear", batch 1, seed 0.
 //
 // # Safety
 // `config_out` must be valid for a write of a `picardiff_sampler_config`.

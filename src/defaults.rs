@@ -7,7 +7,7 @@ use crate::schedule::Spacing;
 use crate::spec::{DeviceName, SamplerName};
 
 /// Sampler when not given.
-pub const SAMPLER: SamplerName = SamplerName::Picard;
+pub const SAMPLER: SamplerName = SamplerName::Auto;
 /// Picard window when not given (at most the steps). On 1000-step grids it takes as many rounds as a
 /// window over all steps with a quarter of the model rows: DDPM τ = 0.1 on the H = 1024 MLP, 37 and
 /// 37 (`docs/perf/2026-11-26-h200-run8/`); on the 64-D mixture (`picardiff compare --window`) DDPM

@@ -9,6 +9,7 @@ use crate::backend::cuda::CudaBackend;
 use crate::backend::Backend as _;
 use crate::error::{Error, Result};
 use crate::model::{DiffusionPolicy, GmmModel, MlpModel, ScoreModel};
+use crate::sampler::auto::{choose, Choice};
 use crate::sampler::{run, RunInputs, RunOutput, SamplerKind};
 use crate::schedule::{Grid, StepRule};
 use crate::spec::DeviceName;
@@ -99,6 +100,23 @@ impl Device {
         }
     }
 
+    /// Auto's choice between the sequential sampler and `picard` for `model` on this backend
+    /// ([`crate::sampler::auto::choose`]).
+    pub fn choose<M: DeviceModel>(
+        &self,
+        model: &M,
+        grid: &Grid,
+        rule: StepRule,
+        picard: &SamplerKind,
+        inputs: &RunInputs<'_>,
+    ) -> Result<Choice> {
+        match self {
+            Device::Cpu(b) => choose(b, model, grid, rule, picard, inputs),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(b) => choose(b, model, grid, rule, picard, inputs),
+        }
+    }
+
     /// Runs `kind` with a model that only the CPU backend evaluates (a Python callback); an
     /// error naming `what` on any other device.
     pub fn run_cpu_only<M: ScoreModel<CpuBackend>>(
@@ -149,6 +167,22 @@ impl ModelRef<'_> {
             ModelRef::Gmm(m) => device.run(m, grid, rule, kind, inputs),
             ModelRef::Mlp(m) => device.run(m, grid, rule, kind, inputs),
             ModelRef::Policy(m) => device.run(m, grid, rule, kind, inputs),
+        }
+    }
+
+    /// Auto's choice for this model on `device` ([`Device::choose`]).
+    pub fn choose(
+        self,
+        device: &Device,
+        grid: &Grid,
+        rule: StepRule,
+        picard: &SamplerKind,
+        inputs: &RunInputs<'_>,
+    ) -> Result<Choice> {
+        match self {
+            ModelRef::Gmm(m) => device.choose(m, grid, rule, picard, inputs),
+            ModelRef::Mlp(m) => device.choose(m, grid, rule, picard, inputs),
+            ModelRef::Policy(m) => device.choose(m, grid, rule, picard, inputs),
         }
     }
 

@@ -93,6 +93,8 @@ fn config() -> picardiff_sampler_config {
     c.steps = 50;
     c.batch = 4;
     c.seed = 9;
+    // The tests check picard's runs; the default, auto, picks per machine (`auto_default_*`).
+    c.sampler = c"picard".as_ptr();
     c
 }
 

@@ -69,12 +69,13 @@ fn thousands_of_runs_keep_memory_flat() {
             picardiff_context_new(picardiff_device::PICARDIFF_DEVICE_CPU as u32, 0, &mut ctx),
             PICARDIFF_OK
         );
-        // The scan form, which the library run below names (a deterministic rule's default is
-        // drift: docs/perf/2026-12-04-frontier.md).
+        // The picard sampler in the scan form, which the library run below names (the default
+        // sampler, auto, would choose per machine).
         let scan = CString::new("scan").unwrap();
         let cfg = picardiff_sampler_config {
             batch: 2,
             seed: 3,
+            sampler: c"picard".as_ptr(),
             picard_form: scan.as_ptr(),
             ..Default::default()
         };

@@ -185,7 +185,7 @@ fn named_choices_parse_print_and_refuse_alike() {
     }
     let e = "fast".parse::<SamplerName>().unwrap_err().to_string();
     assert!(
-        e.contains("unknown sampler `fast` (expected sequential, picard or blocks)"),
+        e.contains("unknown sampler `fast` (expected sequential, picard, blocks or auto)"),
         "{e}"
     );
     let e = "nope".parse::<PicardForm>().unwrap_err().to_string();

@@ -86,7 +86,7 @@ class Model:
     def sample(
         self,
         *,
-        sampler: Literal["picard", "sequential", "blocks"] = "picard",
+        sampler: Literal["auto", "picard", "sequential", "blocks"] = "auto",
         steps: Optional[int] = None,
         rule: Optional[
             Literal["ddpm", "ddim", "exp-sde", "exp-ode", "euler", "dpmpp-2m", "dpmpp-3m"]
@@ -141,7 +141,10 @@ class Model:
         - ``train_steps`` (default 1000, or the model's), ``spacing`` (default "leading"):
           discrete schedules. ``horizon`` (10 for ou, 1 for vp-linear), ``t_end`` (1e-3),
           ``grid`` ("uniform"), ``kappa`` (0.05): continuous schedules.
-        - ``sampler``: "picard" (sliding window, default), "sequential", "blocks" (PIADM).
+        - ``sampler``: "auto" (default: sequential or picard, whichever a cost model measured on
+          this model, device and batch says is faster; ``stats["auto"]["chosen"]`` says which
+          ran, beside the estimate; a callback model runs picard), "picard" (sliding
+          window), "sequential", "blocks" (PIADM).
         - ``window``: Picard window (default 256, at most ``steps``); ``tol``: convergence
           tolerance (default 0.1 for stochastic rules, 1e-3 for deterministic ones; 0 reproduces
           the sequential sampler exactly); ``max_iters`` (default ``steps``; reaching it raises
@@ -174,7 +177,7 @@ class Model:
     def compare(
         self,
         *,
-        sampler: Literal["picard", "blocks"] = "picard",
+        sampler: Literal["auto", "picard", "blocks"] = "auto",
         steps: Optional[int] = None,
         rule: Optional[
             Literal["ddpm", "ddim", "exp-sde", "exp-ode", "euler", "dpmpp-2m", "dpmpp-3m"]
@@ -211,7 +214,8 @@ class Model:
         cond: Optional[_F32] = None,
         set: Optional[Mapping[str, Any]] = None,
     ) -> Tuple[_F32, _F32, dict]:
-        """``picardiff compare``: the sequential sampler and ``sampler`` on the same noise.
+        """``picardiff compare``: the sequential sampler and ``sampler`` on the same noise
+        (``auto`` compares picard).
 
         Same arguments as :meth:`sample`. Returns ``(samples, sequential_samples, stats)``:
         ``stats`` is the parallel run's (as :meth:`sample`'s) plus ``max_abs_diff``,

@@ -104,6 +104,8 @@ impl Problem<'_> {
 /// A sampler with its effective settings (the CLI's `Sampler`).
 pub struct Sampler {
     pub kind: SamplerKind,
+    /// `sampler="auto"`: `kind` is the picard candidate, resolved before the run.
+    pub auto: bool,
     pub info: Map<String, Value>,
 }
 
@@ -319,6 +321,7 @@ pub fn problem<'a>(
         problem,
         Sampler {
             kind: plan.kind,
+            auto: plan.auto,
             info: sampler_info,
         },
     ))

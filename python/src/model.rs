@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use numpy::{PyArray1, PyArrayDyn, PyArrayMethods};
 use picardiff::model::{load_model, ModelFile};
 use picardiff::prelude::*;
+use picardiff::sampler::auto::Choice;
 use pyo3::exceptions::{PyTypeError, PyUserWarning, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
@@ -115,7 +116,7 @@ impl Model {
         let device = opts.device.unwrap_or(picardiff::defaults::DEVICE);
         check_device(device, &self.inner)?;
         let mut warnings = Vec::new();
-        let (problem, sampler) = config::problem(&self.inner, opts, inputs, &mut warnings)?;
+        let (problem, mut sampler) = config::problem(&self.inner, opts, inputs, &mut warnings)?;
         for w in &warnings {
             let msg = std::ffi::CString::new(w.as_str()).unwrap_or_default();
             PyErr::warn(py, &py.get_type::<PyUserWarning>(), &msg, 2)?;
@@ -125,7 +126,16 @@ impl Model {
         } else {
             vec![&sampler.kind]
         };
-        let (outs, device) = run_native(py, device, &problem, &kinds)?;
+        // compare runs a parallel sampler: auto compares picard.
+        let auto = sampler.auto && !compare;
+        let (outs, device, choice) = run_native(py, device, &problem, &kinds, auto)?;
+        if sampler.auto && compare {
+            sampler.info.insert("sampler".into(), json!("picard"));
+        } else if sampler.auto {
+            // Which ran: the choice, or (a callback model) the picard candidate.
+            let chosen = choice.as_ref().map_or(json!({"chosen": "picard"}), |c| c.stats());
+            sampler.info.insert("auto".into(), chosen);
+        }
         let arrays: Vec<Bound<'py, PyArrayDyn<f32>>> = outs
             .iter()
             .map(|o| PyArray1::from_slice(py, &o.samples).reshape(problem.sample_shape.clone()))
@@ -174,9 +184,13 @@ fn run_native(
     name: DeviceName,
     problem: &Problem<'_>,
     kinds: &[&SamplerKind],
-) -> PyResult<(Vec<RunOutput>, &'static str)> {
-    let res =
-        py.detach(|| catch_unwind(AssertUnwindSafe(|| device::run_all(name, problem, kinds))));
+    auto: bool,
+) -> PyResult<(Vec<RunOutput>, &'static str, Option<Choice>)> {
+    let res = py.detach(|| {
+        catch_unwind(AssertUnwindSafe(|| {
+            device::run_all(name, problem, kinds, auto)
+        }))
+    });
     match res {
         Err(payload) => Err(panic_error(payload).into()),
         Ok(Ok(out)) => Ok(out),
@@ -200,12 +214,15 @@ mod device {
     const NO_CUDA: &str = "built without CUDA support: reinstall with \
         MATURIN_PEP517_ARGS=\"--features cuda\" pip install ./python";
 
-    /// Runs each of `kinds` in turn on one opened backend; the backend's name.
+    /// Runs each of `kinds` in turn on one opened backend; the backend's name. With `auto`, the
+    /// last kind (the picard candidate) is first resolved by auto's choice (a callback model is
+    /// not run for measurement: it runs the candidate), which is returned too.
     pub fn run_all(
         name: DeviceName,
         problem: &Problem<'_>,
         kinds: &[&SamplerKind],
-    ) -> PdResult<(Vec<RunOutput>, &'static str)> {
+        auto: bool,
+    ) -> PdResult<(Vec<RunOutput>, &'static str, Option<Choice>)> {
         // A Python function gets host arrays: the CPU backend whatever `auto` would pick.
         let name = match problem.net {
             Net::Callback(_) => DeviceName::Cpu,
@@ -218,11 +235,31 @@ mod device {
             #[cfg(feature = "cuda")]
             Err(e) => return Err(PdError::Picard(format!("cannot open CUDA device 0: {e}"))),
         };
-        let outs = kinds
+        let choice = match (auto, kinds.last()) {
+            (true, Some(k)) => choose(&device, problem, k)?,
+            _ => None,
+        };
+        let chosen: Vec<&SamplerKind> = match &choice {
+            Some(c) => vec![&c.kind],
+            None => kinds.to_vec(),
+        };
+        let outs = chosen
             .iter()
             .map(|k| run_one(&device, problem, k))
             .collect::<PdResult<_>>()?;
-        Ok((outs, device.name()))
+        Ok((outs, device.name(), choice))
+    }
+
+    /// Auto's choice for `problem` (None for a callback model).
+    fn choose(d: &Device, p: &Problem<'_>, picard: &SamplerKind) -> PdResult<Option<Choice>> {
+        let (g, inputs) = (&p.grid, p.inputs());
+        let m = match &p.net {
+            Net::Gmm(m) => ModelRef::Gmm(m),
+            Net::Mlp(m) => ModelRef::Mlp(m),
+            Net::Policy(m) => ModelRef::Policy(m),
+            Net::Callback(_) => return Ok(None),
+        };
+        Ok(Some(m.choose(d, g, p.rule, picard, &inputs)?))
     }
 
     fn run_one(d: &Device, p: &Problem<'_>, kind: &SamplerKind) -> PdResult<RunOutput> {

@@ -334,6 +334,7 @@ fn bench_problem(
             "sequential_wall_ms": seq.stats.wall_ms, "speedup": speedup, "max_abs_diff": dev}))
     };
     add(eager("sequential", seq_graphs), &seq)?;
+    let mut best = (String::from("sequential"), seq.stats.wall_ms);
     for &graphs in graph_modes {
         device.set_graphs(graphs);
         if !graphs && seq_graphs && device.has_graphs() {
@@ -343,11 +344,63 @@ fn bench_problem(
         for (label, kind) in kinds {
             let out = timed(device, p, kind, a.repeat)?;
             add(eager(label, graphs), &out)?;
+            if out.stats.wall_ms < best.1 {
+                best = (eager(label, graphs), out.stats.wall_ms);
+            }
         }
         if !device.has_graphs() {
             break;
         }
     }
     device.set_graphs(true);
-    Ok(())
+    bench_auto(a, device, name, p, &seq, &best, table)
+}
+
+/// The `auto` row: what `--sampler auto` (default window) chooses on `p`, the chosen sampler's
+/// median wall time and how it compares with the fastest row measured (`best`: label, ms).
+fn bench_auto(
+    a: &BenchArgs,
+    device: &Device,
+    name: &str,
+    p: &Problem,
+    seq: &RunOutput,
+    best: &(String, f64),
+    table: &mut Table,
+) -> CliResult<()> {
+    let candidate = RunSpec {
+        schedule: Some(ScheduleName::DdpmLinear),
+        rule: Some(RuleName::Ddpm),
+        steps: Some(p.steps()),
+        tol: Some(a.tol),
+        sampler: Some(SamplerName::Auto),
+        ..RunSpec::default()
+    }
+    .plan(ModelRun::AnySchedule, ModelOutput::Epsilon)?
+    .kind;
+    let choice = device.choose(p, &candidate)?;
+    let out = match choice.kind {
+        SamplerKind::Sequential => seq.clone(),
+        ref k => timed(device, p, k, a.repeat)?,
+    };
+    let (s, (batch, steps)) = (&out.stats, (p.batch, p.steps()));
+    let ratio = s.wall_ms / best.1;
+    let (label, dev) = (
+        format!(
+            "auto: {} ({ratio:.2}x the best, {})",
+            choice.kind.name(),
+            best.0
+        ),
+        max_abs_diff(&out.samples, &seq.samples),
+    );
+    let line = format!(
+        "| {name} | {batch} | {steps} | {label} | {} | {} | {:.2} | {:.2}x | {dev:.2e} |\n",
+        s.rounds,
+        s.nfe,
+        s.wall_ms,
+        seq.stats.wall_ms / s.wall_ms
+    );
+    table.push(line, json!({"model": name, "dim": p.dim(), "batch": batch, "steps": steps,
+        "sampler": "auto", "chosen": choice.kind.name(), "estimate": choice.estimate,
+        "rounds": s.rounds, "nfe": s.nfe, "wall_ms": s.wall_ms, "best": best.0, "best_wall_ms": best.1,
+        "ratio_to_best": ratio, "sequential_wall_ms": seq.stats.wall_ms, "max_abs_diff": dev}))
 }

@@ -91,9 +91,32 @@ fn write_outputs(
     Ok(())
 }
 
+/// `--sampler auto`: times the candidates, says on stderr which it chose and why, and puts the
+/// choice in `s.sampler` (in the stats, `sampler` stays `auto`; `auto` holds the choice and its
+/// estimate).
+pub fn resolve_auto(s: &mut Setup) -> CliResult<()> {
+    if !s.sampler.auto {
+        return Ok(());
+    }
+    let choice = s.device.choose(&s.problem, &s.sampler.kind)?;
+    let picard = matches!(choice.kind, SamplerKind::Picard { .. });
+    eprintln!(
+        "picardiff: sampler auto chose {}",
+        choice.estimate.reason(picard)
+    );
+    if !picard {
+        s.sampler.label = "sequential".into();
+    }
+    s.sampler.info.insert("auto".into(), choice.stats());
+    s.sampler.kind = choice.kind;
+    s.sampler.auto = false;
+    Ok(())
+}
+
 /// `picardiff sample`: one sampler, samples to `--out`, counters to `--stats`.
 pub fn sample(args: &RunArgs) -> CliResult<()> {
-    let s = setup(args, false)?;
+    let mut s = setup(args, false)?;
+    resolve_auto(&mut s)?;
     let out = progress::observe(&s.sampler.label, || {
         s.device.run(&s.problem, &s.sampler.kind, &s.sampler.label)
     })?;
@@ -123,7 +146,12 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 
 /// `picardiff compare`: the sequential sampler and `--sampler` (default picard) on the same noise.
 pub fn compare(args: &RunArgs) -> CliResult<()> {
-    let s = setup(args, true)?;
+    let mut s = setup(args, true)?;
+    if s.sampler.auto {
+        // The comparison is of a parallel sampler: auto compares picard.
+        s.sampler.auto = false;
+        s.sampler.info.insert("sampler".into(), json!("picard"));
+    }
     let seq = progress::observe("sequential", || {
         s.device
             .run(&s.problem, &SamplerKind::Sequential, "sequential")

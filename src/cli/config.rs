@@ -108,6 +108,8 @@ pub struct Sampler {
     pub kind: SamplerKind,
     /// A label for tables (`picard (scan)`).
     pub label: String,
+    /// `--sampler auto`: `kind` is the picard candidate until [`super::commands::resolve_auto`].
+    pub auto: bool,
     /// Settings for the stats JSON (`tol`, `window`, ...).
     pub info: Map<String, Value>,
 }
@@ -310,6 +312,7 @@ pub fn finish(
     let sampler = Sampler {
         kind: plan.kind,
         label: plan.label,
+        auto: plan.auto,
         info: sampler_info,
     };
     (problem, sampler)

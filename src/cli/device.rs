@@ -55,6 +55,17 @@ impl Device {
         self.0.set_graphs(on)
     }
 
+    /// Auto's choice between sequential and `picard` for `problem` on this device.
+    pub fn choose(
+        &self,
+        problem: &Problem,
+        picard: &SamplerKind,
+    ) -> CliResult<picardiff::sampler::auto::Choice> {
+        let inputs = problem.inputs();
+        let model = problem.model.as_ref();
+        Ok(model.choose(&self.0, &problem.grid, problem.rule, picard, &inputs)?)
+    }
+
     /// Runs `kind` on `problem`; prints a line when a long run ends and stderr is a terminal.
     pub fn run(&self, problem: &Problem, kind: &SamplerKind, label: &str) -> CliResult<RunOutput> {
         let start = Instant::now();

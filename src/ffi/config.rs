@@ -42,7 +42,9 @@ pub struct picardiff_sampler_config {
     pub rule: *const c_char,
     /// η of the ddpm/ddim rules; negative = the rule's default (ddpm 1, ddim 0).
     pub eta: f64,
-    /// Sampler: "sequential", "picard" (sliding window) or "blocks" (PIADM). Default "picard".
+    /// Sampler: "auto", "sequential", "picard" (sliding window) or "blocks" (PIADM). Default
+    /// "auto": sequential or picard, whichever a cost model measured on the model, device and
+    /// batch (once per process) says is faster; a callback model runs picard.
     pub sampler: *const c_char,
     /// Picard window length p (clamped to the steps); 0 = the library's default, 256
     /// (`picardiff::defaults::WINDOW`; before the run specification, 0 meant all steps).
@@ -121,7 +123,7 @@ impl Default for picardiff_sampler_config {
 }
 
 /// Writes the default configuration to `*config_out`: NULL strings, zero counts and lengths, η and
-/// τ −1, i.e. a 100-step DDPM run of the picard sampler on "ddpm-linear", batch 1, seed 0.
+/// τ −1, i.e. a 100-step DDPM run of the auto sampler on "ddpm-linear", batch 1, seed 0.
 ///
 /// # Safety
 /// `config_out` must be valid for a write of a `picardiff_sampler_config`.

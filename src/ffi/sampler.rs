@@ -363,16 +363,22 @@ pub(super) fn dispatch(
         clip: p.clip,
         ..inputs.clone()
     };
-    let (g, r, k) = (&p.grid, p.rule, &p.kind);
+    let (g, r) = (&p.grid, p.rule);
     let device = &*s.device;
+    // `auto` measures the model by running it: a callback model is not run for that, and runs
+    // the picard candidate (what `kind` holds).
+    let run = |m: ModelRef<'_>| -> crate::Result<RunOutput> {
+        let kind = match p.auto {
+            true => m.choose(device, g, r, &p.kind, &inputs)?.kind,
+            false => p.kind.clone(),
+        };
+        m.run(device, g, r, &kind, &inputs)
+    };
     let out = match &model.kind {
-        ModelKind::Mixture(m) => {
-            let gmm = GmmModel::new(m.clone(), p.schedule.clone());
-            ModelRef::Gmm(&gmm).run(device, g, r, k, &inputs)
-        }
-        ModelKind::Callback(c) => device.run(c, g, r, k, &inputs),
-        ModelKind::Mlp(m) => ModelRef::Mlp(m).run(device, g, r, k, &inputs),
-        ModelKind::Policy(m) => ModelRef::Policy(m).run(device, g, r, k, &inputs),
+        ModelKind::Mixture(m) => run(ModelRef::Gmm(&GmmModel::new(m.clone(), p.schedule.clone()))),
+        ModelKind::Callback(c) => device.run(c, g, r, &p.kind, &inputs),
+        ModelKind::Mlp(m) => run(ModelRef::Mlp(m)),
+        ModelKind::Policy(m) => run(ModelRef::Policy(m)),
     };
     Ok(out?)
 }

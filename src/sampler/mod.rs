@@ -2,6 +2,7 @@
 //! window) and `blocks` (the seed paper's PIADM). They size a workspace once per run and the
 //! iteration loop allocates nothing.
 
+pub mod auto;
 mod corrector;
 mod inputs;
 mod memory;

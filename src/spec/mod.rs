@@ -122,7 +122,9 @@ pub struct RunSpec {
     )]
     pub mu: Option<f64>,
 
-    /// Sampler: sequential, picard (sliding window) or blocks (PIADM).
+    /// Sampler: auto (sequential or picard, whichever a cost model measured on the model, device
+    /// and batch says is faster; compare: picard), sequential, picard (sliding window) or blocks
+    /// (PIADM).
     #[cfg_attr(
         feature = "cli",
         arg(long, value_name = "NAME", help_heading = "Sampler")

@@ -197,6 +197,9 @@ pub enum SamplerName {
     Picard,
     /// The seed paper's blocks of Picard iterations (PIADM).
     Blocks,
+    /// Sequential or picard, whichever a calibrated cost model says is faster for the model,
+    /// backend and batch ([`crate::sampler::auto`]).
+    Auto,
 }
 named!(
     SamplerName,
@@ -206,6 +209,7 @@ named!(
         Sequential = "sequential",
         Picard = "picard",
         Blocks = "blocks",
+        Auto = "auto",
     ]
 );
 

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{GridName, Named, RuleName, RunSpec, ScheduleName};
+use super::{GridName, Named, RuleName, RunSpec, SamplerName, ScheduleName};
 use crate::defaults as d;
 use crate::error::{Error, Result};
 use crate::model::unet::{DpScheduler, SchedulerType};
@@ -51,8 +51,11 @@ pub struct Plan {
     pub output: ModelOutput,
     /// Clipping of x̂0 at every step (a policy's `clip_sample`).
     pub clip: Option<ClipSample>,
-    /// The sampler with its settings.
+    /// The sampler with its settings (for `auto`, the picard candidate).
     pub kind: SamplerKind,
+    /// The sampler is `auto`: a front end resolves `kind` to it or to the sequential sampler with
+    /// [`crate::device::ModelRef::choose`] before running.
+    pub auto: bool,
     /// The sampler's label for tables (`picard (scan)`).
     pub label: String,
     /// Philox seed.
@@ -157,6 +160,7 @@ impl RunSpec {
             output,
             clip,
             kind,
+            auto: self.sampler.unwrap_or(d::SAMPLER) == SamplerName::Auto,
             label,
             seed,
             sample0: self.sample0.unwrap_or(0),

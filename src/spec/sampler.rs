@@ -1,4 +1,4 @@
-//! The sampler part of [`RunSpec::plan`]: sequential, picard or blocks with their defaults, and a
+//! The sampler part of [`RunSpec::plan`]: sequential, picard, blocks or auto with their defaults, and a
 //! warning for each sampler setting the chosen sampler does not use.
 
 use serde_json::{json, Map, Value};
@@ -73,7 +73,7 @@ impl RunSpec {
                 info.insert("window".into(), Value::Null);
                 (SamplerKind::Sequential, "sequential".to_string())
             }
-            SamplerName::Picard => {
+            SamplerName::Picard | SamplerName::Auto => {
                 Self::unused(&blocks_only, &why, warn);
                 let window = self.window.unwrap_or(d::WINDOW).min(steps);
                 WindowPlan::sliding(steps, window, tol, form, self.max_iters)?

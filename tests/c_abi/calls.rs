@@ -722,3 +722,44 @@ fn anderson_field_accelerates_and_refuses_bad_histories() {
     let st = new_sampler(cpu(), &bad).unwrap_err();
     expect_err(st, PICARDIFF_INVALID_CONFIG, &["anderson", "2 to 5"]);
 }
+
+/// The default sampler is auto: on a grid Picard cannot win (R̂ = N) it is the sequential
+/// sampler; otherwise one of the two exactly (which one depends on the machine's costs).
+#[test]
+fn auto_default_runs_sequential_or_picard_exactly() {
+    let seq = |steps: usize| {
+        let grid = Grid::discrete(&schedule(), steps, Spacing::Leading).unwrap();
+        let rule = StepRule::from_name("ddpm", None).unwrap();
+        let inputs = RunInputs {
+            batch: 4,
+            seed: 9,
+            ..Default::default()
+        };
+        run(
+            &CpuBackend,
+            &gmm(),
+            &grid,
+            rule,
+            &SamplerKind::Sequential,
+            &inputs,
+        )
+        .unwrap()
+    };
+    for steps in [10, 50] {
+        let mut c = config();
+        c.sampler = std::ptr::null();
+        c.steps = steps;
+        let h = handles(mixture_model(), &c);
+        let (a, st) = run_ffi(&h, 8).unwrap();
+        if steps == 10 || st.rounds == steps {
+            assert_eq!(
+                a,
+                seq(steps).samples,
+                "{steps} steps: the sequential sampler"
+            );
+            assert_eq!(st.rounds, steps);
+        } else {
+            assert_eq!(a, rust_picard(steps, 4, 9, None, None).samples);
+        }
+    }
+}
