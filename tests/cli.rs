@@ -596,3 +596,78 @@ fn long_runs_show_progress_on_a_terminal_only() {
         "the line is erased at the end: {tty}"
     );
 }
+
+/// Issue 14 item 6: `sample` without `--sampler` runs auto, says on stderr what it chose and why,
+/// keeps the choice in the stats, and its samples are the chosen sampler's, bit for bit.
+#[test]
+fn sample_defaults_to_auto_and_runs_its_choice_exactly() {
+    let dir = TempDir::new("auto");
+    let model = example("mixture_64d.json");
+    let run = |extra: &[&str], out: &str, stats: &str| {
+        let mut args = vec![
+            "sample",
+            "--model",
+            &model,
+            "--schedule",
+            "ddpm-linear",
+            "--steps",
+            "100",
+            "--rule",
+            "ddpm",
+            "--batch",
+            "3",
+            "--device",
+            "cpu",
+            "--out",
+            out,
+            "--stats",
+            stats,
+        ];
+        args.extend_from_slice(extra);
+        picardiff(&args, &dir.0)
+    };
+    let (x, st) = (dir.arg("x.npy"), dir.arg("st.json"));
+    let auto = run(&[], &x, &st);
+    let stderr = String::from_utf8_lossy(&auto.stderr);
+    assert!(auto.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("picardiff: sampler auto chose "),
+        "{stderr}"
+    );
+    let stats = read_json(Path::new(&st));
+    assert_eq!(stats["sampler"], "auto");
+    let chosen = stats["auto"]["chosen"].as_str().unwrap().to_string();
+    assert!(chosen == "sequential" || chosen == "picard", "{stats}");
+    assert_eq!(stats["auto"]["rounds"], 33);
+    assert!(
+        stderr.contains(&format!("auto chose {chosen}: estimated")),
+        "{stderr}"
+    );
+    let (y, st2) = (dir.arg("y.npy"), dir.arg("st2.json"));
+    let explicit = run(&["--sampler", &chosen], &y, &st2);
+    assert!(explicit.status.success());
+    assert_eq!(read_npy(Path::new(&x)), read_npy(Path::new(&y)));
+    // 10 steps: picard cannot win (R̂ = N), so nothing is measured.
+    let short = picardiff(
+        &[
+            "sample",
+            "--model",
+            &model,
+            "--schedule",
+            "ddpm-linear",
+            "--steps",
+            "10",
+            "--rule",
+            "ddim",
+            "--device",
+            "cpu",
+        ],
+        &dir.0,
+    );
+    let stderr = String::from_utf8_lossy(&short.stderr);
+    assert!(
+        stderr.contains("auto chose sequential: picard needs about 10 rounds for 10 steps"),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&short.stdout).starts_with("sequential on cpu"));
+}

@@ -48,11 +48,14 @@ def test_sample_shapes_and_stats():
 
 
 def test_cli_defaults():
-    """sampler picard, window 256 clamped to the steps, tol from the rule, scan, seed 0, leading
-    spacing, 1000 train steps, batch 1."""
+    """sampler auto (its picard candidate: window 256 clamped to the steps, tol from the rule,
+    scan), seed 0, leading spacing, 1000 train steps, batch 1."""
     m = picardiff.load(MIXTURE_2D)
     _, st = m.sample(schedule="ddpm-linear", steps=100, rule="ddpm")
-    assert (st["sampler"], st["window"], st["tol"], st["picard_form"]) == ("picard", 100, 0.1, "scan")
+    assert (st["sampler"], st["window"], st["tol"], st["picard_form"]) == ("auto", 100, 0.1, "scan")
+    assert st["auto"]["chosen"] in ("sequential", "picard") and st["auto"]["rounds"] == 33
+    want = m.sample(schedule="ddpm-linear", steps=100, rule="ddpm", sampler=st["auto"]["chosen"])
+    assert np.array_equal(m.sample(schedule="ddpm-linear", steps=100, rule="ddpm")[0], want[0])
     assert (st["seed"], st["batch"], st["spacing"], st["train_steps"]) == (0, 1, "leading", 1000)
     assert st["max_iters"] == 100 and st["eta"] == 1.0
     _, st = m.sample(schedule="ddpm-linear", steps=300, rule="ddim")
