@@ -3,15 +3,14 @@
 //!
 //! The sequential sampler costs N steps of one batch-row model call each; Picard costs its rounds
 //! R times one iteration over the window (a model call over window × batch rows, the sweep and
-//! the advance). Both per-iteration costs are measured through [`run`] itself, so the sweep, the
-//! memory traffic and the backend's launch overheads count: a run capped at 1 iteration and one
-//! capped at 1 + k (each the faster of two), whose difference over k is one iteration without the
-//! run's setup, for the
-//! run's own window and for a window of one point (the sequential step's work). The measurement
-//! is kept for the process (per model, backend, batch, steps, window and form), so a control loop
-//! pays it once. R is not known before the run: [`expected_rounds`] is an upper fit to the
-//! measured frontier of the scan form at the default τ. Where R̂ ≥ N, Picard cannot be faster
-//! and nothing is timed.
+//! the advance). Both costs are measured through [`run`] itself, so the sweep, the memory traffic
+//! and the backend's launch overheads count, as differences that leave out a run's setup: the
+//! sequential sampler over the grid's first 1 and 1 + k steps, and Picard over the run's window
+//! capped at 1 and at 5 iterations (after a rough first figure that settles hopeless cases). The
+//! measurement is kept for the process (per model, backend, batch, steps, window and form), so a
+//! control loop pays it once. R is not known before the run: [`expected_rounds`] is an upper fit
+//! to the measured frontier of the scan form at the default τ. Where R̂ ≥ N, Picard cannot be
+//! faster and nothing is timed.
 
 use std::sync::Mutex;
 use std::time::Instant;
@@ -44,6 +43,9 @@ pub struct Estimate {
     pub step_ms: Option<f64>,
     /// One Picard iteration over the whole window, ms; None when nothing was timed.
     pub iteration_ms: Option<f64>,
+    /// `iteration_ms` is the rough figure (one capped run less the sequential run's setup: at
+    /// least the iteration), which already lost by twice.
+    pub rough: bool,
     /// Wall time spent measuring, ms (when the measurement was made, by this or an earlier run
     /// of the process).
     pub calibration_ms: f64,
@@ -77,10 +79,11 @@ impl Estimate {
         match (self.sequential_ms(), self.picard_ms()) {
             (Some(seq), Some(par)) => format!(
                 "{chosen}: estimated {seq:.3} ms sequential ({} steps × {:.4} ms) against \
-                 {par:.3} ms picard (~{} rounds × {:.4} ms per iteration of the {}-step window; \
+                 {}{par:.3} ms picard (~{} rounds × {:.4} ms per iteration of the {}-step window; \
                  {:.1} ms to measure)",
                 self.steps,
                 self.step_ms.unwrap_or(0.0),
+                if self.rough { "at least " } else { "" },
                 self.rounds,
                 self.iteration_ms.unwrap_or(0.0),
                 self.window,
@@ -130,6 +133,7 @@ pub fn choose<B: Backend, M: ScoreModel<B>>(
         rounds: expected_rounds(steps),
         step_ms: None,
         iteration_ms: None,
+        rough: false,
         calibration_ms: 0.0,
     };
     if estimate.rounds >= steps {
@@ -140,38 +144,50 @@ pub fn choose<B: Backend, M: ScoreModel<B>>(
     }
     let key = Key {
         model: (model as *const M as usize, std::any::type_name::<M>()),
+        shape: (model.dim(), model.cond_dim()),
         backend: (backend as *const B as usize, backend.name()),
         batch: inputs.batch,
         steps,
         window,
         drift: *form != crate::backend::PicardForm::Scan,
     };
-    let (step_ms, iteration_ms, calibration_ms) = match cached(&key) {
+    let costs = match cached(&key) {
         Some(costs) => costs,
         None => {
             let start = Instant::now();
-            // Each length is timed twice and the faster kept: the first run of a process pays
-            // for page faults and thread start-up that no later run sees.
-            let time = |w: usize, extra: usize| -> Result<f64> {
-                let best = |iters: usize| -> Result<f64> {
-                    let a = capped_run_ms(backend, model, grid, rule, w, *form, iters, inputs)?;
-                    let b = capped_run_ms(backend, model, grid, rule, w, *form, iters, inputs)?;
-                    Ok(a.min(b))
-                };
-                let (t1, tk) = (best(1)?, best(1 + extra)?);
-                // At least a microsecond: timer noise must not make an iteration free.
-                Ok(((tk - t1) / extra as f64).max(1e-3))
+            let (step, seq_setup) = step_ms(backend, model, grid, rule, inputs)?;
+            // Each capped run twice, the faster kept (timer and scheduler noise).
+            let best = |iters: usize| -> Result<f64> {
+                let run =
+                    || capped_run_ms(backend, model, grid, rule, window, *form, iters, inputs);
+                Ok(run()?.min(run()?))
             };
-            let step = time(1, 4)?;
-            let iteration = time(window, 1)?;
-            let costs = (step, iteration, start.elapsed().as_secs_f64() * 1e3);
+            // First a rough figure: one iteration with the run's setup, less the sequential
+            // run's (smaller) setup, so at least the iteration. Where even that is within twice
+            // the sequential time, the precise one: runs capped at 1 and at 1 + 4 iterations,
+            // whose difference leaves the setup out.
+            let once = best(1)?;
+            let rough = (once - seq_setup).max(step);
+            let rounds = estimate.rounds as f64;
+            let (iteration, rough_only) = if rough * rounds >= 2.0 * step * steps as f64 {
+                (rough, true)
+            } else {
+                (((best(5)? - once) / 4.0).max(step), false)
+            };
+            let costs = Costs {
+                step,
+                iteration,
+                rough_only,
+                measuring: start.elapsed().as_secs_f64() * 1e3,
+            };
             remember(key, costs);
             costs
         }
     };
-    estimate.step_ms = Some(step_ms);
-    estimate.iteration_ms = Some(iteration_ms);
-    estimate.calibration_ms = calibration_ms;
+    estimate.step_ms = Some(costs.step);
+    estimate.iteration_ms = Some(costs.iteration);
+    estimate.rough = costs.rough_only;
+    estimate.calibration_ms = costs.measuring;
     let faster = estimate.picard_ms() < estimate.sequential_ms();
     Ok(Choice {
         kind: if faster {
@@ -189,6 +205,8 @@ pub fn choose<B: Backend, M: ScoreModel<B>>(
 #[derive(Debug, Clone, PartialEq)]
 struct Key {
     model: (usize, &'static str),
+    /// The model's dim and conditioning width.
+    shape: (usize, usize),
     backend: (usize, &'static str),
     batch: usize,
     steps: usize,
@@ -196,8 +214,18 @@ struct Key {
     drift: bool,
 }
 
-/// One measurement: step ms, iteration ms, the time it took to measure (ms).
-type Costs = (f64, f64, f64);
+/// One measurement, ms.
+#[derive(Debug, Clone, Copy)]
+struct Costs {
+    /// A sequential step.
+    step: f64,
+    /// A Picard iteration over the window (at least a step).
+    iteration: f64,
+    /// `iteration` is the rough figure (it includes part of the run's setup).
+    rough_only: bool,
+    /// The time it took to measure.
+    measuring: f64,
+}
 
 /// Measurements kept, newest last.
 static MEASURED: Mutex<Vec<(Key, Costs)>> = Mutex::new(Vec::new());
@@ -217,7 +245,51 @@ fn remember(key: Key, costs: Costs) {
     kept.push((key, costs));
 }
 
-/// Wall time of a Picard run with `window` capped at `iters` iterations (its result unused).
+/// The least a measured step or iteration may cost, ms: timer noise must not make one free.
+const MIN_MS: f64 = 1e-3;
+
+/// One sequential step on `grid` and a sequential run's setup, ms: sequential runs over its
+/// first 1 and 1 + k steps
+/// (k a tenth of the steps, 2 to 16), whose difference over k leaves out the run's setup. The
+/// short run goes twice and the faster is kept: a process's first run pays for page faults and
+/// thread start-up that later runs do not.
+fn step_ms<B: Backend, M: ScoreModel<B>>(
+    backend: &B,
+    model: &M,
+    grid: &Grid,
+    rule: StepRule,
+    inputs: &RunInputs<'_>,
+) -> Result<(f64, f64)> {
+    let k = (grid.steps() / 10).clamp(2, 16).min(grid.steps() - 1);
+    // A caller's noise table is sized for the whole grid: the sub-grids draw Philox noise (the
+    // same work per step).
+    let inputs = RunInputs {
+        noise: None,
+        ..inputs.clone()
+    };
+    let run_ms = |steps: usize| -> Result<f64> {
+        let sub = Grid {
+            points: grid.points[..=steps].to_vec(),
+            process: grid.process,
+        };
+        let t = Instant::now();
+        run(
+            backend,
+            model,
+            &sub,
+            rule,
+            &SamplerKind::Sequential,
+            &inputs,
+        )?;
+        Ok(t.elapsed().as_secs_f64() * 1e3)
+    };
+    let short = run_ms(1)?.min(run_ms(1)?);
+    let step = ((run_ms(1 + k)? - short) / k as f64).max(MIN_MS);
+    Ok((step, (short - step).max(0.0)))
+}
+
+/// Wall time of a Picard run with `window` at τ = 0 capped at `iters` iterations (its result
+/// unused).
 #[allow(clippy::too_many_arguments)]
 fn capped_run_ms<B: Backend, M: ScoreModel<B>>(
     backend: &B,
