@@ -414,6 +414,8 @@ fn cli_samples_flow_and_reports_it() {
         "euler",
         "--shift",
         "3",
+        "--sampler",
+        "picard",
         "--batch",
         "4",
         "--seed",
