@@ -30,7 +30,8 @@ def mixture(tmp_path):
 def test_callback_equals_the_builtin_mixture(tmp_path):
     cb = picardiff.callback_model(gaussian_eps, 2, schedule="ddpm-linear")
     assert (cb.kind, cb.dim, cb.output, cb.schedule, cb.path) == ("callback", 2, "epsilon", "ddpm-linear", None)
-    kw = dict(steps=100, rule="ddpm", batch=16, seed=4)
+    # picard named: a callback model runs picard under the default (auto), the mixture auto's choice.
+    kw = dict(steps=100, rule="ddpm", batch=16, seed=4, sampler="picard")
     got, st = cb.sample(**kw)
     want, _ = mixture(tmp_path).sample(schedule="ddpm-linear", **kw)
     np.testing.assert_allclose(got, want, rtol=0, atol=2e-4)

@@ -86,7 +86,7 @@ def test_compare_refuses_the_sequential_sampler(mix):
 
 def test_not_converged_is_a_picardiff_error(mix):
     with pytest.raises(picardiff.PicardiffError, match="not converged after 2 iterations"):
-        mix.sample(max_iters=2, tol=0.0, **KW)
+        mix.sample(sampler="picard", max_iters=2, tol=0.0, **KW)
 
 
 @pytest.mark.skipif(picardiff.cuda_available, reason="a CUDA build")

@@ -83,7 +83,7 @@ def test_sample_actions_wrapper(fixture):
     rec = ref["ddim"]
     x_t, gc = arr(rec, "x_T"), arr(rec, "global_cond")
     kw = scheduler_args(rec)
-    want, _ = m.sample(init=x_t, cond=gc, **kw)
+    want, _ = m.sample(sampler="picard", init=x_t, cond=gc, **kw)  # the wrapper's default
     got = plr.sample_actions(d, gc.astype(np.float64), x_t.tolist(), **kw)  # converted explicitly
     assert np.array_equal(got, want)
     got, st = plr.sample_actions(m, gc, x_t, "sequential", return_stats=True, **kw)

@@ -121,19 +121,23 @@ def _cli(cli, tmp_path, command, *args):
 @pytest.mark.parametrize(
     "path,args,kw",
     [
-        (MIXTURE_2D, ["--schedule", "ddpm-linear", "--steps", "100", "--rule", "ddpm", "--batch", "6", "--seed", "3"],
-         dict(schedule="ddpm-linear", steps=100, rule="ddpm", batch=6, seed=3)),
-        (MIXTURE_64D, ["--schedule", "cosine", "--steps", "50", "--rule", "ddim", "--window", "16", "--batch", "3"],
-         dict(schedule="cosine", steps=50, rule="ddim", window=16, batch=3)),
+        (MIXTURE_2D, ["--schedule", "ddpm-linear", "--steps", "100", "--rule", "ddpm", "--batch", "6", "--seed", "3",
+                      "--sampler", "picard"],
+         dict(schedule="ddpm-linear", steps=100, rule="ddpm", batch=6, seed=3, sampler="picard")),
+        (MIXTURE_64D, ["--schedule", "cosine", "--steps", "50", "--rule", "ddim", "--window", "16", "--batch", "3",
+                       "--sampler", "picard"],
+         dict(schedule="cosine", steps=50, rule="ddim", window=16, batch=3, sampler="picard")),
         (MIXTURE_2D, ["--schedule", "ou", "--steps", "64", "--rule", "exp-sde", "--sampler", "blocks", "--batch", "2"],
          dict(schedule="ou", steps=64, rule="exp-sde", sampler="blocks", batch=2)),
-        (MOONS, ["--steps", "80", "--rule", "ddpm", "--batch", "4", "--seed", "9", "--spacing", "trailing"],
-         dict(steps=80, rule="ddpm", batch=4, seed=9, spacing="trailing")),
+        (MOONS, ["--steps", "80", "--rule", "ddpm", "--batch", "4", "--seed", "9", "--spacing", "trailing",
+                 "--sampler", "picard"],
+         dict(steps=80, rule="ddpm", batch=4, seed=9, spacing="trailing", sampler="picard")),
         (MOONS, ["--steps", "30", "--rule", "ddim", "--sampler", "sequential"],
          dict(steps=30, rule="ddim", sampler="sequential")),
     ],
 )
 def test_sample_matches_the_cli(cli, tmp_path, path, args, kw):
+    # The sampler is named: auto measures in each process and may choose differently in two.
     want, want_stats = _cli(cli, tmp_path, "sample", "--model", path, *args)
     got, stats = picardiff.load(path).sample(**kw)
     assert np.array_equal(got, want)
@@ -161,8 +165,8 @@ def test_init_and_noise_match_the_cli(cli, tmp_path):
     np.save(tmp_path / "init.npy", x_t)
     np.save(tmp_path / "noise.npy", z)
     want, _ = _cli(cli, tmp_path, "sample", "--model", MOONS, "--steps", steps, "--rule", "ddpm",
-                   "--init", tmp_path / "init.npy", "--noise", tmp_path / "noise.npy")
-    got, st = picardiff.load(MOONS).sample(steps=steps, rule="ddpm", init=x_t, noise=z)
+                   "--init", tmp_path / "init.npy", "--noise", tmp_path / "noise.npy", "--sampler", "picard")
+    got, st = picardiff.load(MOONS).sample(steps=steps, rule="ddpm", init=x_t, noise=z, sampler="picard")
     assert np.array_equal(got, want)
     assert st["batch"] == batch and st["init"] == "array" and st["noise"] == "array"
 
