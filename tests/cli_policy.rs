@@ -228,3 +228,52 @@ fn policy_errors_are_clear() {
         "--rule is required",
     );
 }
+
+/// `bench --policy`: sequential and picard rows per scheduler, then auto's choice against the
+/// faster of the two, each row as one line of the table.
+#[test]
+fn bench_policy_rows_end_with_autos_choice() {
+    let dir = TempDir::new("bench-policy");
+    let policy = fixture("film_bias_k3_g4");
+    let stdout = ok(
+        &[
+            "bench",
+            "--device",
+            "cpu",
+            "--dims",
+            "--policy",
+            &policy,
+            "--batches",
+            "1",
+            "--repeat",
+            "1",
+        ],
+        &dir.0,
+    );
+    let rows: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("| policy"))
+        .collect();
+    assert_eq!(rows.len(), 6, "{stdout}");
+    for (i, sampler) in ["| sequential |", "| picard |", "| auto: "]
+        .iter()
+        .cycle()
+        .take(6)
+        .enumerate()
+    {
+        assert!(rows[i].contains(sampler), "row {i}: {}", rows[i]);
+    }
+    for auto in [rows[2], rows[5]] {
+        assert!(
+            auto.contains("auto: sequential (") || auto.contains("auto: picard ("),
+            "{auto}"
+        );
+        assert!(auto.contains("x the best, "), "{auto}");
+    }
+    // DDIM-10: picard cannot win (R̂ = N): sequential, without measuring.
+    assert!(
+        rows[5].contains("DDIM-10") && rows[5].contains("auto: sequential (1.00x"),
+        "{}",
+        rows[5]
+    );
+}

@@ -353,20 +353,6 @@ fn bench_problem(
         }
     }
     device.set_graphs(true);
-    bench_auto(a, device, name, p, &seq, &best, table)
-}
-
-/// The `auto` row: what `--sampler auto` (default window) chooses on `p`, the chosen sampler's
-/// median wall time and how it compares with the fastest row measured (`best`: label, ms).
-fn bench_auto(
-    a: &BenchArgs,
-    device: &Device,
-    name: &str,
-    p: &Problem,
-    seq: &RunOutput,
-    best: &(String, f64),
-    table: &mut Table,
-) -> CliResult<()> {
     let candidate = RunSpec {
         schedule: Some(ScheduleName::DdpmLinear),
         rule: Some(RuleName::Ddpm),
@@ -377,7 +363,24 @@ fn bench_auto(
     }
     .plan(ModelRun::AnySchedule, ModelOutput::Epsilon)?
     .kind;
-    let choice = device.choose(p, &candidate)?;
+    bench_auto(a, device, name, p, &candidate, &seq, &best, table)
+}
+
+/// The `auto` row: what `--sampler auto` chooses on `p` between sequential and `candidate` (its
+/// picard), the chosen sampler's median wall time and how it compares with the fastest row
+/// measured (`best`: label, ms).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn bench_auto(
+    a: &BenchArgs,
+    device: &Device,
+    name: &str,
+    p: &Problem,
+    candidate: &SamplerKind,
+    seq: &RunOutput,
+    best: &(String, f64),
+    table: &mut Table,
+) -> CliResult<()> {
+    let choice = device.choose(p, candidate)?;
     let out = match choice.kind {
         SamplerKind::Sequential => seq.clone(),
         ref k => timed(device, p, k, a.repeat)?,

@@ -1,13 +1,13 @@
 //! `picardiff bench --policy DIR`: a LeRobot Diffusion Policy's action-chunk latency, sequential
 //! against Picard, for DDPM with all training steps and DDIM-10, each with the checkpoint's clipping,
-//! on random conditioning (latency does not depend on it), in one process.
+//! on random conditioning (latency does not depend on it), in one process; then what `auto` chooses.
 
 use picardiff::model::DiffusionPolicy;
 use picardiff::prelude::*;
 use picardiff::schedule::ClipSample;
 use serde_json::{json, Map};
 
-use super::bench::{timed, BenchArgs, Table};
+use super::bench::{bench_auto, timed, BenchArgs, Table};
 use super::commands::max_abs_diff;
 use super::config::{CliModel, Problem};
 use super::device::Device;
@@ -79,7 +79,14 @@ pub fn bench_policy(
                     "speedup": speedup, "max_abs_diff": dev}))
             };
             add("sequential", &seq)?;
-            add("picard", &timed(device, &p, &picard, a.repeat)?)?;
+            let par = timed(device, &p, &picard, a.repeat)?;
+            add("picard", &par)?;
+            let best = match par.stats.wall_ms < seq.stats.wall_ms {
+                true => ("picard".to_string(), par.stats.wall_ms),
+                false => ("sequential".to_string(), seq.stats.wall_ms),
+            };
+            let row = format!("{name} {sched_label}");
+            bench_auto(a, device, &row, &p, &picard, &seq, &best, table)?;
             model = Some(p.model);
         }
     }
