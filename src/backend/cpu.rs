@@ -23,29 +23,7 @@ const LANES: usize = 16;
 /// The exponent bits of an f32: all set in ∞ and NaN only.
 const EXP_BITS: u32 = 0x7f80_0000;
 
-/// Bytes the process's memory cgroup still allows: its limit minus its usage, from cgroup v2
-/// (`/sys/fs/cgroup/memory.max`, `memory.current`) or v1 (`memory/memory.limit_in_bytes`,
-/// `memory.usage_in_bytes`). None without a limit (`max`, or v1's huge "unlimited" value).
-pub fn cgroup_free() -> Option<usize> {
-    let read = |p: &str| std::fs::read_to_string(p).ok();
-    let num = |s: String| s.trim().parse::<u64>().ok();
-    let (limit, usage) = match read("/sys/fs/cgroup/memory.max") {
-        Some(max) => (
-            num(max)?,
-            read("/sys/fs/cgroup/memory.current").and_then(num),
-        ),
-        None => (
-            read("/sys/fs/cgroup/memory/memory.limit_in_bytes").and_then(num)?,
-            read("/sys/fs/cgroup/memory/memory.usage_in_bytes").and_then(num),
-        ),
-    };
-    // v1 reports "no limit" as a page-rounded i64::MAX.
-    if limit >= 1 << 60 {
-        return None;
-    }
-    let free = limit.saturating_sub(usage.unwrap_or(0));
-    Some(usize::try_from(free).unwrap_or(usize::MAX))
-}
+pub use super::host::cgroup_free;
 
 /// The CPU backend (stateless; parallelism from rayon's global pool).
 #[derive(Debug, Clone, Copy, Default)]
@@ -181,20 +159,9 @@ impl Backend for CpuBackend {
         super::host::filled(len, 0.0, "f32 buffer")
     }
 
-    /// The smaller of `MemAvailable` (/proc/meminfo) and what the process's cgroup still allows
-    /// (its limit minus its usage, [`cgroup_free`]), on Linux; None where neither is known.
+    /// The host's free memory: `MemAvailable` and the cgroup's limit, the smaller.
     fn free_memory(&self) -> Option<usize> {
-        let available = std::fs::read_to_string("/proc/meminfo")
-            .ok()
-            .and_then(|info| {
-                let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
-                let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
-                Some(kib.saturating_mul(1024))
-            });
-        match (available, cgroup_free()) {
-            (Some(a), Some(c)) => Some(a.min(c)),
-            (a, c) => a.or(c),
-        }
+        super::host::free_bytes()
     }
 
     fn upload(&self, data: &[f32]) -> Result<Vec<f32>> {

@@ -32,6 +32,7 @@ mod dense;
 pub mod external;
 mod ffi;
 mod gemm;
+mod graph;
 pub(crate) mod launch;
 mod mixture;
 mod ops;
