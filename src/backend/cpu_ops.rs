@@ -1,10 +1,12 @@
-//! [`Ops`] on the CPU: GEMMs on the `gemm` crate (rayon-parallel over the output), the rest as
+//! [`Ops`] on the CPU: convolutions on `cpu_gemm` (weights read in place), linear layers on
+//! `matrixmultiply` (both rayon-parallel over the output and batch-invariant), the rest as
 //! fused passes parallel over rows. Every row is computed by the same code whatever the thread
 //! count, so results do not depend on it.
 
 use rayon::prelude::*;
 
 use super::cpu::CpuBackend;
+use super::cpu_gemm;
 use super::ops::{
     Conv, ConvShape, ConvTranspose, GroupNorm, HostTensor, Input, Linear, Ops, Output,
 };
@@ -233,7 +235,7 @@ impl Ops for CpuBackend {
             cols
         };
         Self::fill_bias(os, &conv.bias);
-        gemm_acc(rows, s.cout, kc, lhs, &conv.weight, s.cout, 1, os);
+        cpu_gemm::gemm_acc(rows, s.cout, kc, lhs, &conv.weight, os);
         Ok(())
     }
 
@@ -265,7 +267,7 @@ impl Ops for CpuBackend {
         let kco = s.k * s.cout;
         let ys = range_mut(op, tmp, 0, size(op, &[n, len, kco])?)?;
         ys.fill(0.0);
-        gemm_acc(n * len, kco, s.cin, xs, &conv.weight, kco, 1, ys);
+        cpu_gemm::gemm_acc(n * len, kco, s.cin, xs, &conv.weight, ys);
         let ys = &*ys;
         let os = range_mut(op, out.buf, out.off, size(op, &[n, lout, s.cout])?)?;
         // Scatter: output position o of row r sums tap kk of input i where o = i·stride − pad + kk.

@@ -10,6 +10,7 @@
 //! outputs use the same ring layout; the per-row model times are a ring of `R × batch` f32.
 
 pub mod cpu;
+mod cpu_gemm;
 mod cpu_ops;
 mod cpu_window;
 #[cfg(feature = "cuda")]
