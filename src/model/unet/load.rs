@@ -26,19 +26,59 @@ const PREFIX: &str = "diffusion.unet.";
 /// The prefix of a checkpoint saved from a `torch.compile`d U-Net (LeRobot's `compile_model`).
 const COMPILED_PREFIX: &str = "diffusion.unet._orig_mod.";
 
-/// Reads tensors under the U-Net prefix into canonical layouts.
-struct UnetReader<'a> {
-    r: TensorReader<'a>,
-    /// [`PREFIX`], or [`COMPILED_PREFIX`] when the checkpoint has it.
-    prefix: &'static str,
+/// Where a [`UnetReader`]'s tensors come from.
+enum Source<'r, 'a> {
+    /// A checkpoint's tensors under `prefix` ([`PREFIX`], or [`COMPILED_PREFIX`] when the
+    /// checkpoint has it).
+    File {
+        r: &'r mut TensorReader<'a>,
+        prefix: &'static str,
+    },
+    /// Random values (see [`DiffusionPolicy::with_random_weights`]).
+    Random(RandomInit),
 }
 
-impl UnetReader<'_> {
+/// PyTorch's default initialisation, drawn from a xorshift stream: weights uniform in
+/// ±1/√fan_in (fan_in = all dimensions but the first), a bias uniform in the bound of the weight
+/// read before it, GroupNorm scales 1 and shifts 0.
+struct RandomInit {
+    state: u64,
+    bound: f32,
+}
+
+impl RandomInit {
+    fn tensor(&mut self, key: &str, shape: &[usize]) -> Vec<f32> {
+        let len = shape.iter().product();
+        if shape.len() > 1 {
+            self.bound = 1.0 / (shape[1..].iter().product::<usize>().max(1) as f32).sqrt();
+        } else if key.ends_with("block.1.weight") {
+            return vec![1.0; len];
+        } else if key.ends_with("block.1.bias") {
+            return vec![0.0; len];
+        }
+        (0..len)
+            .map(|_| {
+                self.state ^= self.state << 13;
+                self.state ^= self.state >> 7;
+                self.state ^= self.state << 17;
+                let unit = (self.state >> 40) as f32 / (1u64 << 24) as f32;
+                (2.0 * unit - 1.0) * self.bound
+            })
+            .collect()
+    }
+}
+
+/// Reads tensors under the U-Net prefix into canonical layouts.
+struct UnetReader<'r, 'a> {
+    src: Source<'r, 'a>,
+}
+
+impl UnetReader<'_, '_> {
     fn raw(&mut self, key: &str, shape: &[usize], why: &str) -> Result<Vec<f32>> {
-        Ok(self
-            .r
-            .tensor(&format!("{}{key}", self.prefix), shape, why)?
-            .0)
+        match &mut self.src {
+            Source::File { r, prefix } => Ok(r.tensor(&format!("{prefix}{key}"), shape, why)?.0),
+            Source::Random(init) => Ok(init.tensor(key, shape)),
+        }
     }
 
     fn vector(&mut self, key: &str, n: usize, why: &str) -> Result<HostTensor> {
@@ -65,10 +105,16 @@ impl UnetReader<'_> {
         let ConvShape { cin, cout, k, .. } = shape;
         let w = self.raw(&format!("{key}.weight"), &[cout, cin, k], why)?;
         let mut p = vec![0f32; w.len()];
-        for co in 0..cout {
+        // In blocks of 16 output channels, so that writes fill whole cache lines and the 16
+        // source rows being read stay in cache (element by element it is most of a load).
+        for co0 in (0..cout).step_by(16) {
+            let block = co0..(co0 + 16).min(cout);
             for ci in 0..cin {
                 for kk in 0..k {
-                    p[(kk * cin + ci) * cout + co] = w[(co * cin + ci) * k + kk];
+                    let dst = &mut p[(kk * cin + ci) * cout..][block.clone()];
+                    for (d, co) in dst.iter_mut().zip(block.clone()) {
+                        *d = w[(co * cin + ci) * k + kk];
+                    }
                 }
             }
         }
@@ -181,7 +227,7 @@ impl UnetReader<'_> {
 }
 
 /// Reads every U-Net tensor `c` calls for.
-fn read_weights(r: &mut UnetReader<'_>, c: &UnetConfig) -> Result<UnetWeights<HostTensor>> {
+fn read_weights(r: &mut UnetReader<'_, '_>, c: &UnetConfig) -> Result<UnetWeights<HostTensor>> {
     let e = c.step_embed_dim;
     let d = &c.down_dims;
     let why = format!("diffusion_step_embed_dim = {e}");
@@ -350,13 +396,12 @@ impl DiffusionPolicy {
         let scheduler = scheduler(cfg)?;
         let (mut features, action_dim) = features(cfg)?;
         let mut config = architecture(cfg, action_dim)?;
-        let r = TensorReader::new(bytes)?;
-        let compiled = r.st.names().iter().any(|n| n.starts_with(COMPILED_PREFIX));
+        let mut tr = TensorReader::new(bytes)?;
+        let compiled = tr.st.names().iter().any(|n| n.starts_with(COMPILED_PREFIX));
         let prefix = if compiled { COMPILED_PREFIX } else { PREFIX };
-        let mut r = UnetReader { r, prefix };
         // The conditioning width from the first FiLM layer's input, checked against the config.
         let film_key = format!("{prefix}down_modules.0.0.cond_encoder.1.weight");
-        let view = r.r.st.tensor(&film_key).map_err(|_| {
+        let view = tr.st.tensor(&film_key).map_err(|_| {
             Error::model(
                 &film_key,
                 "missing tensor: not a Diffusion Policy U-Net checkpoint",
@@ -374,11 +419,11 @@ impl DiffusionPolicy {
                 ))
             }
         };
-        features.has_rgb_encoder =
-            r.r.st
-                .names()
-                .iter()
-                .any(|n| n.starts_with("diffusion.rgb_encoder."));
+        features.has_rgb_encoder = tr
+            .st
+            .names()
+            .iter()
+            .any(|n| n.starts_with("diffusion.rgb_encoder."));
         if g != features.width() {
             return Err(Error::model(
                 &film_key,
@@ -389,10 +434,11 @@ impl DiffusionPolicy {
             ));
         }
         config.global_cond_dim = g;
-        let weights = read_weights(&mut r, &config)?;
+        let src = Source::File { r: &mut tr, prefix };
+        let weights = read_weights(&mut UnetReader { src }, &config)?;
         let mut other = Vec::new();
-        for name in r.r.st.names() {
-            if r.r.used.contains(name) {
+        for name in tr.st.names() {
+            if tr.used.contains(name) {
                 continue;
             }
             if name.starts_with(PREFIX) {
@@ -409,6 +455,30 @@ impl DiffusionPolicy {
             scheduler,
             features,
             other_tensors: other,
+            weights,
+        })
+    }
+
+    /// A policy of the architecture and scheduler `cfg` (a LeRobot config.json) describes, with
+    /// random weights drawn as PyTorch initialises a new model (seeded, reproducible): for
+    /// latency benchmarks of real architectures where no checkpoint is at hand (its samples mean
+    /// nothing). The conditioning width is the config's (`Features::width`).
+    pub fn with_random_weights(cfg: &Value, seed: u64) -> Result<Self> {
+        let scheduler = scheduler(cfg)?;
+        let (features, action_dim) = features(cfg)?;
+        let mut config = architecture(cfg, action_dim)?;
+        config.global_cond_dim = features.width();
+        let init = RandomInit {
+            state: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+            bound: 1.0,
+        };
+        let src = Source::Random(init);
+        let weights = read_weights(&mut UnetReader { src }, &config)?;
+        Ok(DiffusionPolicy {
+            config,
+            scheduler,
+            features,
+            other_tensors: Vec::new(),
             weights,
         })
     }
