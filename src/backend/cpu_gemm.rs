@@ -40,17 +40,18 @@ const MB: usize = 48;
 /// Multiply-adds below which a call runs on the calling thread.
 const PARALLEL_FLOPS: usize = 1 << 18;
 
-/// A raw output pointer shared by tasks that write disjoint blocks of it.
+/// A raw output pointer shared by tasks that write disjoint blocks of it (this GEMM's and the
+/// linear layers' in `cpu_ops`).
 #[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: every task writes a block of the output no other task touches (see `gemm_acc`).
+pub(super) struct OutPtr(pub(super) *mut f32);
+// SAFETY: every task writes a block of the output no other task touches (see the GEMMs).
 unsafe impl Send for OutPtr {}
 // SAFETY: as for `Send`: the tasks sharing it write disjoint blocks.
 unsafe impl Sync for OutPtr {}
 
 impl OutPtr {
     /// The pointer (a method, so closures capture the whole `Send` wrapper).
-    fn get(self) -> *mut f32 {
+    pub(super) fn get(self) -> *mut f32 {
         self.0
     }
 }

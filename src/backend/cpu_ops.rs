@@ -6,7 +6,7 @@
 use rayon::prelude::*;
 
 use super::cpu::CpuBackend;
-use super::cpu_gemm;
+use super::cpu_gemm::{self, OutPtr};
 use super::ops::{
     Conv, ConvShape, ConvTranspose, GroupNorm, HostTensor, Input, Linear, Ops, Output,
 };
@@ -45,23 +45,10 @@ fn size(op: &str, dims: &[usize]) -> Result<usize> {
         .ok_or_else(|| Error::shape(op, format!("{dims:?} overflows")))
 }
 
-/// A raw output pointer shared by tasks that write disjoint blocks of it.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: every task writes a block of the output no other task touches (see `gemm_acc`).
-unsafe impl Send for OutPtr {}
-// SAFETY: as for `Send`: the tasks sharing it write disjoint blocks.
-unsafe impl Sync for OutPtr {}
-
-impl OutPtr {
-    /// The pointer (a method, so closures capture the whole `Send` wrapper).
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-
-/// `out[m×n] += lhs[m×k] · rhs` (row-major `out` and `lhs`; `rhs` element (i, j) at
-/// `rhs[i·rs + j·cs]`), split over the rayon pool by rows (many rows) or by columns (few rows).
+/// The linear layers' GEMM (their `[out][in]` weights are a strided right-hand side; the
+/// convolutions use `cpu_gemm`): `out[m×n] += lhs[m×k] · rhs` (row-major `out` and `lhs`; `rhs`
+/// element (i, j) at `rhs[i·rs + j·cs]`), split over the rayon pool by rows (many rows) or by
+/// columns (few rows).
 ///
 /// Batch invariance: `matrixmultiply` sums every output element over K in blocks of a fixed size
 /// (its kernel's `kc`, independent of m and n), so an element's bits do not depend on how many rows
@@ -69,7 +56,7 @@ impl OutPtr {
 /// therefore equals the same row evaluated alone, which keeps Picard's fixed point bit-identical to
 /// the sequential sampler (the `gemm` crate picks its K blocking from m and n, so it is not used here).
 #[allow(clippy::too_many_arguments)]
-fn gemm_acc(
+fn linear_gemm(
     m: usize,
     n: usize,
     k: usize,
@@ -163,7 +150,7 @@ impl Ops for CpuBackend {
             return Err(Error::shape("linear", "weight or bias of the wrong size"));
         }
         Self::fill_bias(os, &lin.bias);
-        gemm_acc(n, m, k, xs, &lin.weight, 1, k, os);
+        linear_gemm(n, m, k, xs, &lin.weight, 1, k, os);
         Ok(())
     }
 
