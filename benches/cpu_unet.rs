@@ -39,8 +39,11 @@ fn policies(set: &[(&str, Value)]) -> Vec<(&'static str, DiffusionPolicy)> {
         .iter()
         .filter(|(name, ..)| only.as_deref().is_none_or(|o| o == *name))
         .map(|&(name, file, horizon)| {
-            let path = format!("{}/{file}", env!("CARGO_MANIFEST_DIR"));
-            let mut cfg: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+            // From the repo root (where a staged copy runs), else from this package's sources.
+            let text = std::fs::read(file)
+                .or_else(|_| std::fs::read(format!("{}/{file}", env!("CARGO_MANIFEST_DIR"))))
+                .unwrap_or_else(|e| panic!("{file}: {e} (run from the repository root)"));
+            let mut cfg: Value = serde_json::from_slice(&text).unwrap();
             if let Some(h) = horizon {
                 cfg["horizon"] = json!(h);
                 cfg["n_action_steps"] = json!(h / 2);
