@@ -15,9 +15,10 @@
 //! Blocking: rows in blocks of [`MB`] (their slice of `out` stays in cache while the weight
 //! streams past once per block), `k` in chunks of [`KC`] or [`KC_FEW`] (that many rows of `rhs`
 //! are read as parallel sequential streams, prefetched [`PREFETCH_ROWS`] rows ahead), and tiles
-//! of at most [`MR`] rows × [`NB`] columns whose sums live in registers for one chunk. The tile body is plain Rust over `f32::mul_add` arrays, compiled
-//! twice: with AVX2+FMA (chosen at run time when the CPU has them) and for the baseline target;
-//! both give the same bits, because a fused multiply-add is exactly rounded however it is done.
+//! of at most [`MR`] rows × [`NB`] columns whose sums live in registers for one chunk. The tile
+//! body is plain Rust over `f32::mul_add` arrays, compiled twice: with AVX2+FMA (chosen at run
+//! time when the CPU has them) and for the baseline target; both give the same bits, because a
+//! fused multiply-add is exactly rounded however it is done.
 
 use rayon::prelude::*;
 
@@ -31,7 +32,8 @@ const KC: usize = 16;
 /// `k` values per pass when a row block has at most [`FEW_ROWS`] rows: the weight streams from
 /// memory once, and fewer rows of it at a time are fewer concurrent streams.
 const KC_FEW: usize = 4;
-/// Row blocks of at most this many rows use [`KC_FEW`] (batch 1 and 2 of a Diffusion Policy).
+/// Row blocks of at most this many rows use [`KC_FEW`] (a batch-1 Diffusion Policy's deeper
+/// levels: 4–8 rows).
 const FEW_ROWS: usize = 2 * MR;
 /// How many rows of `rhs` ahead of the one it reads a tile asks the cache for.
 const PREFETCH_ROWS: usize = 8;
