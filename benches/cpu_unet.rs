@@ -1,7 +1,8 @@
 //! The Diffusion Policy U-Net on the CPU backend, LeRobot's own architectures with random weights
 //! (`DiffusionPolicy::with_random_weights`, PyTorch's initialisation bounds): one evaluation at
 //! the row counts a sampler asks for (batch 1 and 8; a Picard window of 10 points at batch 1),
-//! and whole DDIM-10 / DDPM-100 action chunks with the sequential sampler.
+//! and whole DDIM-10 / DDPM-100 action chunks with the sequential sampler (the first selected
+//! config only).
 //!
 //! Configs: `benches/data/lerobot_lowdim_config.json` (LeRobot 0.6.1's low-dim config as
 //! `save_pretrained` wrote it: down_dims 256/512/1024, horizon 16) and
@@ -32,28 +33,32 @@ const CONFIGS: [(&str, &str, Option<u64>); 3] = [
     ),
 ];
 
-/// The configs to bench (all, or `PICARDIFF_BENCH_UNET`'s), each with `set` applied.
-fn policies(set: &[(&str, Value)]) -> Vec<(&'static str, DiffusionPolicy)> {
+/// The configs to bench: all, or `PICARDIFF_BENCH_UNET`'s.
+fn selected() -> impl Iterator<Item = &'static (&'static str, &'static str, Option<u64>)> {
     let only = std::env::var("PICARDIFF_BENCH_UNET").ok();
     CONFIGS
         .iter()
-        .filter(|(name, ..)| only.as_deref().is_none_or(|o| o == *name))
-        .map(|&(name, file, horizon)| {
-            // From the repo root (where a staged copy runs), else from this package's sources.
-            let text = std::fs::read(file)
-                .or_else(|_| std::fs::read(format!("{}/{file}", env!("CARGO_MANIFEST_DIR"))))
-                .unwrap_or_else(|e| panic!("{file}: {e} (run from the repository root)"));
-            let mut cfg: Value = serde_json::from_slice(&text).unwrap();
-            if let Some(h) = horizon {
-                cfg["horizon"] = json!(h);
-                cfg["n_action_steps"] = json!(h / 2);
-            }
-            for (key, v) in set {
-                cfg[*key] = v.clone();
-            }
-            (name, DiffusionPolicy::with_random_weights(&cfg, 7).unwrap())
-        })
-        .collect()
+        .filter(move |(name, ..)| only.as_deref().is_none_or(|o| o == *name))
+}
+
+/// The policy of one config with `set` applied, random weights.
+fn policy(
+    &(_, file, horizon): &(&str, &str, Option<u64>),
+    set: &[(&str, Value)],
+) -> DiffusionPolicy {
+    // From the repo root (where a staged copy runs), else from this package's sources.
+    let text = std::fs::read(file)
+        .or_else(|_| std::fs::read(format!("{}/{file}", env!("CARGO_MANIFEST_DIR"))))
+        .unwrap_or_else(|e| panic!("{file}: {e} (run from the repository root)"));
+    let mut cfg: Value = serde_json::from_slice(&text).unwrap();
+    if let Some(h) = horizon {
+        cfg["horizon"] = json!(h);
+        cfg["n_action_steps"] = json!(h / 2);
+    }
+    for (key, v) in set {
+        cfg[*key] = v.clone();
+    }
+    DiffusionPolicy::with_random_weights(&cfg, 7).unwrap()
 }
 
 /// Deterministic values in [−1, 1).
@@ -70,7 +75,9 @@ fn evaluation(c: &mut Criterion) {
     group
         .sample_size(10)
         .measurement_time(Duration::from_secs(4));
-    for (name, policy) in policies(&[]) {
+    // One policy at a time: the image U-Net is 1 GB of weights.
+    for config in selected() {
+        let (name, policy) = (config.0, policy(config, &[]));
         let dim = ScoreModel::<CpuBackend>::dim(&policy);
         for (batch, rows) in [(1, 1), (8, 8), (1, 10)] {
             let mut ws = ScoreModel::<CpuBackend>::workspace(&policy, &be, rows).unwrap();
@@ -99,14 +106,15 @@ fn chunk(c: &mut Criterion) {
     group
         .sample_size(10)
         .measurement_time(Duration::from_secs(10));
+    let Some(config) = selected().next() else {
+        return;
+    };
     for (rule, steps) in [("DDIM", 10), ("DDPM", 100)] {
         let set = [
             ("noise_scheduler_type", json!(rule)),
             ("num_inference_steps", json!(steps)),
         ];
-        let Some((name, policy)) = policies(&set).into_iter().next() else {
-            return;
-        };
+        let (name, policy) = (config.0, policy(config, &set));
         let s = &policy.scheduler;
         let grid = s.grid(&s.schedule().unwrap()).unwrap();
         for batch in [1, 8] {

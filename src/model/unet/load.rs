@@ -38,11 +38,14 @@ enum Source<'r, 'a> {
     Random(RandomInit),
 }
 
-/// PyTorch's default initialisation, drawn from a xorshift stream: weights uniform in
-/// ±1/√fan_in (fan_in = all dimensions but the first), a bias uniform in the bound of the weight
-/// read before it, GroupNorm scales 1 and shifts 0.
+/// PyTorch's default initialisation, drawn from the project's Philox stream (`crate::rng`,
+/// counter = value index, key = seed): weights uniform in ±1/√fan_in (fan_in = all dimensions
+/// but the first), a bias uniform in the bound of the weight read before it, GroupNorm scales 1
+/// and shifts 0.
 struct RandomInit {
-    state: u64,
+    key: [u32; 2],
+    /// Values drawn so far (the next counter).
+    drawn: u64,
     bound: f32,
 }
 
@@ -56,15 +59,17 @@ impl RandomInit {
         } else if key.ends_with("block.1.bias") {
             return vec![0.0; len];
         }
-        (0..len)
-            .map(|_| {
-                self.state ^= self.state << 13;
-                self.state ^= self.state >> 7;
-                self.state ^= self.state << 17;
-                let unit = (self.state >> 40) as f32 / (1u64 << 24) as f32;
-                (2.0 * unit - 1.0) * self.bound
-            })
-            .collect()
+        let mut out = Vec::with_capacity(len);
+        while out.len() < len {
+            let c = self.drawn;
+            self.drawn += 1;
+            let words = crate::rng::philox4x32_10([c as u32, (c >> 32) as u32, 0, 0], self.key);
+            for w in words.into_iter().take(len - out.len()) {
+                let unit = (w >> 8) as f32 / (1u32 << 24) as f32;
+                out.push((2.0 * unit - 1.0) * self.bound);
+            }
+        }
+        out
     }
 }
 
@@ -469,7 +474,8 @@ impl DiffusionPolicy {
         let mut config = architecture(cfg, action_dim)?;
         config.global_cond_dim = features.width();
         let init = RandomInit {
-            state: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+            key: [seed as u32, (seed >> 32) as u32],
+            drawn: 0,
             bound: 1.0,
         };
         let src = Source::Random(init);
