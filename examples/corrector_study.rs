@@ -69,6 +69,7 @@ fn main() -> Result<()> {
                     form: PicardForm::Scan,
                     corrector: corr,
                     anderson: None,
+                    final_tol: None,
                 };
                 let out = run(
                     &CpuBackend,

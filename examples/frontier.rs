@@ -150,6 +150,10 @@ fn frontier(label: &str, net: &Net, batch: usize, long: bool) {
         };
         let seq = run(net, &seq_plan, &inputs, &seq_plan);
         let dim = seq.samples.len() / batch;
+        if std::env::var_os("FRONTIER_FINAL").is_some() {
+            final_sweep(net, &case, model_run, output, &inputs, &seq, dim);
+            continue;
+        }
         for (form, over) in forms() {
             for &tau in case.taus {
                 let s = RunSpec {
@@ -181,6 +185,58 @@ fn frontier(label: &str, net: &Net, batch: usize, long: bool) {
             "| {} | sequential | | {} | {} | 0 | 0 | 0 |",
             case.name, seq.stats.rounds, seq.stats.nfe
         );
+    }
+}
+
+/// The final-sample stop's sweep: picard scan and drift at the default τ and at τ = 0, with
+/// `final_tol` off and from 1e-2 to 1e-4 (`FRONTIER_FINAL=1`).
+fn final_sweep(
+    net: &Net,
+    case: &Case,
+    model_run: ModelRun,
+    output: ModelOutput,
+    inputs: &RunInputs<'_>,
+    seq: &RunOutput,
+    dim: usize,
+) {
+    const FINAL: [Option<f64>; 6] = [
+        None,
+        Some(1e-2),
+        Some(3e-3),
+        Some(1e-3),
+        Some(3e-4),
+        Some(1e-4),
+    ];
+    for (form, tau) in [
+        ("scan", None),
+        ("drift", None),
+        ("scan", Some(0.0)),
+        ("drift", Some(0.0)),
+    ] {
+        // τ = 0 without the stop is the sequential sampler.
+        for ft in FINAL.into_iter().filter(|f| f.is_some() || tau.is_none()) {
+            let s = RunSpec {
+                sampler: Some(SamplerName::Picard),
+                picard_form: form.parse().ok(),
+                tol: tau,
+                final_tol: ft,
+                ..case.spec.clone()
+            };
+            let plan = s.plan(model_run, output).expect("plan");
+            let par = run(net, &plan, inputs, &plan);
+            let dev = per_sample_deviation(&par.samples, &seq.samples, dim);
+            println!(
+                "| {} | picard {form} | {} | {} | {} | {} | {:.1e} | {:.1e} | {:.1e} |",
+                case.name,
+                tau.map_or("default".to_string(), |t| t.to_string()),
+                ft.map_or("off".to_string(), |f| format!("{f:.0e}")),
+                par.stats.rounds,
+                par.stats.nfe,
+                quantile(&dev, 0.5),
+                quantile(&dev, 0.9),
+                quantile(&dev, 1.0),
+            );
+        }
     }
 }
 

@@ -20,6 +20,7 @@ fn main() -> picardiff::Result<()> {
         max_iters: None,
         form,
         anderson: None,
+        final_tol: None,
     };
     let inputs = RunInputs {
         batch: 4,

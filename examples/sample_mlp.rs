@@ -77,6 +77,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         max_iters: None,
         form: PicardForm::Scan,
         anderson: None,
+        final_tol: None,
     };
     let par = run(&CpuBackend, &model, &grid, rule, &picard, &inputs)?;
     let dim = model.config().dim;

@@ -41,6 +41,7 @@ fn main() -> Result<()> {
                     max_iters: None,
                     form: PicardForm::Scan,
                     anderson: None,
+                    final_tol: None,
                 },
             ),
             (
@@ -55,6 +56,7 @@ fn main() -> Result<()> {
                     form: PicardForm::Scan,
                     corrector: None,
                     anderson: None,
+                    final_tol: None,
                 },
             ),
         ];

@@ -163,6 +163,10 @@ typedef struct picardiff_sampler_config {
   // Anderson acceleration of the picard and blocks samplers with this history (2 to 5; CPU
   // only); 0 = off (the default).
   uint32_t anderson;
+  // Picard and blocks: also stop once the last point's RMS change per element in one
+  // iteration is at most this for every sample, in the samples' units (counted from the
+  // second iteration that reaches the last point); 0 = off (the default). Negative is an error.
+  double final_tol;
 } picardiff_sampler_config;
 
 // A model callback: evaluates `n` rows of `dim` values at `x` (row-major), row i at model time
@@ -198,6 +202,11 @@ typedef struct picardiff_stats {
   double wall_ms;
   // Host reads of the Picard window state (device synchronisations inside the loop).
   size_t host_syncs;
+  // With `final_tol` set: the last point's RMS change per element in the last iteration that
+  // swept it, for the sample that changed most (data units); −1 without the stop.
+  double final_change;
+  // 1 if the final-sample stop ended the run before the per-step test accepted every point.
+  uint32_t final_stopped;
 } picardiff_stats;
 
 #ifdef __cplusplus

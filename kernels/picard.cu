@@ -325,7 +325,9 @@ __global__ void __launch_bounds__(SCAN_MAX_THREADS) picard_sweep_scan_f32(Picard
 // applies WindowState::advance: sliding -> start = first fail, end = min(start + p, steps); blocks ->
 // next block when the block converged or spent K iterations, recording the block's residual (the max
 // error of the points but the last, an integer max of the float bits) and the first block that ended
-// above tol2. A
+// above tol2. When the window holds the last point N, its error is the final-sample stop's: counted
+// in final_sweeps/final_err, and with final_tol2 >= 0, from the second such iteration on, an error at
+// most final_tol2 accepts every point (final_stopped = 1 if the per-point test would not have). A
 // non-finite point sets bad_point and freezes the window (the host reports Error::NonFinite).
 // old_end records the end before advancing.
 __global__ void __launch_bounds__(ADVANCE_THREADS) picard_advance_f32(PicardParams P, int bps) {
@@ -337,9 +339,11 @@ __global__ void __launch_bounds__(ADVANCE_THREADS) picard_advance_f32(PicardPara
     }
     const int len = e - s;
     __shared__ int first_fail, first_bad, worst_bits;
+    __shared__ float last_err; // the error of point e (k = len - 1)
     if (threadIdx.x == 0) {
         first_fail = first_bad = len;
         worst_bits = 0;
+        last_err = 0.0f;
     }
     __syncthreads();
     const int lane = threadIdx.x % WARP, warp = threadIdx.x / WARP, nwarps = blockDim.x / WARP;
@@ -357,6 +361,7 @@ __global__ void __launch_bounds__(ADVANCE_THREADS) picard_advance_f32(PicardPara
             const float v = __fdiv_rn(acc, denom);
             worst = isfinite(v) ? fmaxf(worst, v) : INFINITY;
         }
+        if (k == len - 1 && lane == 0) last_err = worst; // one warp, one lane: no race
         if (!isfinite(worst)) my_bad = min(my_bad, k);
         if (!isfinite(worst) || worst > P.tol2) my_fail = min(my_fail, k);
         if (isfinite(worst) && k < len - 1) my_worst = fmaxf(my_worst, worst); // not the last point
@@ -374,7 +379,15 @@ __global__ void __launch_bounds__(ADVANCE_THREADS) picard_advance_f32(PicardPara
         w->bad_point = s + 1 + first_bad;
         return;
     }
-    const int fail = first_fail < len ? s + 1 + first_fail : e;
+    int fail = first_fail < len ? s + 1 + first_fail : e;
+    if (e == P.steps) {
+        w->final_sweeps += 1;
+        w->final_err = last_err;
+        if (P.final_tol2 >= 0.0f && w->final_sweeps >= 2 && last_err <= P.final_tol2 && fail != e) {
+            w->final_stopped = 1; // the final samples settled: accept every point
+            fail = e;
+        }
+    }
     w->iters += 1;
     w->nfe += len;
     if (P.mode == PICARDIFF_MODE_SLIDING) {

@@ -70,6 +70,12 @@ typedef struct PicardWindow {
     int unconverged_block;
     int unconverged_end;
     float unconverged_err;
+    /* The final-sample stop (WindowState::final_sweeps / final_err / final_stopped): iterations
+     * whose window held the last point, that point's error (max over samples) in the latest of
+     * them, and 1 once the stop ended the run before the per-point test accepted every point. */
+    int final_sweeps;
+    float final_err;
+    int final_stopped;
 } PicardWindow;
 
 /* The step table in device memory. `coef`: steps x 8 f32, row j = (a, b, c, p, q, u, v, f) of step j
@@ -114,6 +120,7 @@ typedef struct PicardParams {
     int num_blocks;
     int block_iters;      /* K of blocks mode */
     float tol2;           /* tau^2 */
+    float final_tol2;     /* final-sample stop: bound on the last point's error (FinalStop::tol2); < 0: off */
     int sweep_path;       /* PICARDIFF_SWEEP_*: which sweep kernel (AUTO: see launch_picard_sweep_f32) */
     int noisy;            /* 0: every c_m is 0 (a deterministic rule), the sweep skips the noise path */
 } PicardParams;

@@ -104,6 +104,8 @@ fields! {
     PicardForm = "picard_form",
     /// Anderson acceleration's history.
     Anderson = "anderson",
+    /// The final-sample stop's tolerance.
+    FinalTol = "final_tol",
     /// The number of samples.
     Batch = "batch",
     /// The noise seed.

@@ -16,7 +16,7 @@
 //! let mixture = Mixture::new(vec![0.5, 0.5], vec![vec![-2.0, 0.0], vec![2.0, 0.0]], vec![0.3, 0.3]).unwrap();
 //! let model = GmmModel::new(mixture, schedule);
 //! let rule = StepRule::from_name("ddpm", None).unwrap();
-//! let picard = SamplerKind::Picard { window: 100, tol: 0.1, max_iters: None, form: PicardForm::Scan, anderson: None };
+//! let picard = SamplerKind::Picard { window: 100, tol: 0.1, max_iters: None, form: PicardForm::Scan, anderson: None, final_tol: None };
 //! let inputs = RunInputs { batch: 4, seed: 7, ..Default::default() };
 //! let out = run(&CpuBackend, &model, &grid, rule, &picard, &inputs).unwrap();
 //! assert_eq!(out.samples.len(), 4 * 2);

@@ -16,6 +16,7 @@ fn picard(window: usize, tol: f64, form: PicardForm, anderson: Option<usize>) ->
         max_iters: None,
         form,
         anderson,
+        final_tol: None,
     }
 }
 
@@ -56,6 +57,7 @@ fn zero_tolerance_equals_sequential_bit_for_bit() {
             form: PicardForm::Scan,
             corrector: None,
             anderson: Some(3),
+            final_tol: None,
         };
         let out = sample(&model, &g, rule, &blocks, 3);
         assert_eq!(out.samples, reference.samples, "{rule} blocks");

@@ -61,6 +61,7 @@ fn picard(window: usize) -> SamplerKind {
         max_iters: None,
         form: PicardForm::Scan,
         anderson: None,
+        final_tol: None,
     }
 }
 
@@ -184,6 +185,7 @@ fn short_grids_run_sequentially_without_measuring() {
         form: PicardForm::Scan,
         corrector: None,
         anderson: None,
+        final_tol: None,
     };
     let e = choose(&CpuBackend, &Never, &g, rule, &blocks, &inputs(1)).unwrap_err();
     assert!(e.to_string().contains("not blocks"), "{e}");

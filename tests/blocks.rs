@@ -51,6 +51,7 @@ fn blocks_with_enough_iterations_equal_sequential_and_error_falls_with_k() {
         form: PicardForm::Scan,
         corrector: None,
         anderson: None,
+        final_tol: None,
     };
     let exact = run(&CpuBackend, &model, &g, rule, &blocks(longest), &inputs).unwrap();
     let diff = max_abs_diff(&exact.samples, &seq.samples);
@@ -92,6 +93,7 @@ fn corrector_picard_is_exact_with_enough_iterations_and_validates() {
             form: PicardForm::Scan,
             corrector,
             anderson: None,
+            final_tol: None,
         };
         run(&CpuBackend, &model, &g, StepRule::ExpOde, &kind, &inputs)
     };
@@ -136,6 +138,7 @@ fn a_block_that_ends_above_tol_is_an_error_naming_it() {
         form: PicardForm::Scan,
         corrector: None,
         anderson: None,
+        final_tol: None,
     };
     let err = run(
         &CpuBackend,

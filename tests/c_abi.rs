@@ -159,6 +159,7 @@ fn rust_picard(
         max_iters: None,
         form: PicardForm::Scan,
         anderson: None,
+        final_tol: None,
     };
     let inputs = RunInputs {
         batch,

@@ -130,6 +130,7 @@ fn thousands_of_runs_keep_memory_flat() {
             max_iters: None,
             form: PicardForm::Scan,
             anderson: None,
+            final_tol: None,
         };
         let inputs = RunInputs {
             batch: 2,

@@ -30,6 +30,7 @@ fn picard(window: usize, tol: f64, form: PicardForm) -> SamplerKind {
         max_iters: None,
         form,
         anderson: None,
+        final_tol: None,
     }
 }
 
@@ -64,6 +65,7 @@ fn clipped_picard_fixed_point_is_the_clipped_sequential_sampler() {
                     form: PicardForm::Scan,
                     corrector: None,
                     anderson: None,
+                    final_tol: None,
                 },
             ),
         ] {

@@ -49,6 +49,7 @@ fn picard(window: usize, tol: f64, form: PicardForm) -> SamplerKind {
         max_iters: None,
         form,
         anderson: None,
+        final_tol: None,
     }
 }
 
@@ -60,6 +61,7 @@ fn blocks(block_len: f64, iters: usize, tol: f64) -> SamplerKind {
         form: PicardForm::Scan,
         corrector: None,
         anderson: None,
+        final_tol: None,
     }
 }
 

@@ -129,6 +129,7 @@ fn picard_on_cuda_matches_the_sequential_sampler() {
                     max_iters: None,
                     form: PicardForm::Scan,
                     anderson: None,
+                    final_tol: None,
                 };
                 let par = sample_on(&be, &policy, run_ref, &kind, noise);
                 let e = rel_err(&par.samples, &seq.samples);
@@ -162,6 +163,7 @@ fn policy_iterations_replay_bit_identically() {
         max_iters: None,
         form: PicardForm::Scan,
         anderson: None,
+        final_tol: None,
     };
     be.set_graphs(false);
     let plain = sample_on(&be, &policy, run_ref, &kind, false);

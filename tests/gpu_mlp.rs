@@ -236,6 +236,7 @@ fn moons_sampler_matches_the_cpu() {
                 max_iters: None,
                 form: PicardForm::Scan,
                 anderson: None,
+                final_tol: None,
             },
         ),
     ];
@@ -280,6 +281,7 @@ fn mlp_graph_replay_equals_eager() {
             max_iters: None,
             form: PicardForm::Scan,
             anderson: None,
+            final_tol: None,
         };
         graphs_equal_eager(&be, &m, &grid, &kind, &inputs, &format!("moons {dtype:?}"));
     }
@@ -337,6 +339,7 @@ fn cached_device_weights_give_the_same_samples_on_every_backend() {
         max_iters: None,
         form: PicardForm::Scan,
         anderson: None,
+        final_tol: None,
     };
     let first = run(&be, &m, &grid, rule, &kind, &inputs).unwrap();
     for (what, b) in [("second backend", &other), ("first backend again", &be)] {
@@ -375,6 +378,7 @@ fn layer_variants_replay_with_a_wrapping_window() {
             max_iters: None,
             form: PicardForm::Scan,
             anderson: None,
+            final_tol: None,
         };
         graphs_equal_eager(&be, &m, &grid, &kind, &inputs, &format!("{name} p=60"));
     }

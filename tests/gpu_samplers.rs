@@ -29,6 +29,7 @@ fn picard(window: usize, tol: f64, form: PicardForm) -> SamplerKind {
         max_iters: None,
         form,
         anderson: None,
+        final_tol: None,
     }
 }
 
@@ -208,6 +209,7 @@ fn blocks_match_the_cpu() {
         form: PicardForm::Scan,
         corrector: None,
         anderson: None,
+        final_tol: None,
     };
     let (c, gp) = both(&be, &model, &g, "exp-sde", &kind(2, 0.0), &inputs(33));
     assert_close(&c, &gp, "blocks K=2");
@@ -252,6 +254,7 @@ fn blocks_with_the_corrector_match_the_cpu() {
             iters: 8,
         }),
         anderson: None,
+        final_tol: None,
     };
     let (c, gp) = both(&be, &model, &g, "exp-ode", &kind, &inputs(33));
     assert_close(&c, &gp, "blocks K=2 + corrector");
@@ -347,6 +350,7 @@ fn a_nan_model_output_stops_every_sampler_naming_the_step() {
             form: PicardForm::Scan,
             corrector: None,
             anderson: None,
+            final_tol: None,
         },
     ];
     for kind in kinds {
@@ -399,6 +403,7 @@ fn graph_replay_equals_eager_iteration_bit_for_bit() {
                 form: PicardForm::Scan,
                 corrector: None,
                 anderson: None,
+                final_tol: None,
             },
         ),
     ];

@@ -66,6 +66,7 @@ fn a_nan_model_output_stops_every_sampler_naming_the_step() {
             max_iters: None,
             form: PicardForm::Scan,
             anderson: None,
+            final_tol: None,
         },
         SamplerKind::Picard {
             window: 8,
@@ -73,6 +74,7 @@ fn a_nan_model_output_stops_every_sampler_naming_the_step() {
             max_iters: None,
             form: PicardForm::Drift,
             anderson: None,
+            final_tol: None,
         },
         SamplerKind::Blocks {
             block_len: 200.0,
@@ -81,6 +83,7 @@ fn a_nan_model_output_stops_every_sampler_naming_the_step() {
             form: PicardForm::Scan,
             corrector: None,
             anderson: None,
+            final_tol: None,
         },
     ];
     // A one-step rule and a multistep one (whose later steps also read point 37's output).
@@ -106,6 +109,7 @@ fn same_seed_is_bit_identical_across_runs_and_thread_counts() {
         max_iters: None,
         form: PicardForm::Scan,
         anderson: None,
+        final_tol: None,
     };
     let inputs = RunInputs {
         batch: 5,
@@ -161,6 +165,7 @@ fn samplers_from_several_threads_match_running_alone() {
         max_iters: None,
         form: PicardForm::Scan,
         anderson: None,
+        final_tol: None,
     };
     let alone: Vec<Vec<f32>> = (0..4)
         .map(|seed| {
@@ -220,6 +225,7 @@ fn a_run_larger_than_free_memory_fails_before_allocating_with_the_amount() {
         max_iters: None,
         form: PicardForm::Scan,
         anderson: None,
+        final_tol: None,
     };
     let err = run(
         &CpuBackend,
@@ -287,6 +293,7 @@ fn the_memory_check_counts_the_model_workspace() {
         max_iters: None,
         form: PicardForm::Scan,
         anderson: None,
+        final_tol: None,
     };
     let rule = StepRule::from_name("ddpm", None).unwrap();
     let inputs = RunInputs {
@@ -346,6 +353,7 @@ fn integer_edges_are_errors_not_panics_or_wraps() {
         max_iters: None,
         form: PicardForm::Scan,
         anderson: None,
+        final_tol: None,
     };
     // sample0 + batch past 2^32 would wrap the noise counter and reuse sample 0's noise.
     let inputs = |sample0, batch| RunInputs {
@@ -396,6 +404,7 @@ fn integer_edges_are_errors_not_panics_or_wraps() {
         form: PicardForm::Scan,
         corrector: None,
         anderson: None,
+        final_tol: None,
     };
     let out = run(&CpuBackend, &model, &g, rule, &blocks, &inputs(0, 2)).unwrap();
     assert!(out.stats.rounds <= 10);
@@ -406,6 +415,7 @@ fn integer_edges_are_errors_not_panics_or_wraps() {
         max_iters: None,
         form: PicardForm::Scan,
         anderson: None,
+        final_tol: None,
     };
     let e = run(&CpuBackend, &model, &g, rule, &inf, &inputs(0, 2)).unwrap_err();
     assert!(e.to_string().contains("tol"), "{e}");

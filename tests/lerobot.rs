@@ -121,6 +121,7 @@ fn picard_fixed_point_is_the_sequential_policy_sampler() {
                     max_iters: None,
                     form: PicardForm::Scan,
                     anderson: None,
+                    final_tol: None,
                 };
                 let par = sample(&policy, run_ref, &kind, noise);
                 assert_eq!(par.samples, seq.samples, "{name} {key} window {window}");

@@ -55,6 +55,7 @@ fn memory_is_independent_of_the_number_of_steps() {
                 max_iters: None,
                 form: PicardForm::Scan,
                 anderson,
+                final_tol: None,
             };
             let inputs = RunInputs {
                 batch,

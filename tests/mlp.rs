@@ -328,6 +328,7 @@ fn picard_and_blocks_reproduce_sequential_on_trained_moons() {
             max_iters: None,
             form: PicardForm::Scan,
             anderson: None,
+            final_tol: None,
         };
         let par = run(&CpuBackend, &model, &grid, rule, &picard, &inputs).unwrap();
         let dev = max_abs_diff(&par.samples, &seq.samples);
@@ -359,6 +360,7 @@ fn picard_and_blocks_reproduce_sequential_on_trained_moons() {
             form: PicardForm::Scan,
             corrector: None,
             anderson: None,
+            final_tol: None,
         };
         let out = run(&CpuBackend, &model, &grid, rule, &blocks, &inputs).unwrap();
         let dev = max_abs_diff(&out.samples, &seq.samples);

@@ -87,6 +87,7 @@ fn each_sample_equals_the_model_with_its_vector() {
             max_iters: None,
             form: PicardForm::Scan,
             anderson: None,
+            final_tol: None,
         };
         let par = run(&CpuBackend, &m, &grid, rule, &picard, &inputs).unwrap();
         assert_eq!(par.samples, seq.samples, "window {window}");

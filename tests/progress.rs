@@ -19,6 +19,7 @@ fn samplers() -> [SamplerKind; 3] {
             max_iters: None,
             form: PicardForm::Scan,
             anderson: None,
+            final_tol: None,
         },
         SamplerKind::Blocks {
             block_len: 100.0,
@@ -27,6 +28,7 @@ fn samplers() -> [SamplerKind; 3] {
             form: PicardForm::Scan,
             corrector: None,
             anderson: None,
+            final_tol: None,
         },
     ]
 }

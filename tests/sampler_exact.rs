@@ -29,6 +29,7 @@ fn picard(window: usize, tol: f64, form: PicardForm) -> SamplerKind {
         max_iters: None,
         form,
         anderson: None,
+        final_tol: None,
     }
 }
 

@@ -43,6 +43,7 @@ fn ddpm_1000_samples_the_2d_mixture() {
         max_iters: None,
         form: PicardForm::Scan,
         anderson: None,
+        final_tol: None,
     };
     let par = sample(&model, &g, &picard, BATCH);
     let (werr, _, maxabs) = component_errors(&mix, &par.samples);
@@ -91,6 +92,7 @@ fn picard_tau_01_uses_a_tenth_of_the_rounds_within_2e3() {
             max_iters: None,
             form,
             anderson: None,
+            final_tol: None,
         };
         let par = sample(&model, &g, &kind, batch);
         let dev = max_abs_diff(&par.samples, &seq.samples);

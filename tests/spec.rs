@@ -32,6 +32,7 @@ fn library_defaults_are_the_documented_ones() {
             max_iters: None,
             form: PicardForm::Scan,
             anderson: None,
+            final_tol: None,
         }
     );
     assert_eq!(plan.seed, 0);

@@ -103,6 +103,7 @@ class Model:
         window: Optional[int] = None,
         picard_form: Optional[Literal["scan", "drift"]] = None,
         anderson: Optional[int] = None,
+        final_tol: Optional[float] = None,
         max_iters: Optional[int] = None,
         block_len: Optional[float] = None,
         iters: Optional[int] = None,
@@ -149,7 +150,10 @@ class Model:
           tolerance (default 0.1 for stochastic rules, 1e-3 for deterministic ones; 0 reproduces
           the sequential sampler exactly); ``max_iters`` (default ``steps``; reaching it raises
           PicardiffError); ``picard_form``: "scan" (default) or "drift"; ``anderson``:
-          Anderson acceleration with this history, 2 to 5 (picard, blocks; CPU only; default off).
+          Anderson acceleration with this history, 2 to 5 (picard, blocks; CPU only; default off);
+          ``final_tol``: also stop once the last point's RMS change per element in one iteration
+          is at most this for every sample, in the samples' units (picard, blocks; default off;
+          ``stats["final_change"]`` and ``stats["final_stopped"]`` say how the run ended).
         - ``block_len`` (100 timesteps discrete, 1 continuous), ``iters`` (the longest block's
           length, which always suffices), ``corrector`` and
           ``corrector_*``: the blocks sampler.
@@ -194,6 +198,7 @@ class Model:
         window: Optional[int] = None,
         picard_form: Optional[Literal["scan", "drift"]] = None,
         anderson: Optional[int] = None,
+        final_tol: Optional[float] = None,
         max_iters: Optional[int] = None,
         block_len: Optional[float] = None,
         iters: Optional[int] = None,

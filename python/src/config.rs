@@ -294,6 +294,7 @@ pub fn problem<'a>(
         "max_iters",
         "picard_form",
         "anderson",
+        "final_tol",
         "block_len",
         "blocks",
         "iters",

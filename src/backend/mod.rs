@@ -20,7 +20,8 @@ pub mod ops;
 mod window;
 
 pub use window::{
-    covering_slots, UnconvergedBlock, WindowMode, WindowPlan, WindowState, ANDERSON_HISTORY,
+    covering_slots, FinalStop, UnconvergedBlock, WindowMode, WindowPlan, WindowState,
+    ANDERSON_HISTORY,
 };
 
 use crate::error::Result;

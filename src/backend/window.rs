@@ -39,6 +39,22 @@ pub struct WindowPlan {
     /// Anderson acceleration's history m (iterates kept per point, the current one included;
     /// `docs/algorithms.md` §11), or None: the plain Picard update.
     pub anderson: Option<usize>,
+    /// The final-sample stop ([`WindowPlan::with_final_stop`]), or None: only the per-point test.
+    pub final_stop: Option<FinalStop>,
+}
+
+/// The final-sample stop (`docs/algorithms.md` §3): the run ends once the last point's RMS change
+/// per element in one iteration, for every sample, is at most `tol` in the samples' own units,
+/// counted only from the second iteration that sweeps the last point (the first one's change is
+/// from an initial guess, not from an earlier iterate).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FinalStop {
+    /// The tolerance on the RMS change, in data units.
+    pub tol: f64,
+    /// The error normaliser v_N of the last point (the table's `var[N − 1]`).
+    pub var: f32,
+    /// `tol² / var`: the bound on the last point's normalised error (the units of τ²).
+    pub tol2: f32,
 }
 
 /// The Anderson histories allowed ([`WindowPlan::with_anderson`]).
@@ -66,6 +82,7 @@ impl WindowPlan {
             form,
             max_iters: max_iters.unwrap_or(steps),
             anderson: None,
+            final_stop: None,
         })
     }
 
@@ -113,6 +130,7 @@ impl WindowPlan {
             form,
             max_iters,
             anderson: None,
+            final_stop: None,
         })
     }
 
@@ -131,6 +149,36 @@ impl WindowPlan {
             }
         }
         self.anderson = m;
+        Ok(self)
+    }
+
+    /// This plan with the final-sample stop at RMS change `tol` (None: off); `var` is the last
+    /// point's error normaliser (the step table's `var[N − 1]`, positive). `tol` must be positive
+    /// and finite: a run that stops on it is close to the sequential one, never equal by design
+    /// (a τ = 0 run is the exact one).
+    pub fn with_final_stop(mut self, tol: Option<f64>, var: f32) -> Result<Self> {
+        self.final_stop = match tol {
+            None => None,
+            Some(tol) => {
+                if !(tol > 0.0 && tol.is_finite()) {
+                    return Err(Error::config(
+                        Field::FinalTol,
+                        format!(
+                            "must be positive and finite, got {tol} (tol 0 gives the exact \
+                             sequential result)"
+                        ),
+                    ));
+                }
+                if !(var > 0.0 && var.is_finite()) {
+                    return Err(Error::shape(
+                        "final stop",
+                        format!("the last point's normaliser must be positive, got {var}"),
+                    ));
+                }
+                let tol2 = ((tol * tol) / var as f64) as f32;
+                Some(FinalStop { tol, var, tol2 })
+            }
+        };
         Ok(self)
     }
 
@@ -154,6 +202,9 @@ impl WindowPlan {
             block_iters: 0,
             worst_block_err: 0.0,
             unconverged: None,
+            final_sweeps: 0,
+            final_err: 0.0,
+            final_stopped: false,
         }
     }
 }
@@ -223,6 +274,12 @@ pub struct WindowState {
     /// (with τ = 0, every block that did not converge exactly). The sampler makes it an error
     /// for τ > 0.
     pub unconverged: Option<UnconvergedBlock>,
+    /// Iterations whose window held the last point N.
+    pub final_sweeps: usize,
+    /// The last point's normalised error (the max over the batch) in the latest of those.
+    pub final_err: f32,
+    /// Whether the final-sample stop ended the run before the per-point test accepted every point.
+    pub final_stopped: bool,
 }
 
 impl WindowState {
@@ -232,13 +289,15 @@ impl WindowState {
     }
 
     /// Whether `other` is this state up to the rounding of the block residuals: every position,
-    /// counter and unconverged block equal, the residuals within a relative `rel`. Backends sum
+    /// counter and unconverged block equal, the residuals (and the last point's error) within a
+    /// relative `rel`. Backends sum
     /// the point errors in different orders, so they agree on which points pass τ² (the tests that
     /// compare them avoid ties) but on the residuals' values only to float rounding.
     pub fn matches(&self, other: &WindowState, rel: f32) -> bool {
         let close = |a: f32, b: f32| a == b || (a - b).abs() <= rel * a.abs().max(b.abs());
         let zero = |w: &WindowState| WindowState {
             worst_block_err: 0.0,
+            final_err: 0.0,
             unconverged: w.unconverged.map(|u| UnconvergedBlock { err: 0.0, ..u }),
             ..*w
         };
@@ -246,6 +305,7 @@ impl WindowState {
         zero(self) == zero(other)
             && close(self.worst_block_err, other.worst_block_err)
             && close(errs(self), errs(other))
+            && close(self.final_err, other.final_err)
     }
 
     /// The first point in s+1..=e whose error is above τ² (`max_err` as for [`Self::advance`]),
@@ -264,7 +324,19 @@ impl WindowState {
         if s >= plan.steps {
             return e;
         }
-        let first_fail = self.first_fail(plan, &max_err);
+        let mut first_fail = self.first_fail(plan, &max_err);
+        if e == plan.steps {
+            self.final_sweeps += 1;
+            self.final_err = max_err(e - s - 1);
+            let met = plan
+                .final_stop
+                .is_some_and(|f| self.final_sweeps >= 2 && self.final_err <= f.tol2);
+            if met && first_fail != e {
+                // Every point is accepted: the final samples have settled (§3, final stop).
+                self.final_stopped = true;
+                first_fail = e;
+            }
+        }
         self.iters += 1;
         self.nfe += e - s;
         match &plan.mode {
@@ -301,6 +373,75 @@ impl WindowState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The final-sample stop: not on the first sweep of the last point (its change is from a
+    /// guess), then at the first error at most its bound, accepting every point; a run the
+    /// per-point test ends is not flagged; in blocks mode it ends only the last block, converged.
+    #[test]
+    fn final_stop_needs_a_second_sweep_and_accepts_the_window() {
+        let var = 0.25f32;
+        let plan = WindowPlan::sliding(10, 10, 1e-3, PicardForm::Scan, None)
+            .unwrap()
+            .with_final_stop(Some(0.1), var)
+            .unwrap();
+        let bound = plan.final_stop.unwrap().tol2;
+        assert!((bound - 0.01 / var).abs() < 1e-6);
+        // Every point fails τ; the last one's error (point 10 = start + 1 + k) is below the bound.
+        let err = |start: usize| {
+            move |k: usize| {
+                if start + 1 + k == 10 {
+                    bound * 0.5
+                } else {
+                    1.0
+                }
+            }
+        };
+        let mut st = plan.initial_state();
+        st.advance(&plan, err(0));
+        assert_eq!((st.start, st.final_sweeps, st.final_stopped), (1, 1, false));
+        st.advance(&plan, err(1));
+        assert_eq!((st.start, st.final_sweeps, st.final_stopped), (10, 2, true));
+        assert!(st.done(&plan) && st.iters == 2 && st.final_err == bound * 0.5);
+        // Above the bound: the window moves by the per-point test only.
+        let mut st = plan.initial_state();
+        for _ in 0..3 {
+            st.advance(&plan, |_| bound * 2.0);
+        }
+        assert_eq!((st.start, st.final_stopped), (3, false));
+        // The per-point test accepts everything: done, not flagged.
+        let mut st = plan.initial_state();
+        st.advance(&plan, |_| 0.0);
+        st.advance(&plan, |_| 0.0);
+        assert!(st.done(&plan) && !st.final_stopped);
+        // Blocks: the first block ignores the stop, the last one ends converged on it.
+        let plan = WindowPlan::blocks(10, vec![4, 10], 100, 1e-3, PicardForm::Scan)
+            .unwrap()
+            .with_final_stop(Some(0.1), var)
+            .unwrap();
+        let mut st = plan.initial_state();
+        let low = |_: usize| bound * 0.5;
+        st.advance(&plan, low);
+        st.advance(&plan, low);
+        assert_eq!((st.block, st.start, st.final_sweeps), (0, 0, 0));
+        st.advance(&plan, |_| 0.0); // the first block converges on τ
+        assert_eq!((st.block, st.start, st.end), (1, 4, 10));
+        st.advance(&plan, low);
+        assert!(!st.done(&plan));
+        st.advance(&plan, low);
+        assert!(st.done(&plan) && st.final_stopped && st.unconverged.is_none());
+    }
+
+    /// The stop's tolerance must be positive and finite, the normaliser positive.
+    #[test]
+    fn final_stop_refuses_bad_tolerances() {
+        let plan = WindowPlan::sliding(10, 10, 1e-3, PicardForm::Scan, None).unwrap();
+        for bad in [0.0, -1e-3, f64::NAN, f64::INFINITY] {
+            let e = plan.clone().with_final_stop(Some(bad), 1.0).unwrap_err();
+            assert!(e.to_string().contains("final_tol"), "{e}");
+        }
+        assert!(plan.clone().with_final_stop(Some(1e-3), 0.0).is_err());
+        assert_eq!(plan.with_final_stop(None, 0.0).unwrap().final_stop, None);
+    }
 
     /// Every model point of every later window (start ≥ the known start) lies in a covering slot,
     /// for sliding windows shorter than, equal to and wrapping around the ring.

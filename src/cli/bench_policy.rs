@@ -63,6 +63,7 @@ pub fn bench_policy(
                 max_iters: None,
                 form: PicardForm::Scan,
                 anderson: None,
+                final_tol: None,
             };
             let seq = timed(device, &p, &SamplerKind::Sequential, a.repeat)?;
             let mut add = |label: &str, out: &RunOutput| {

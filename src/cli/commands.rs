@@ -65,6 +65,10 @@ fn stats_json(command: &str, s: &Setup, stats: &RunStats) -> Map<String, Value> 
     m.insert("nfe".into(), json!(stats.nfe));
     m.insert("wall_ms".into(), json!(stats.wall_ms));
     m.insert("host_syncs".into(), json!(stats.host_syncs));
+    if let Some(change) = stats.final_change {
+        m.insert("final_change".into(), json!(change));
+        m.insert("final_stopped".into(), json!(stats.final_stopped));
+    }
     if matches!(s.sampler.kind, SamplerKind::Blocks { .. }) {
         m.insert(
             "worst_block_residual".into(),

@@ -284,6 +284,7 @@ pub fn finish(
         "max_iters",
         "picard_form",
         "anderson",
+        "final_tol",
         "block_len",
         "blocks",
         "iters",

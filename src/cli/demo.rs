@@ -47,6 +47,7 @@ fn samplers(tol: f64, block_len: f64, block_desc: &str) -> Vec<(String, SamplerK
         max_iters: None,
         form,
         anderson: None,
+        final_tol: None,
     };
     vec![
         ("picard scan".into(), picard(PicardForm::Scan)),
@@ -62,6 +63,7 @@ fn samplers(tol: f64, block_len: f64, block_desc: &str) -> Vec<(String, SamplerK
                 form: PicardForm::Scan,
                 corrector: None,
                 anderson: None,
+                final_tol: None,
             },
         ),
     ]

@@ -85,6 +85,10 @@ pub struct picardiff_sampler_config {
     /// Anderson acceleration of the picard and blocks samplers with this history (2 to 5; CPU
     /// only); 0 = off (the default).
     pub anderson: u32,
+    /// Picard and blocks: also stop once the last point's RMS change per element in one
+    /// iteration is at most this for every sample, in the samples' units (counted from the
+    /// second iteration that reaches the last point); 0 = off (the default). Negative is an error.
+    pub final_tol: f64,
 }
 
 impl Default for picardiff_sampler_config {
@@ -118,6 +122,7 @@ impl Default for picardiff_sampler_config {
             sample0: 0,
             shift: 0.0,
             anderson: 0,
+            final_tol: 0.0,
         }
     }
 }
@@ -245,6 +250,7 @@ pub(crate) unsafe fn spec_of(c: &picardiff_sampler_config) -> Result<RunSpec, Ff
             sample0: Some(c.sample0),
             shift: given(c.shift),
             anderson: given(c.anderson).map(|m| m as usize),
+            final_tol: given(c.final_tol),
             ..RunSpec::default()
         })
     }

@@ -26,6 +26,11 @@ pub struct picardiff_stats {
     pub wall_ms: f64,
     /// Host reads of the Picard window state (device synchronisations inside the loop).
     pub host_syncs: usize,
+    /// With `final_tol` set: the last point's RMS change per element in the last iteration that
+    /// swept it, for the sample that changed most (data units); −1 without the stop.
+    pub final_change: f64,
+    /// 1 if the final-sample stop ended the run before the per-step test accepted every point.
+    pub final_stopped: u32,
 }
 
 impl From<&RunStats> for picardiff_stats {
@@ -35,6 +40,8 @@ impl From<&RunStats> for picardiff_stats {
             nfe: s.nfe,
             wall_ms: s.wall_ms,
             host_syncs: s.host_syncs,
+            final_change: s.final_change.unwrap_or(-1.0),
+            final_stopped: u32::from(s.final_stopped),
         }
     }
 }

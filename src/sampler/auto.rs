@@ -307,6 +307,7 @@ fn capped_run_ms<B: Backend, M: ScoreModel<B>>(
         max_iters: Some(iters),
         form,
         anderson: None,
+        final_tol: None,
     };
     let t = Instant::now();
     match run(backend, model, grid, rule, &kind, inputs) {

@@ -39,6 +39,9 @@ pub enum SamplerKind {
         form: PicardForm,
         /// Anderson acceleration's history m, 2 to 5 (`docs/algorithms.md` §11; None: off).
         anderson: Option<usize>,
+        /// The final-sample stop's tolerance on the last point's RMS change per iteration, in
+        /// data units (`docs/algorithms.md` §3; None: off).
+        final_tol: Option<f64>,
     },
     /// The seed paper's blocks of Picard iterations.
     Blocks {
@@ -54,6 +57,9 @@ pub enum SamplerKind {
         corrector: Option<Corrector>,
         /// Anderson acceleration's history m, 2 to 5 (`docs/algorithms.md` §11; None: off).
         anderson: Option<usize>,
+        /// The final-sample stop's tolerance on the last point's RMS change per iteration, in
+        /// data units (`docs/algorithms.md` §3; None: off).
+        final_tol: Option<f64>,
     },
 }
 
@@ -64,6 +70,16 @@ impl SamplerKind {
             SamplerKind::Sequential => "sequential",
             SamplerKind::Picard { .. } => "picard",
             SamplerKind::Blocks { .. } => "blocks",
+        }
+    }
+
+    /// The final-sample stop's tolerance of a picard or blocks sampler (None: off, sequential).
+    pub fn final_tol(&self) -> Option<f64> {
+        match self {
+            SamplerKind::Sequential => None,
+            SamplerKind::Picard { final_tol, .. } | SamplerKind::Blocks { final_tol, .. } => {
+                *final_tol
+            }
         }
     }
 }
@@ -109,6 +125,13 @@ pub struct RunStats {
     /// With τ > 0 it is at most τ (a block ending above τ is [`Error::BlockNotConverged`]); with
     /// τ = 0 (exactly K iterations per block) it says how far from converged the blocks were.
     pub worst_block_residual: f64,
+    /// With the final-sample stop (`final_tol`): the last point's RMS change per element in the
+    /// last iteration that swept it, for the sample that changed most (data units); None without
+    /// the stop.
+    pub final_change: Option<f64>,
+    /// Whether the final-sample stop ended the run before the per-step τ test accepted every
+    /// point (false without the stop).
+    pub final_stopped: bool,
 }
 
 /// Samples and stats of one run.
@@ -177,7 +200,9 @@ pub fn run<B: Backend, M: ScoreModel<B>>(
     let n = table.steps();
     check_sizes(shape, n, kind)?;
     check_inputs(shape, n, model.cond_dim(), inputs)?;
-    let plan = window_plan(kind, n, grid)?;
+    let plan = window_plan(kind, n, grid)?
+        .map(|p| p.with_final_stop(kind.final_tol(), table.var[n - 1] as f32))
+        .transpose()?;
     if let Some(p) = plan.as_ref().filter(|p| p.anderson.is_some()) {
         if backend.anderson_len(p, shape).is_none() {
             return Err(Error::config(
@@ -261,6 +286,7 @@ fn window_plan(kind: &SamplerKind, n: usize, grid: &Grid) -> Result<Option<Windo
             max_iters,
             form,
             anderson,
+            ..
         } => Some(
             WindowPlan::sliding(n, *window, *tol, *form, *max_iters)?.with_anderson(*anderson)?,
         ),

@@ -146,6 +146,10 @@ pub(super) fn run_window<B: Backend, M: ScoreModel<B>>(
             stats.rounds = st.iters + extra_rounds;
             stats.nfe = st.nfe + extra_nfe;
             stats.worst_block_residual = (st.worst_block_err as f64).sqrt();
+            stats.final_change = plan
+                .final_stop
+                .map(|f| (st.final_err as f64 * f.var as f64).sqrt());
+            stats.final_stopped = st.final_stopped;
             return Ok(plan.steps % plan.ring());
         }
         if launched >= plan.max_iters {

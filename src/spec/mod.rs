@@ -206,6 +206,16 @@ pub struct RunSpec {
     /// over itself and the window's earlier points (ParaTAA's triangular form).
     #[cfg_attr(feature = "cli", arg(long, value_name = "M", help_heading = "Sampler"))]
     pub anderson: Option<usize>,
+    /// Picard and blocks: also stop once the final samples have settled, when the last point's
+    /// RMS change per element in one iteration is at most TOL for every sample (in the samples'
+    /// units; counted from the second iteration that reaches the last point). Fewer rounds than
+    /// the per-step --tol test alone, at a deviation from sequential of about TOL
+    /// (docs/algorithms.md §3).
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "TOL", help_heading = "Sampler")
+    )]
+    pub final_tol: Option<f64>,
 
     /// Samples in the batch (a Diffusion Policy: the rows of --cond).
     #[cfg_attr(feature = "cli", arg(long, value_name = "B", help_heading = "Run"))]
@@ -332,6 +342,7 @@ impl RunSpec {
             corrector_iters,
             picard_form,
             anderson,
+            final_tol,
             batch,
             seed,
             sample0,
@@ -383,6 +394,7 @@ impl RunSpec {
             "corrector_iters" => crate::sampler::Corrector::default().iters.to_string(),
             "picard_form" => d::PICARD_FORM.to_string(),
             "anderson" => "off".into(),
+            "final_tol" => "off".into(),
             "batch" => "the first dimension of --init, else the second of --noise, else 1".into(),
             "seed" => d::SEED.to_string(),
             "sample0" => "0".into(),

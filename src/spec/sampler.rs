@@ -53,7 +53,7 @@ impl RunSpec {
             (self.window.is_some(), "window"),
             (self.max_iters.is_some(), "max_iters"),
         ];
-        let anderson = self.anderson;
+        let (anderson, final_tol) = (self.anderson, self.final_tol);
         let blocks_only = [
             (self.block_len.is_some(), "block_len"),
             (self.iters.is_some(), "iters"),
@@ -67,6 +67,7 @@ impl RunSpec {
                     (self.tol.is_some(), "tol"),
                     (self.picard_form.is_some(), "picard_form"),
                     (self.anderson.is_some(), "anderson"),
+                    (self.final_tol.is_some(), "final_tol"),
                 ];
                 Self::unused(&given, &why, warn);
                 info.insert("tol".into(), Value::Null);
@@ -77,18 +78,21 @@ impl RunSpec {
                 Self::unused(&blocks_only, &why, warn);
                 let window = self.window.unwrap_or(d::WINDOW).min(steps);
                 WindowPlan::sliding(steps, window, tol, form, self.max_iters)?
-                    .with_anderson(anderson)?;
+                    .with_anderson(anderson)?
+                    .with_final_stop(final_tol, 1.0)?;
                 info.insert("tol".into(), json!(tol));
                 info.insert("window".into(), json!(window));
                 info.insert("max_iters".into(), json!(self.max_iters.unwrap_or(steps)));
                 info.insert("picard_form".into(), json!(form.name()));
                 info.insert("anderson".into(), json!(anderson));
+                info.insert("final_tol".into(), json!(final_tol));
                 let kind = SamplerKind::Picard {
                     window,
                     tol,
                     max_iters: self.max_iters,
                     form,
                     anderson,
+                    final_tol,
                 };
                 (kind, format!("picard ({form}{})", anderson_label(anderson)))
             }
@@ -104,8 +108,9 @@ impl RunSpec {
                 let ends = block_ends(grid, block_len)?;
                 let iters = self.iters.unwrap_or_else(|| sufficient_block_iters(&ends));
                 let blocks = ends.len();
-                let plan =
-                    WindowPlan::blocks(steps, ends, iters, tol, form)?.with_anderson(anderson)?;
+                let plan = WindowPlan::blocks(steps, ends, iters, tol, form)?
+                    .with_anderson(anderson)?
+                    .with_final_stop(final_tol, 1.0)?;
                 let corrector = self.corrector_plan(warn)?;
                 info.insert("tol".into(), json!(tol));
                 info.insert("window".into(), json!(plan.window));
@@ -114,6 +119,7 @@ impl RunSpec {
                 info.insert("iters".into(), json!(iters));
                 info.insert("picard_form".into(), json!(form.name()));
                 info.insert("anderson".into(), json!(anderson));
+                info.insert("final_tol".into(), json!(final_tol));
                 info.insert(
                     "corrector".into(),
                     corrector.map_or(Value::Null, |c| {
@@ -132,6 +138,7 @@ impl RunSpec {
                     form,
                     corrector,
                     anderson,
+                    final_tol,
                 };
                 (kind, label)
             }

@@ -623,6 +623,7 @@ fn flow_schedule_runs_euler_with_the_shift_field() {
         max_iters: None,
         form: PicardForm::Scan,
         anderson: None,
+        final_tol: None,
     };
     let inputs = RunInputs {
         batch: 4,
@@ -674,6 +675,7 @@ fn dpm_solver_runs_by_name_with_its_spacing() {
         max_iters: None,
         form: PicardForm::Scan,
         anderson: None,
+        final_tol: None,
     };
     let inputs = RunInputs {
         batch: 4,
@@ -703,6 +705,7 @@ fn anderson_field_accelerates_and_refuses_bad_histories() {
         max_iters: None,
         form: PicardForm::Scan,
         anderson: Some(3),
+        final_tol: None,
     };
     let inputs = RunInputs {
         batch: 4,

@@ -310,6 +310,9 @@ impl Backend for CudaBackend {
             unconverged_block: 0,
             unconverged_end: 0,
             unconverged_err: 0.0,
+            final_sweeps: 0,
+            final_err: 0.0,
+            final_stopped: 0,
         };
         let ends: Vec<i32> = match &plan.mode {
             WindowMode::Sliding => vec![0],
@@ -380,6 +383,9 @@ impl Backend for CudaBackend {
                 end: u(s.unconverged_end),
                 err: s.unconverged_err,
             }),
+            final_sweeps: u(s.final_sweeps),
+            final_err: s.final_err,
+            final_stopped: s.final_stopped != 0,
         })
     }
 

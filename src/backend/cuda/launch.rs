@@ -170,6 +170,7 @@ impl CudaBackend {
             num_blocks: c_int(num_blocks, "blocks")?,
             block_iters: c_int(block_iters, "iters")?,
             tol2: plan.tol2,
+            final_tol2: plan.final_stop.map_or(-1.0, |f| f.tol2),
             sweep_path: sweep_path() as i32,
             noisy: i32::from(tables.noisy),
         })

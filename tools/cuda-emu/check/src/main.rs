@@ -281,11 +281,14 @@ fn to_state(w: &ffi::PicardWindow) -> WindowState {
             end: w.unconverged_end as usize,
             err: w.unconverged_err,
         }),
+        final_sweeps: w.final_sweeps as usize,
+        final_err: w.final_err,
+        final_stopped: w.final_stopped != 0,
     }
 }
 
 /// Runs `iters` Picard iterations with fixed random model outputs on both and compares everything.
-fn check_picard(plan: &WindowPlan, rule: &str, shape: Shape, noise_table: bool, nan_at: Option<usize>) -> usize {
+fn check_picard(plan: &WindowPlan, rule: &str, shape: Shape, noise_table: bool, nan_at: Option<usize>) -> (usize, WindowState) {
     let st = table(plan.steps, rule);
     let tabs = Tabs::new(&st);
     let ctab = CpuBackend.upload_tables(&st).unwrap();
@@ -316,6 +319,9 @@ fn check_picard(plan: &WindowPlan, rule: &str, shape: Shape, noise_table: bool, 
         unconverged_block: 0,
         unconverged_end: 0,
         unconverged_err: 0.0,
+        final_sweeps: 0,
+        final_err: 0.0,
+        final_stopped: 0,
     };
     let ends: Vec<i32> = match &plan.mode {
         picardiff::backend::WindowMode::Sliding => vec![0],
@@ -348,6 +354,7 @@ fn check_picard(plan: &WindowPlan, rule: &str, shape: Shape, noise_table: bool, 
             num_blocks: nb as i32,
             block_iters: k as i32,
             tol2: plan.tol2,
+            final_tol2: plan.final_stop.map_or(-1.0, |f| f.tol2),
             sweep_path: ffi::PICARDIFF_SWEEP_SERIAL as i32,
             noisy: i32::from(tabs.coef.iter().any(|r| r.0[2] != 0.0)),
         };
@@ -402,7 +409,7 @@ fn check_picard(plan: &WindowPlan, rule: &str, shape: Shape, noise_table: bool, 
         match cres {
             Err(Error::NonFinite { step, .. }) => {
                 assert_eq!(ew.bad_point as usize, step + 1, "bad point");
-                return iters;
+                return (iters, cw.state);
             }
             Err(e) => panic!("{e}"),
             Ok(()) => {}
@@ -423,7 +430,7 @@ fn check_picard(plan: &WindowPlan, rule: &str, shape: Shape, noise_table: bool, 
             }
             assert_eq!(to_state(&ew), to_state(&before));
             assert!(cx.iter().zip(&ex).all(|(a, b)| a.to_bits() == b.to_bits()));
-            return iters;
+            return (iters, cw.state);
         }
         // A "model": perturb the outputs of the window a little so that errors shrink.
         for v in out.iter_mut() {
@@ -470,15 +477,30 @@ fn main() {
             cases.push((WindowPlan::blocks(50, ends.clone(), *k, tol, PicardForm::Scan).unwrap(), 3, 5));
         }
     }
+    // The final-sample stop (bounds in the normalised units of tol2; the outputs halve each
+    // iteration, so the last point's error falls by about 4 per iteration): sliding and blocks,
+    // τ = 0 so that only the stop can end the window early.
+    let stop = |plan: WindowPlan, tol2: f32| WindowPlan {
+        final_stop: Some(picardiff::backend::FinalStop { tol: 0.0, var: 1.0, tol2 }),
+        ..plan
+    };
+    for tol2 in [1e-2f32, 1e2] {
+        cases.push((stop(WindowPlan::sliding(50, 50, 0.0, PicardForm::Scan, None).unwrap(), tol2), 3, 5));
+        cases.push((stop(WindowPlan::sliding(30, 7, 0.0, PicardForm::Drift, None).unwrap(), tol2), 2, 513));
+        cases.push((stop(WindowPlan::blocks(50, vec![10, 50], 60, 0.0, PicardForm::Scan).unwrap(), tol2), 3, 5));
+    }
     for (plan, b, d) in &cases {
         for (rule, nt) in [("ddpm", false), ("ddpm", true), ("ddim", false), ("ddpm+clip", false), ("ddim+clip", true)] {
-            let it = check_picard(plan, rule, Shape { batch: *b, dim: *d }, nt, None);
-            println!("picard {:?} p={} tol2={} {rule} table={nt} B={b} D={d}: {it} iters equal", plan.mode, plan.window, plan.tol2);
+            let (it, st) = check_picard(plan, rule, Shape { batch: *b, dim: *d }, nt, None);
+            let fin = plan.final_stop.map_or(String::new(), |f| {
+                format!(" final_tol2={} stopped={} sweeps={}", f.tol2, st.final_stopped, st.final_sweeps)
+            });
+            println!("picard {:?} p={} tol2={} {rule} table={nt} B={b} D={d}: {it} iters equal{fin}", plan.mode, plan.window, plan.tol2);
         }
     }
     // NaN inside the window
     let plan = WindowPlan::sliding(50, 10, 0.1, PicardForm::Scan, None).unwrap();
-    let it = check_picard(&plan, "ddpm", Shape { batch: 2, dim: 3 }, false, Some(4));
+    let (it, _) = check_picard(&plan, "ddpm", Shape { batch: 2, dim: 3 }, false, Some(4));
     println!("nan: stopped after {it} iters with the same step");
     models::check_gmm();
     ops::check_ops(quick);
