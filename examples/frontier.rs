@@ -115,8 +115,13 @@ fn run(net: &Net, plan: &Plan, inputs: &RunInputs<'_>, kind_of: &Plan) -> RunOut
 
 fn frontier(label: &str, net: &Net, batch: usize, long: bool) {
     println!("\n### {label}, batch {batch}\n");
-    println!("| rule | sampler | τ | rounds | nfe/sample | median dev | p90 dev | max dev |");
-    println!("|---|---|---|---|---|---|---|---|");
+    if std::env::var_os("FRONTIER_FINAL").is_some() {
+        println!("| rule | sampler | τ | final_tol | rounds | nfe/sample | median dev | p90 dev | max dev |");
+        println!("|---|---|---|---|---|---|---|---|---|");
+    } else {
+        println!("| rule | sampler | τ | rounds | nfe/sample | median dev | p90 dev | max dev |");
+        println!("|---|---|---|---|---|---|---|---|");
+    }
     for case in cases(long) {
         let (model_run, output) = match net {
             Net::Mixture(_) => {
@@ -180,6 +185,9 @@ fn frontier(label: &str, net: &Net, batch: usize, long: bool) {
                     quantile(&dev, 1.0),
                 );
             }
+        }
+        if std::env::var_os("FRONTIER_FINAL").is_some() {
+            continue;
         }
         println!(
             "| {} | sequential | | {} | {} | 0 | 0 | 0 |",

@@ -2,13 +2,13 @@
 # Runs the CUDA kernels on the CPU, in a small emulation of the CUDA features they use
 # (cuda_runtime.h here: coroutine threads per block, __syncthreads and warp shuffles as barriers,
 # the __f*_rn intrinsics as plain IEEE operations), against the CPU backend: Philox normals and the
-# sequential step bit for bit (with and without the clipped-x0 columns), 225 Picard
+# sequential step bit for bit (with and without the clipped-x0 columns), 255 Picard
 # sweep/advance/new-slot cases (iterate bits, error sums,
 # window state, times), the non-finite path, the mixture-score kernels (with naive GEMMs) and the
 # bias/activation epilogue. It checks kernel LOGIC only: no timing, memory model, real warp
 # scheduling, cudarc or cuBLAS. The U-Net's op kernels (check/src/ops.rs, naive GEMMs for cuBLAS's
 # part) run too; `run.sh ops` runs only them. Takes minutes on 2 cores; `run.sh quick` (CI) checks
-# 70 Picard cases instead of 225 (every kernel path still). Needs g++ >= 12 (C++20) and the
+# 100 Picard cases instead of 255 (30 of them the final-sample stop) (every kernel path still). Needs g++ >= 12 (C++20) and the
 # bindings from a `cargo build --features cuda` of the main crate.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
