@@ -57,6 +57,22 @@ pub struct FinalStop {
     pub tol2: f32,
 }
 
+impl FinalStop {
+    /// Checks a final-stop tolerance: positive and finite (a stop is an approximation by design;
+    /// τ = 0 alone is the exact run).
+    pub fn check_tol(tol: f64) -> Result<()> {
+        if tol > 0.0 && tol.is_finite() {
+            return Ok(());
+        }
+        Err(Error::config(
+            Field::FinalTol,
+            format!(
+                "must be positive and finite, got {tol} (tol 0 gives the exact sequential result)"
+            ),
+        ))
+    }
+}
+
 /// The Anderson histories allowed ([`WindowPlan::with_anderson`]).
 pub const ANDERSON_HISTORY: std::ops::RangeInclusive<usize> = 2..=5;
 
@@ -160,15 +176,7 @@ impl WindowPlan {
         self.final_stop = match tol {
             None => None,
             Some(tol) => {
-                if !(tol > 0.0 && tol.is_finite()) {
-                    return Err(Error::config(
-                        Field::FinalTol,
-                        format!(
-                            "must be positive and finite, got {tol} (tol 0 gives the exact \
-                             sequential result)"
-                        ),
-                    ));
-                }
+                FinalStop::check_tol(tol)?;
                 if !(var > 0.0 && var.is_finite()) {
                     return Err(Error::shape(
                         "final stop",

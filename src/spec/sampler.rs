@@ -54,6 +54,9 @@ impl RunSpec {
             (self.max_iters.is_some(), "max_iters"),
         ];
         let (anderson, final_tol) = (self.anderson, self.final_tol);
+        if let (Some(t), false) = (final_tol, name == SamplerName::Sequential) {
+            crate::backend::FinalStop::check_tol(t)?;
+        }
         let blocks_only = [
             (self.block_len.is_some(), "block_len"),
             (self.iters.is_some(), "iters"),
@@ -78,8 +81,7 @@ impl RunSpec {
                 Self::unused(&blocks_only, &why, warn);
                 let window = self.window.unwrap_or(d::WINDOW).min(steps);
                 WindowPlan::sliding(steps, window, tol, form, self.max_iters)?
-                    .with_anderson(anderson)?
-                    .with_final_stop(final_tol, 1.0)?;
+                    .with_anderson(anderson)?;
                 info.insert("tol".into(), json!(tol));
                 info.insert("window".into(), json!(window));
                 info.insert("max_iters".into(), json!(self.max_iters.unwrap_or(steps)));
@@ -108,9 +110,8 @@ impl RunSpec {
                 let ends = block_ends(grid, block_len)?;
                 let iters = self.iters.unwrap_or_else(|| sufficient_block_iters(&ends));
                 let blocks = ends.len();
-                let plan = WindowPlan::blocks(steps, ends, iters, tol, form)?
-                    .with_anderson(anderson)?
-                    .with_final_stop(final_tol, 1.0)?;
+                let plan =
+                    WindowPlan::blocks(steps, ends, iters, tol, form)?.with_anderson(anderson)?;
                 let corrector = self.corrector_plan(warn)?;
                 info.insert("tol".into(), json!(tol));
                 info.insert("window".into(), json!(plan.window));
