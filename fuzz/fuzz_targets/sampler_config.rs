@@ -25,6 +25,7 @@ struct Input {
     block_len: f64,
     iters: u8,
     drift: bool,
+    final_tol: Option<f64>,
     batch: u8,
     seed: u64,
 }
@@ -48,8 +49,8 @@ fuzz_target!(|inp: Input| {
     let form = if inp.drift { PicardForm::Drift } else { PicardForm::Scan };
     let kind = match inp.sampler % 3 {
         0 => SamplerKind::Sequential,
-        1 => SamplerKind::Picard { window: inp.window as usize, tol: inp.tol, max_iters: inp.max_iters.map(usize::from), form, anderson: None },
-        _ => SamplerKind::Blocks { block_len: inp.block_len, iters: inp.iters as usize, tol: inp.tol, form, corrector: None, anderson: None },
+        1 => SamplerKind::Picard { window: inp.window as usize, tol: inp.tol, max_iters: inp.max_iters.map(usize::from), form, anderson: None, final_tol: inp.final_tol },
+        _ => SamplerKind::Blocks { block_len: inp.block_len, iters: inp.iters as usize, tol: inp.tol, form, corrector: None, anderson: None, final_tol: inp.final_tol },
     };
     let mix = Mixture::new(vec![0.4, 0.6], vec![vec![-1.0, 0.5], vec![1.0, -0.5]], vec![0.3, 0.5]).unwrap();
     let model = GmmModel::new(mix, schedule);
