@@ -127,8 +127,10 @@ typedef struct picardiff_sampler_config {
   // Picard window length p (clamped to the steps); 0 = the library's default, 256
   // (`picardiff::defaults::WINDOW`; before the run specification, 0 meant all steps).
   size_t window;
-  // Convergence tolerance τ (picard, blocks); negative = the rule's default (0.1 for stochastic
-  // rules, 1e-3 for deterministic ones, ParaDiGMS'). With blocks, 0 runs exactly `iters`.
+  // Convergence tolerance τ (picard, blocks); negative = the default: for picard with a window
+  // holding every step, 0 with the final-sample stop (`final_tol`); otherwise the rule's (0.1
+  // for stochastic rules, 1e-3 for deterministic ones, ParaDiGMS'). With blocks, 0 runs exactly
+  // `iters`.
   double tol;
   // Iteration cap of the picard sampler (reaching it is `PICARDIFF_NOT_CONVERGED`); 0 = the
   // number of steps, which always suffices.
@@ -139,7 +141,8 @@ typedef struct picardiff_sampler_config {
   // Picard iterations per block K; 0 = the longest block's length, which always suffices. A
   // block still above `tol` > 0 after K iterations is `PICARDIFF_NOT_CONVERGED`.
   size_t iters;
-  // Picard update form: "scan" or "drift". Default "scan".
+  // Picard update form: "scan" or "drift". Default "drift" with the final-sample stop, else
+  // "scan".
   const char *picard_form;
   // Blocks only: non-zero runs PIADM-ODE's Langevin corrector after each block.
   uint32_t corrector;
@@ -165,7 +168,8 @@ typedef struct picardiff_sampler_config {
   uint32_t anderson;
   // Picard and blocks: also stop once the last point's RMS change per element in one
   // iteration is at most this for every sample, in the samples' units (counted from the
-  // second iteration that reaches the last point); 0 = off (the default). Negative is an error.
+  // second iteration that reaches the last point); 0 = the default: 1e-3 for picard when `tol`
+  // is negative (not given) and the window holds every step, else off. Negative is an error.
   double final_tol;
 } picardiff_sampler_config;
 

@@ -84,7 +84,7 @@ fn a_call_that_costs_the_same_for_any_rows_goes_to_picard() {
     let c = choose(&CpuBackend, &model, &g, rule, &picard(100), &inputs(1)).unwrap();
     assert_eq!(c.kind, picard(100), "{:?}", c.estimate);
     let e = c.estimate;
-    assert_eq!(e.rounds, expected_rounds(100));
+    assert_eq!(e.rounds, expected_rounds(100, &picard(100), rule));
     assert!(e.picard_ms().unwrap() < e.sequential_ms().unwrap(), "{e:?}");
     assert!(
         e.step_ms.unwrap() >= 2.0 && e.iteration_ms.unwrap() >= 2.0,

@@ -142,8 +142,8 @@ fn gmm() -> GmmModel {
     GmmModel::new(Mixture::from_json(MIXTURE_JSON).unwrap(), schedule())
 }
 
-/// The Rust API's run of a ddpm-linear/leading/ddpm config with the picard sampler (full window,
-/// default tolerance).
+/// The Rust API's run of a ddpm-linear/leading/ddpm config with the picard sampler and its
+/// defaults (the window holds every step: drift at τ = 0 with the final-sample stop).
 fn rust_picard(
     steps: usize,
     batch: usize,
@@ -155,11 +155,11 @@ fn rust_picard(
     let rule = StepRule::from_name("ddpm", None).unwrap();
     let kind = SamplerKind::Picard {
         window: steps,
-        tol: rule.default_tolerance(),
+        tol: 0.0,
         max_iters: None,
-        form: PicardForm::Scan,
+        form: picardiff::defaults::PICARD_FORM_FINAL_STOP,
         anderson: None,
-        final_tol: None,
+        final_tol: Some(picardiff::defaults::FINAL_TOL),
     };
     let inputs = RunInputs {
         batch,

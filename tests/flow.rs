@@ -443,7 +443,15 @@ fn cli_samples_flow_and_reports_it() {
         &GmmModel::new(mixture_2d(), s.clone()),
         &g,
         euler(),
-        &picard(12, 1e-3, PicardForm::Scan),
+        // The defaults with a window holding every step: drift at τ = 0, the final-sample stop.
+        &SamplerKind::Picard {
+            window: 12,
+            tol: 0.0,
+            max_iters: None,
+            form: picardiff::defaults::PICARD_FORM_FINAL_STOP,
+            anderson: None,
+            final_tol: Some(picardiff::defaults::FINAL_TOL),
+        },
         &RunInputs {
             batch: 4,
             seed: 9,

@@ -192,6 +192,69 @@ fn paradigms_setting_matches_the_cpu_with_few_host_syncs() {
     }
 }
 
+/// The final-sample stop (`final_tol`, the default where the window holds every step: drift at
+/// τ = 0) in the CUDA advance kernel against the CPU's: DDIM-100 and DDPM-100, the window over all
+/// steps and a sliding one, both forms, and the blocks sampler's last block. Same rounds: samples
+/// within 1e-4 and the same `final_stopped`; the stop's threshold may fall one iteration apart
+/// (float rounding of the last point's change), then within 1e-2.
+#[test]
+fn the_final_sample_stop_matches_the_cpu() {
+    let Some(be) = device("the_final_sample_stop_matches_the_cpu") else {
+        return;
+    };
+    let (s, g) = ddpm_grid(100);
+    let model = GmmModel::new(mixture_64d(), s);
+    let with_stop = |kind: SamplerKind| match kind {
+        SamplerKind::Picard { window, form, .. } => SamplerKind::Picard {
+            window,
+            tol: 0.0,
+            max_iters: None,
+            form,
+            anderson: None,
+            final_tol: Some(picardiff::defaults::FINAL_TOL),
+        },
+        other => other,
+    };
+    let blocks = SamplerKind::Blocks {
+        block_len: 250.0,
+        iters: 25,
+        tol: 0.0,
+        form: PicardForm::Drift,
+        corrector: None,
+        anderson: None,
+        final_tol: Some(picardiff::defaults::FINAL_TOL),
+    };
+    for rule in ["ddim", "ddpm"] {
+        let kinds = [
+            with_stop(picard(100, 0.0, PicardForm::Drift)),
+            with_stop(picard(100, 0.0, PicardForm::Scan)),
+            with_stop(picard(30, 0.0, PicardForm::Drift)),
+            blocks.clone(),
+        ];
+        for kind in kinds {
+            let (c, gp) = both(&be, &model, &g, rule, &kind, &inputs(16));
+            let what = format!("{rule} {kind:?}");
+            let diff = max_rel_diff(&c.samples, &gp.samples);
+            report(format!(
+                "{what}: rounds cpu {} gpu {}, stopped cpu {} gpu {}, change cpu {:?} gpu {:?}, max rel diff {diff:e}",
+                c.stats.rounds, gp.stats.rounds, c.stats.final_stopped, gp.stats.final_stopped,
+                c.stats.final_change, gp.stats.final_change
+            ));
+            assert!(gp.stats.final_change.is_some(), "{what}: no final change");
+            if c.stats.rounds == gp.stats.rounds {
+                assert!(
+                    diff <= 1e-4,
+                    "{what}: same rounds, samples differ by {diff}"
+                );
+                assert_eq!(c.stats.final_stopped, gp.stats.final_stopped, "{what}");
+            } else {
+                assert!(c.stats.rounds.abs_diff(gp.stats.rounds) <= 1, "{what}");
+                assert!(diff <= 1e-2, "{what}: {diff}");
+            }
+        }
+    }
+}
+
 /// PIADM blocks on the OU process, `paper` grid, exp-sde: K = 2 < block size gives exactly 2
 /// iterations per block on both backends.
 #[test]

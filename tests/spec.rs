@@ -37,17 +37,61 @@ fn library_defaults_are_the_documented_ones() {
     );
     assert_eq!(plan.seed, 0);
     assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
-    // A short grid clamps the window; a deterministic rule has its own τ.
+    // A short grid clamps the window, which then holds every step: the final samples stop the
+    // run (drift at τ = 0 with the default final_tol), unless a τ is given.
     let short = RunSpec {
         steps: Some(10),
         rule: Some(picardiff::spec::RuleName::Ddim),
         ..ddpm300()
     };
-    let p = short
-        .plan(ModelRun::AnySchedule, ModelOutput::Epsilon)
-        .unwrap();
-    assert!(matches!(p.kind, SamplerKind::Picard { window: 10, tol, .. }
-        if tol == picardiff::defaults::TOL_DETERMINISTIC));
+    let kind = |spec: RunSpec| {
+        spec.plan(ModelRun::AnySchedule, ModelOutput::Epsilon)
+            .unwrap()
+            .kind
+    };
+    let picard = |window, tol, form, final_tol| SamplerKind::Picard {
+        window,
+        tol,
+        max_iters: None,
+        form,
+        anderson: None,
+        final_tol,
+    };
+    let d = picardiff::defaults::FINAL_TOL;
+    assert_eq!(
+        kind(short.clone()),
+        picard(10, 0.0, PicardForm::Drift, Some(d))
+    );
+    let given = |f: &dyn Fn(&mut RunSpec)| {
+        let mut s = short.clone();
+        f(&mut s);
+        kind(s)
+    };
+    // A given τ: ParaDiGMS' per-step test, scan, no final stop (τ = 0 is the sequential run).
+    let tol = picardiff::defaults::TOL_DETERMINISTIC;
+    assert_eq!(
+        given(&|s| s.tol = Some(tol)),
+        picard(10, tol, PicardForm::Scan, None)
+    );
+    assert_eq!(
+        given(&|s| s.tol = Some(0.0)),
+        picard(10, 0.0, PicardForm::Scan, None)
+    );
+    // A given final_tol or form replaces only itself.
+    let ft = given(&|s| s.final_tol = Some(1e-4));
+    assert_eq!(ft, picard(10, 0.0, PicardForm::Drift, Some(1e-4)));
+    let scan = given(&|s| s.picard_form = Some(PicardForm::Scan));
+    assert_eq!(scan, picard(10, 0.0, PicardForm::Scan, Some(d)));
+    // A window shorter than the grid slides: the per-step test.
+    let slide = given(&|s| s.window = Some(5));
+    assert_eq!(slide, picard(5, tol, PicardForm::Scan, None));
+    // Blocks keep the per-step test.
+    let blocks = given(&|s| s.sampler = Some(SamplerName::Blocks));
+    assert!(
+        matches!(blocks, SamplerKind::Blocks { tol: t, form: PicardForm::Scan, final_tol: None, .. }
+        if t == tol),
+        "{blocks:?}"
+    );
 }
 
 #[test]

@@ -146,14 +146,17 @@ class Model:
           this model, device and batch says is faster; ``stats["auto"]["chosen"]`` says which
           ran, beside the estimate; a callback model runs picard), "picard" (sliding
           window), "sequential", "blocks" (PIADM).
-        - ``window``: Picard window (default 256, at most ``steps``); ``tol``: convergence
-          tolerance (default 0.1 for stochastic rules, 1e-3 for deterministic ones; 0 reproduces
-          the sequential sampler exactly); ``max_iters`` (default ``steps``; reaching it raises
-          PicardiffError); ``picard_form``: "scan" (default) or "drift"; ``anderson``:
-          Anderson acceleration with this history, 2 to 5 (picard, blocks; CPU only; default off);
-          ``final_tol``: also stop once the last point's RMS change per element in one iteration
-          is at most this for every sample, in the samples' units (picard, blocks; default off;
-          ``stats["final_change"]`` and ``stats["final_stopped"]`` say how the run ended).
+        - ``window``: Picard window (default 256, at most ``steps``); ``tol``: tolerance of
+          ParaDiGMS' per-step test (default: 0 with the final-sample stop when the window holds
+          every step; otherwise 0.1 for stochastic rules, 1e-3 for deterministic ones; 0 with
+          "scan" reproduces the sequential sampler exactly); ``max_iters`` (default ``steps``;
+          reaching it raises PicardiffError); ``picard_form``: "scan" or "drift" (default drift
+          with the final-sample stop, else scan); ``anderson``: Anderson acceleration with this
+          history, 2 to 5 (picard, blocks; CPU only; default off); ``final_tol``: also stop once
+          the last point's RMS change per element in one iteration is at most this for every
+          sample, in the samples' units (picard, blocks; default 1e-3 for picard when ``tol`` is
+          not given and the window holds every step, else off; ``stats["final_change"]`` and
+          ``stats["final_stopped"]`` say how the run ended).
         - ``block_len`` (100 timesteps discrete, 1 continuous), ``iters`` (the longest block's
           length, which always suffices), ``corrector`` and
           ``corrector_*``: the blocks sampler.

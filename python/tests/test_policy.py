@@ -94,7 +94,8 @@ def test_steps_and_rule_override_the_scheduler(fixture):
     _, ref, m = fixture
     gc = arr(ref["ddim"], "global_cond")
     _, st = m.sample(cond=gc, steps=5, rule="ddim")
-    assert (st["steps"], st["scheduler"], st["eta"], st["tol"]) == (5, "Ddim", 0.0, 1e-3)
+    assert (st["steps"], st["scheduler"], st["eta"], st["tol"]) == (5, "Ddim", 0.0, 0.0)
+    assert st["final_tol"] == 1e-3  # the window holds every step: the final-sample stop
     _, st = m.sample(cond=gc, steps=7, rule="ddpm", sampler="sequential")
     assert (st["steps"], st["scheduler"], st["eta"]) == (7, "Ddpm", 1.0)
     # Without overrides: the checkpoint's scheduler (all training steps unless it names fewer).

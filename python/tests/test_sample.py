@@ -48,18 +48,21 @@ def test_sample_shapes_and_stats():
 
 
 def test_cli_defaults():
-    """sampler auto (its picard candidate: window 256 clamped to the steps, tol from the rule,
-    scan), seed 0, leading spacing, 1000 train steps, batch 1."""
+    """sampler auto (its picard candidate: window 256 clamped to the steps, which then holds
+    every step: drift at tol 0 stopped by the final samples, final_tol 1e-3), seed 0, leading
+    spacing, 1000 train steps, batch 1; a longer grid slides: tol from the rule, scan."""
     m = picardiff.load(MIXTURE_2D)
     _, st = m.sample(schedule="ddpm-linear", steps=100, rule="ddpm")
-    assert (st["sampler"], st["window"], st["tol"], st["picard_form"]) == ("auto", 100, 0.1, "scan")
-    assert st["auto"]["chosen"] in ("sequential", "picard") and st["auto"]["rounds"] == 33
+    assert (st["sampler"], st["window"], st["tol"], st["picard_form"]) == ("auto", 100, 0.0, "drift")
+    assert st["final_tol"] == 1e-3
+    assert st["auto"]["chosen"] in ("sequential", "picard") and st["auto"]["rounds"] == 30
     want = m.sample(schedule="ddpm-linear", steps=100, rule="ddpm", sampler=st["auto"]["chosen"])
     assert np.array_equal(m.sample(schedule="ddpm-linear", steps=100, rule="ddpm")[0], want[0])
     assert (st["seed"], st["batch"], st["spacing"], st["train_steps"]) == (0, 1, "leading", 1000)
     assert st["max_iters"] == 100 and st["eta"] == 1.0
     _, st = m.sample(schedule="ddpm-linear", steps=300, rule="ddim")
-    assert (st["window"], st["tol"], st["eta"]) == (256, 1e-3, 0.0)
+    assert (st["window"], st["tol"], st["eta"], st["picard_form"]) == (256, 1e-3, 0.0, "scan")
+    assert st["final_tol"] is None
     _, st = m.sample(schedule="ou", steps=20, rule="exp-sde", sampler="blocks")
     # iters: the longest block's length (picardiff::defaults::block_iters), here 3 points.
     assert (st["horizon"], st["t_end"], st["grid"], st["block_len"], st["iters"]) == (10.0, 1e-3, "uniform", 1.0, 3)

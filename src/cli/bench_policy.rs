@@ -57,13 +57,16 @@ pub fn bench_policy(
                 sample_shape: vec![batch, c.horizon, c.action_dim],
                 info: Map::new(),
             };
+            // The library's defaults for a window over every step.
+            let (tol, form, final_tol) =
+                picardiff::defaults::stopping(rule, true, None, None, None);
             let picard = SamplerKind::Picard {
                 window: steps,
-                tol: rule.default_tolerance(),
+                tol,
                 max_iters: None,
-                form: PicardForm::Scan,
+                form,
                 anderson: None,
-                final_tol: None,
+                final_tol,
             };
             let seq = timed(device, &p, &SamplerKind::Sequential, a.repeat)?;
             let mut add = |label: &str, out: &RunOutput| {
@@ -75,7 +78,7 @@ pub fn bench_policy(
                     s.rounds, s.nfe, s.wall_ms
                 );
                 table.push(line, json!({"model": name, "scheduler": sched_label, "dim": p.dim(), "batch": batch,
-                    "steps": steps, "sampler": label, "tol": rule.default_tolerance(), "rounds": s.rounds,
+                    "steps": steps, "sampler": label, "tol": tol, "final_tol": final_tol, "picard_form": form.to_string(), "rounds": s.rounds,
                     "nfe": s.nfe, "wall_ms": s.wall_ms, "sequential_wall_ms": seq.stats.wall_ms,
                     "speedup": speedup, "max_abs_diff": dev}))
             };

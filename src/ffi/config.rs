@@ -49,8 +49,10 @@ pub struct picardiff_sampler_config {
     /// Picard window length p (clamped to the steps); 0 = the library's default, 256
     /// (`picardiff::defaults::WINDOW`; before the run specification, 0 meant all steps).
     pub window: usize,
-    /// Convergence tolerance τ (picard, blocks); negative = the rule's default (0.1 for stochastic
-    /// rules, 1e-3 for deterministic ones, ParaDiGMS'). With blocks, 0 runs exactly `iters`.
+    /// Convergence tolerance τ (picard, blocks); negative = the default: for picard with a window
+    /// holding every step, 0 with the final-sample stop (`final_tol`); otherwise the rule's (0.1
+    /// for stochastic rules, 1e-3 for deterministic ones, ParaDiGMS'). With blocks, 0 runs exactly
+    /// `iters`.
     pub tol: f64,
     /// Iteration cap of the picard sampler (reaching it is `PICARDIFF_NOT_CONVERGED`); 0 = the
     /// number of steps, which always suffices.
@@ -61,7 +63,8 @@ pub struct picardiff_sampler_config {
     /// Picard iterations per block K; 0 = the longest block's length, which always suffices. A
     /// block still above `tol` > 0 after K iterations is `PICARDIFF_NOT_CONVERGED`.
     pub iters: usize,
-    /// Picard update form: "scan" or "drift". Default "scan".
+    /// Picard update form: "scan" or "drift". Default "drift" with the final-sample stop, else
+    /// "scan".
     pub picard_form: *const c_char,
     /// Blocks only: non-zero runs PIADM-ODE's Langevin corrector after each block.
     pub corrector: u32,
@@ -87,7 +90,8 @@ pub struct picardiff_sampler_config {
     pub anderson: u32,
     /// Picard and blocks: also stop once the last point's RMS change per element in one
     /// iteration is at most this for every sample, in the samples' units (counted from the
-    /// second iteration that reaches the last point); 0 = off (the default). Negative is an error.
+    /// second iteration that reaches the last point); 0 = the default: 1e-3 for picard when `tol`
+    /// is negative (not given) and the window holds every step, else off. Negative is an error.
     pub final_tol: f64,
 }
 

@@ -9,7 +9,7 @@
 //! capped at 1 and at 5 iterations (after a rough first figure that settles hopeless cases). The
 //! measurement is kept for the process (per model, backend, batch, steps, window and form), so a
 //! control loop pays it once. R is not known before the run: [`expected_rounds`] is an upper fit
-//! to the measured frontier of the scan form at the default τ. Where R̂ ≥ N, Picard cannot be
+//! to the measured frontier. Where R̂ ≥ N, Picard cannot be
 //! faster and nothing is timed.
 
 use std::sync::Mutex;
@@ -98,11 +98,21 @@ impl Estimate {
     }
 }
 
-/// Expected rounds of the Picard scan form at the default τ over `steps` steps:
-/// min(N, ⌈13 + 10·log10 N⌉), an upper fit to the measured rounds (DDIM-10 10, DPM-Solver++-20
+/// Expected rounds R̂ of `picard` (a [`SamplerKind::Picard`]) over `steps` steps of `rule`, an
+/// upper fit to the measured frontier. Stopped by the final samples (a `final_tol`, the drift form
+/// and a window holding every step: the default there): min(N, ⌈5 + 4·log10 N⌉) for deterministic
+/// rules, min(N, ⌈10 + 10·log10 N⌉) for stochastic ones (`docs/perf/2026-12-07-defaults.md`).
+/// Otherwise, the scan at the per-step τ: min(N, ⌈13 + 10·log10 N⌉) (DDIM-10 10, DPM-Solver++-20
 /// 14, DDIM-25 18–19, DDIM-100 25, DDPM-100 31–33, DDPM-1000 41: `docs/perf/2026-12-04-frontier.md`).
-pub fn expected_rounds(steps: usize) -> usize {
-    let fit = (13.0 + 10.0 * (steps.max(1) as f64).log10()).ceil() as usize;
+pub fn expected_rounds(steps: usize, picard: &SamplerKind, rule: StepRule) -> usize {
+    let final_stop = matches!(picard, SamplerKind::Picard { window, form, final_tol: Some(_), .. }
+        if *window >= steps && *form == crate::backend::PicardForm::Drift);
+    let (base, slope) = match (final_stop, rule.is_stochastic()) {
+        (true, false) => (5.0, 4.0),
+        (true, true) => (10.0, 10.0),
+        (false, _) => (13.0, 10.0),
+    };
+    let fit = (base + slope * (steps.max(1) as f64).log10()).ceil() as usize;
     fit.min(steps)
 }
 
@@ -130,7 +140,7 @@ pub fn choose<B: Backend, M: ScoreModel<B>>(
     let mut estimate = Estimate {
         steps,
         window,
-        rounds: expected_rounds(steps),
+        rounds: expected_rounds(steps, picard, rule),
         step_ms: None,
         iteration_ms: None,
         rough: false,
@@ -319,15 +329,56 @@ fn capped_run_ms<B: Backend, M: ScoreModel<B>>(
 #[cfg(test)]
 mod tests {
     use super::expected_rounds;
+    use crate::backend::PicardForm;
+    use crate::sampler::SamplerKind;
+    use crate::schedule::StepRule;
+
+    fn picard(window: usize, form: PicardForm, final_tol: Option<f64>) -> SamplerKind {
+        let tol = if final_tol.is_some() { 0.0 } else { 0.1 };
+        SamplerKind::Picard {
+            window,
+            tol,
+            max_iters: None,
+            form,
+            anderson: None,
+            final_tol,
+        }
+    }
 
     #[test]
     fn the_rounds_fit_bounds_the_measured_frontier() {
-        // (steps, rounds measured by the scan form at the default τ, frontier docs)
-        for (n, measured) in [(10, 10), (20, 14), (25, 19), (100, 33), (1000, 41)] {
-            let r = expected_rounds(n);
+        let ddim = StepRule::Ddim { eta: 0.0 };
+        let ddpm = StepRule::Ddim { eta: 1.0 };
+        let dpm = StepRule::DpmSolverPP { order: 2 };
+        // (steps, rule, rounds measured by the scan form at the default τ, frontier docs)
+        for (n, rule, measured) in [
+            (10, ddim, 10),
+            (20, dpm, 14),
+            (25, ddim, 19),
+            (100, ddpm, 33),
+            (1000, ddpm, 41),
+        ] {
+            let r = expected_rounds(n, &picard(256, PicardForm::Scan, None), rule);
             assert!(r >= measured && r <= n, "N {n}: {r} vs measured {measured}");
         }
-        assert_eq!(expected_rounds(1), 1);
-        assert_eq!(expected_rounds(0), 0);
+        // The default where the window holds every step: drift at τ = 0, final_tol 1e-3
+        // (the most rounds over the mixture, the MLP and the reach2d policy).
+        for (n, rule, measured) in [
+            (8, ddim, 8),
+            (10, ddim, 9),
+            (16, ddim, 10),
+            (20, dpm, 11),
+            (25, ddim, 11),
+            (100, ddim, 12),
+            (100, ddpm, 29),
+        ] {
+            let r = expected_rounds(n, &picard(n, PicardForm::Drift, Some(1e-3)), rule);
+            assert!(r >= measured && r <= n, "N {n}: {r} vs measured {measured}");
+        }
+        // A window shorter than the grid slides: the per-step fit.
+        let short = picard(256, PicardForm::Drift, Some(1e-3));
+        assert_eq!(expected_rounds(1000, &short, ddpm), 43);
+        assert_eq!(expected_rounds(1, &short, ddim), 1);
+        assert_eq!(expected_rounds(0, &short, ddim), 0);
     }
 }

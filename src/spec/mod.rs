@@ -377,7 +377,8 @@ impl RunSpec {
             "sampler" => d::SAMPLER.to_string(),
             "window" => d::WINDOW.to_string(),
             "tol" => format!(
-                "{} for stochastic rules, {} for deterministic ones",
+                "0 with the final-sample stop when the window holds every step; else {} for \
+                 stochastic rules, {} for deterministic ones",
                 d::TOL_STOCHASTIC,
                 d::TOL_DETERMINISTIC
             ),
@@ -392,9 +393,16 @@ impl RunSpec {
             "corrector_time" => crate::sampler::Corrector::default().duration.to_string(),
             "corrector_steps" => crate::sampler::Corrector::default().steps.to_string(),
             "corrector_iters" => crate::sampler::Corrector::default().iters.to_string(),
-            "picard_form" => d::PICARD_FORM.to_string(),
+            "picard_form" => format!(
+                "{} with the final-sample stop, else {}",
+                d::PICARD_FORM_FINAL_STOP,
+                d::PICARD_FORM
+            ),
             "anderson" => "off".into(),
-            "final_tol" => "off".into(),
+            "final_tol" => format!(
+                "{} when tol is not given and the window holds every step, else off",
+                d::FINAL_TOL
+            ),
             "batch" => "the first dimension of --init, else the second of --noise, else 1".into(),
             "seed" => d::SEED.to_string(),
             "sample0" => "0".into(),

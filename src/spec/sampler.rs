@@ -45,15 +45,17 @@ impl RunSpec {
     ) -> Result<(SamplerKind, String)> {
         let name = self.sampler.unwrap_or(d::SAMPLER);
         let steps = grid.steps();
-        let tol = self.tol.unwrap_or_else(|| rule.default_tolerance());
-        let form = self.picard_form.unwrap_or(d::PICARD_FORM);
+        let window = self.window.unwrap_or(d::WINDOW).min(steps);
+        let final_stop = matches!(name, SamplerName::Picard | SamplerName::Auto) && window == steps;
+        let (tol, form, final_tol) =
+            d::stopping(rule, final_stop, self.tol, self.picard_form, self.final_tol);
         let why = format!("does not apply to the {name} sampler; ignored");
         info.insert("sampler".into(), json!(name.name()));
         let picard_only = [
             (self.window.is_some(), "window"),
             (self.max_iters.is_some(), "max_iters"),
         ];
-        let (anderson, final_tol) = (self.anderson, self.final_tol);
+        let anderson = self.anderson;
         if let (Some(t), false) = (final_tol, name == SamplerName::Sequential) {
             crate::backend::FinalStop::check_tol(t)?;
         }
@@ -79,7 +81,6 @@ impl RunSpec {
             }
             SamplerName::Picard | SamplerName::Auto => {
                 Self::unused(&blocks_only, &why, warn);
-                let window = self.window.unwrap_or(d::WINDOW).min(steps);
                 WindowPlan::sliding(steps, window, tol, form, self.max_iters)?
                     .with_anderson(anderson)?;
                 info.insert("tol".into(), json!(tol));

@@ -617,13 +617,14 @@ fn flow_schedule_runs_euler_with_the_shift_field() {
     let s = Schedule::from_name("flow", 1000).unwrap();
     let grid = Grid::flow(&s, 12, FlowShift::Static(3.0)).unwrap();
     let rule = StepRule::from_name("euler", None).unwrap();
+    // The defaults with a window holding every step: drift at τ = 0, the final-sample stop.
     let kind = SamplerKind::Picard {
         window: 12,
-        tol: rule.default_tolerance(),
+        tol: 0.0,
         max_iters: None,
-        form: PicardForm::Scan,
+        form: picardiff::defaults::PICARD_FORM_FINAL_STOP,
         anderson: None,
-        final_tol: None,
+        final_tol: Some(picardiff::defaults::FINAL_TOL),
     };
     let inputs = RunInputs {
         batch: 4,
@@ -656,7 +657,7 @@ fn dpm_solver_runs_by_name_with_its_spacing() {
     let (rule_s, spacing_s, form_s) = (
         CString::new("dpmpp-2m").unwrap(),
         CString::new("dpm-linspace").unwrap(),
-        // The scan form (a deterministic rule's default is drift: docs/perf/2026-12-04-frontier.md).
+        // The scan form (the default with the final-sample stop is drift).
         CString::new("scan").unwrap(),
     );
     let c = picardiff_sampler_config {
@@ -671,11 +672,11 @@ fn dpm_solver_runs_by_name_with_its_spacing() {
     let rule = StepRule::from_name("dpmpp-2m", None).unwrap();
     let kind = SamplerKind::Picard {
         window: 20,
-        tol: rule.default_tolerance(),
+        tol: 0.0,
         max_iters: None,
         form: PicardForm::Scan,
         anderson: None,
-        final_tol: None,
+        final_tol: Some(picardiff::defaults::FINAL_TOL),
     };
     let inputs = RunInputs {
         batch: 4,
@@ -695,6 +696,8 @@ fn anderson_field_accelerates_and_refuses_bad_histories() {
     let c = picardiff_sampler_config {
         rule: ddim.as_ptr(),
         anderson: 3,
+        // The per-step test at the rule's τ (scan), where Anderson cuts rounds.
+        tol: 1e-3,
         ..config()
     };
     let (out, stats) = run_ffi(&handles(mixture_model(), &c), 8).unwrap();
