@@ -138,30 +138,75 @@ pub fn per_sample_deviation(a: &[f32], b: &[f32], dim: usize) -> Vec<f32> {
         .collect()
 }
 
-/// The `q`-quantile (0 ≤ q ≤ 1) of `values` by the nearest-rank method (0 for none).
+/// The `q`-quantile (0 ≤ q ≤ 1) of `values`, interpolated linearly between the two nearest ranks
+/// (numpy's default `np.percentile(values, 100 q)`; 0 for none).
 pub fn quantile(values: &[f32], q: f64) -> f32 {
     if values.is_empty() {
         return 0.0;
     }
     let mut v = values.to_vec();
     v.sort_by(f32::total_cmp);
-    let rank = (q.clamp(0.0, 1.0) * v.len() as f64).ceil() as usize;
-    v[rank.clamp(1, v.len()) - 1]
+    let pos = q.clamp(0.0, 1.0) * (v.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    let (a, b) = (f64::from(v[lo]), f64::from(v[hi]));
+    (a + (b - a) * (pos - lo as f64)) as f32
+}
+
+/// How far one sampler's samples are from another's (`compare`'s figures): over the per-sample
+/// deviations ([`per_sample_deviation`]), their median, 90th percentile ([`quantile`]) and maximum.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Deviation {
+    /// The median per-sample deviation.
+    pub p50: f32,
+    /// The 90th-percentile per-sample deviation.
+    pub p90: f32,
+    /// The largest |a − b| over every element (the largest per-sample deviation).
+    pub max: f32,
+}
+
+impl Deviation {
+    /// The deviation of `a` from `b`, both `[batch][dim]`.
+    pub fn of(a: &[f32], b: &[f32], dim: usize) -> Deviation {
+        let dev = per_sample_deviation(a, b, dim);
+        Deviation {
+            p50: quantile(&dev, 0.5),
+            p90: quantile(&dev, 0.9),
+            max: dev.iter().copied().fold(0.0, f32::max),
+        }
+    }
+
+    /// The stats JSON's keys: `max_abs_diff`, `deviation_p50`, `deviation_p90`, `deviation_max`
+    /// (= `max_abs_diff`).
+    pub fn json(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        m.insert("max_abs_diff".into(), self.max.into());
+        m.insert("deviation_p50".into(), self.p50.into());
+        m.insert("deviation_p90".into(), self.p90.into());
+        m.insert("deviation_max".into(), self.max.into());
+        m
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{per_sample_deviation, quantile};
+    use super::{per_sample_deviation, quantile, Deviation};
 
     #[test]
     fn deviation_quantiles() {
         let a = [0.0, 0.0, 1.0, 0.0, 0.0, 3.0];
         let b = [0.5, 0.0, 0.0, 0.0, 0.0, 0.0];
         assert_eq!(per_sample_deviation(&a, &b, 2), vec![0.5, 1.0, 3.0]);
+        // numpy: np.percentile([4, 1, 3, 2], [50, 90, 0, 100]) = [2.5, 3.7, 1, 4].
         let v = [4.0, 1.0, 3.0, 2.0];
-        assert_eq!(quantile(&v, 0.5), 2.0);
-        assert_eq!(quantile(&v, 0.9), 4.0);
+        assert_eq!(quantile(&v, 0.5), 2.5);
+        assert!((quantile(&v, 0.9) - 3.7).abs() < 1e-6);
         assert_eq!(quantile(&v, 0.0), 1.0);
+        assert_eq!(quantile(&v, 1.0), 4.0);
+        assert_eq!(quantile(&[7.0], 0.9), 7.0);
         assert_eq!(quantile(&[], 0.5), 0.0);
+        let d = Deviation::of(&a, &b, 2);
+        assert_eq!((d.p50, d.max), (1.0, 3.0));
+        assert!((d.p90 - 2.6).abs() < 1e-6);
+        assert_eq!(d.json()["max_abs_diff"], 3.0);
     }
 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use numpy::{PyArray1, PyArrayDyn, PyArrayMethods};
 use picardiff::model::{load_model, ModelFile};
 use picardiff::prelude::*;
+use picardiff::metrics::Deviation;
 use picardiff::sampler::auto::Choice;
 use pyo3::exceptions::{PyTypeError, PyUserWarning, PyValueError};
 use pyo3::prelude::*;
@@ -150,7 +151,8 @@ impl Model {
         );
         if compare {
             let seq = &outs[0];
-            stats.extend(compare_stats(&problem, &seq.samples, &par.samples));
+            let dim = problem.dim();
+            stats.extend(Deviation::of(&par.samples, &seq.samples, dim).json());
             stats.insert("sequential_rounds".into(), json!(seq.stats.rounds));
             stats.insert("sequential_nfe".into(), json!(seq.stats.nfe));
             stats.insert("sequential_wall_ms".into(), json!(seq.stats.wall_ms));
@@ -286,53 +288,7 @@ fn stats_json(
     m.insert("device".into(), json!(device));
     m.extend(sampler.info.clone());
     m.extend(problem.info.clone());
-    m.insert("rounds".into(), json!(stats.rounds));
-    m.insert("nfe".into(), json!(stats.nfe));
-    m.insert("wall_ms".into(), json!(stats.wall_ms));
-    m.insert("host_syncs".into(), json!(stats.host_syncs));
-    if let Some(change) = stats.final_change {
-        m.insert("final_change".into(), json!(change));
-        m.insert("final_stopped".into(), json!(stats.final_stopped));
-    }
-    m
-}
-
-/// `max_abs_diff` (the CLI's) and the per-sample deviations `max_i |par_i − seq_i|` of each
-/// sample: their 50th and 90th percentiles (numpy's default linear interpolation) and maximum.
-fn compare_stats(problem: &Problem<'_>, seq: &[f32], par: &[f32]) -> Map<String, Value> {
-    let dim = problem.dim().max(1);
-    let max_abs_diff = par
-        .iter()
-        .zip(seq)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0f32, f32::max);
-    let mut dev: Vec<f64> = par
-        .chunks(dim)
-        .zip(seq.chunks(dim))
-        .map(|(a, b)| {
-            a.iter()
-                .zip(b)
-                .map(|(x, y)| (x - y).abs() as f64)
-                .fold(0.0, f64::max)
-        })
-        .collect();
-    dev.sort_by(f64::total_cmp);
-    let pct = |q: f64| -> f64 {
-        if dev.is_empty() {
-            return 0.0;
-        }
-        let pos = q * (dev.len() - 1) as f64;
-        let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-        dev[lo] + (dev[hi] - dev[lo]) * (pos - lo as f64)
-    };
-    let mut m = Map::new();
-    m.insert("max_abs_diff".into(), json!(max_abs_diff));
-    m.insert("deviation_p50".into(), json!(pct(0.5)));
-    m.insert("deviation_p90".into(), json!(pct(0.9)));
-    m.insert(
-        "deviation_max".into(),
-        json!(dev.last().copied().unwrap_or(0.0)),
-    );
+    m.extend(stats.json(&sampler.kind));
     m
 }
 

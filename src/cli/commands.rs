@@ -61,20 +61,7 @@ fn stats_json(command: &str, s: &Setup, stats: &RunStats) -> Map<String, Value> 
     m.insert("device".into(), json!(s.device.name()));
     m.extend(s.sampler.info.clone());
     m.extend(s.problem.info.clone());
-    m.insert("rounds".into(), json!(stats.rounds));
-    m.insert("nfe".into(), json!(stats.nfe));
-    m.insert("wall_ms".into(), json!(stats.wall_ms));
-    m.insert("host_syncs".into(), json!(stats.host_syncs));
-    if let Some(change) = stats.final_change {
-        m.insert("final_change".into(), json!(change));
-        m.insert("final_stopped".into(), json!(stats.final_stopped));
-    }
-    if matches!(s.sampler.kind, SamplerKind::Blocks { .. }) {
-        m.insert(
-            "worst_block_residual".into(),
-            json!(stats.worst_block_residual),
-        );
-    }
+    m.extend(stats.json(&s.sampler.kind));
     m
 }
 
@@ -163,13 +150,9 @@ pub fn compare(args: &RunArgs) -> CliResult<()> {
     let par = progress::observe(&s.sampler.label, || {
         s.device.run(&s.problem, &s.sampler.kind, &s.sampler.label)
     })?;
-    let diff = max_abs_diff(&par.samples, &seq.samples);
     let p = &s.problem;
-    let devs = picardiff::metrics::per_sample_deviation(&par.samples, &seq.samples, p.dim());
-    let (p50, p90) = (
-        picardiff::metrics::quantile(&devs, 0.5),
-        picardiff::metrics::quantile(&devs, 0.9),
-    );
+    let dev = picardiff::metrics::Deviation::of(&par.samples, &seq.samples, p.dim());
+    let (p50, p90, diff) = (dev.p50, dev.p90, dev.max);
     let w = s.sampler.label.len().max(12);
     let row = |name: &str, st: &RunStats| {
         format!(
@@ -199,9 +182,7 @@ pub fn compare(args: &RunArgs) -> CliResult<()> {
     );
     emit(&text)?;
     let mut stats = stats_json("compare", &s, &par.stats);
-    stats.insert("max_abs_diff".into(), json!(diff));
-    stats.insert("deviation_p50".into(), json!(p50));
-    stats.insert("deviation_p90".into(), json!(p90));
+    stats.extend(dev.json());
     stats.insert("sequential_rounds".into(), json!(seq.stats.rounds));
     stats.insert("sequential_nfe".into(), json!(seq.stats.nfe));
     stats.insert("sequential_wall_ms".into(), json!(seq.stats.wall_ms));

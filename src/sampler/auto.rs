@@ -100,7 +100,7 @@ impl Estimate {
 
 /// Expected rounds R̂ of `picard` (a [`SamplerKind::Picard`]) over `steps` steps of `rule`, an
 /// upper fit to the measured frontier. Stopped by the final samples (a `final_tol`, the drift form
-/// and a window holding every step: the default there): min(N, ⌈5 + 4·log10 N⌉) for deterministic
+/// and a window holding every step: the default there): min(N, ⌈6 + 4·log10 N⌉) for deterministic
 /// rules, min(N, ⌈10 + 10·log10 N⌉) for stochastic ones (`docs/perf/2026-12-07-defaults.md`).
 /// Otherwise, the scan at the per-step τ: min(N, ⌈13 + 10·log10 N⌉) (DDIM-10 10, DPM-Solver++-20
 /// 14, DDIM-25 18–19, DDIM-100 25, DDPM-100 31–33, DDPM-1000 41: `docs/perf/2026-12-04-frontier.md`).
@@ -108,7 +108,7 @@ pub fn expected_rounds(steps: usize, picard: &SamplerKind, rule: StepRule) -> us
     let final_stop = matches!(picard, SamplerKind::Picard { window, form, final_tol: Some(_), .. }
         if *window >= steps && *form == crate::backend::PicardForm::Drift);
     let (base, slope) = match (final_stop, rule.is_stochastic()) {
-        (true, false) => (5.0, 4.0),
+        (true, false) => (6.0, 4.0),
         (true, true) => (10.0, 10.0),
         (false, _) => (13.0, 10.0),
     };

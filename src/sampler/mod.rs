@@ -134,6 +134,30 @@ pub struct RunStats {
     pub final_stopped: bool,
 }
 
+impl RunStats {
+    /// The counters as the stats JSON of the CLI and Python name them: `rounds`, `nfe`, `wall_ms`,
+    /// `host_syncs`; `final_change` and `final_stopped` with the final-sample stop; and for the
+    /// blocks sampler (`kind`) `worst_block_residual`.
+    pub fn json(&self, kind: &SamplerKind) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        m.insert("rounds".into(), self.rounds.into());
+        m.insert("nfe".into(), self.nfe.into());
+        m.insert("wall_ms".into(), self.wall_ms.into());
+        m.insert("host_syncs".into(), self.host_syncs.into());
+        if let Some(change) = self.final_change {
+            m.insert("final_change".into(), change.into());
+            m.insert("final_stopped".into(), self.final_stopped.into());
+        }
+        if matches!(kind, SamplerKind::Blocks { .. }) {
+            m.insert(
+                "worst_block_residual".into(),
+                self.worst_block_residual.into(),
+            );
+        }
+        m
+    }
+}
+
 /// Samples and stats of one run.
 #[derive(Debug, Clone)]
 pub struct RunOutput {
