@@ -126,7 +126,7 @@ fn the_cli_starts_from_the_library_defaults() {
     let lib = ddpm300()
         .plan(ModelRun::AnySchedule, ModelOutput::Epsilon)
         .unwrap();
-    for (key, value) in &lib.settings {
+    for (key, value) in lib.settings.iter().chain(&lib.sampler_settings) {
         assert_eq!(
             &cli[key], value,
             "setting `{key}`: CLI {} vs library {value}",

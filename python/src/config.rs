@@ -285,26 +285,7 @@ pub fn problem<'a>(
         info.insert("action_dim".into(), json!(p.config.action_dim));
         info.insert("cond".into(), json!("array"));
     }
-    let mut settings = plan.settings;
-    let mut sampler_info = Map::new();
-    for k in [
-        "sampler",
-        "tol",
-        "window",
-        "max_iters",
-        "picard_form",
-        "anderson",
-        "final_tol",
-        "block_len",
-        "blocks",
-        "iters",
-        "corrector",
-    ] {
-        if let Some(v) = settings.remove(k) {
-            sampler_info.insert(k.into(), v);
-        }
-    }
-    info.extend(settings);
+    info.extend(plan.settings);
     let problem = Problem {
         net,
         grid: plan.grid,
@@ -323,7 +304,7 @@ pub fn problem<'a>(
         Sampler {
             kind: plan.kind,
             auto: plan.auto,
-            info: sampler_info,
+            info: plan.sampler_settings,
         },
     ))
 }

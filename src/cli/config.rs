@@ -275,28 +275,7 @@ pub fn finish(
     sample_shape: Vec<usize>,
     mut info: Map<String, Value>,
 ) -> (Problem, Sampler) {
-    let mut settings = plan.settings;
-    // Problem keys first, then the sampler's (the stats JSON's order).
-    let sampler_keys = [
-        "sampler",
-        "tol",
-        "window",
-        "max_iters",
-        "picard_form",
-        "anderson",
-        "final_tol",
-        "block_len",
-        "blocks",
-        "iters",
-        "corrector",
-    ];
-    let mut sampler_info = Map::new();
-    for k in sampler_keys {
-        if let Some(v) = settings.remove(k) {
-            sampler_info.insert(k.into(), v);
-        }
-    }
-    info.extend(settings);
+    info.extend(plan.settings);
     let problem = Problem {
         model,
         grid: plan.grid,
@@ -314,7 +293,7 @@ pub fn finish(
         kind: plan.kind,
         label: plan.label,
         auto: plan.auto,
-        info: sampler_info,
+        info: plan.sampler_settings,
     };
     (problem, sampler)
 }

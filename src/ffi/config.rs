@@ -307,6 +307,7 @@ mod tests {
         .unwrap();
         assert_eq!(p.base.kind, lib.kind);
         assert_eq!(p.base.settings, lib.settings);
+        assert_eq!(p.base.sampler_settings, lib.sampler_settings);
         assert_eq!(p.batch, 1);
     }
 }

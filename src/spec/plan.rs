@@ -62,8 +62,12 @@ pub struct Plan {
     pub seed: u64,
     /// Global index of the first sample.
     pub sample0: u32,
-    /// Each setting in effect, by field name (the stats' keys).
+    /// Each setting of the problem in effect (schedule, grid, rule, model, seed), by field name
+    /// (the stats' keys).
     pub settings: Map<String, Value>,
+    /// Each setting of the sampler in effect (`sampler`, `tol`, `window`, `picard_form`,
+    /// `final_tol`, block settings, ...), by field name (the stats' keys).
+    pub sampler_settings: Map<String, Value>,
     /// Settings given but unused: (field, message); a front end shows `{field} {message}` with
     /// the field in its own spelling.
     pub warnings: Vec<(&'static str, String)>,
@@ -149,8 +153,9 @@ impl RunSpec {
         };
         // Rejects grids on which the rule's table is not finite, before anything runs.
         StepTable::new(&grid, rule, output)?;
+        let mut sampler_settings = Map::new();
         let (kind, label) =
-            self.sampler_kind(&schedule, &grid, rule, &mut settings, &mut warnings)?;
+            self.sampler_kind(&schedule, &grid, rule, &mut sampler_settings, &mut warnings)?;
         let seed = self.seed.unwrap_or(d::SEED);
         settings.insert("seed".into(), json!(seed));
         Ok(Plan {
@@ -165,6 +170,7 @@ impl RunSpec {
             seed,
             sample0: self.sample0.unwrap_or(0),
             settings,
+            sampler_settings,
             warnings,
         })
     }
