@@ -5,6 +5,7 @@
 //! maximum of `max_i |x_i − x_seq_i|` over the batch). Rounds do not depend on the machine.
 //!
 //!     cargo run --release --example frontier -- [mixture|mlp|all] > docs/perf/frontier.md
+//!     cargo run --release --example frontier -- [mixture|mlp|all] final   # the final-sample stop
 //!
 //! Every run is a `RunSpec` planned by the library, as the CLI's `compare` would run it.
 
@@ -113,9 +114,9 @@ fn run(net: &Net, plan: &Plan, inputs: &RunInputs<'_>, kind_of: &Plan) -> RunOut
     out.expect("run")
 }
 
-fn frontier(label: &str, net: &Net, batch: usize, long: bool) {
+fn frontier(label: &str, net: &Net, batch: usize, long: bool, final_stop: bool) {
     println!("\n### {label}, batch {batch}\n");
-    if std::env::var_os("FRONTIER_FINAL").is_some() {
+    if final_stop {
         println!("| rule | sampler | τ | final_tol | rounds | nfe/sample | median dev | p90 dev | max dev |");
         println!("|---|---|---|---|---|---|---|---|---|");
     } else {
@@ -155,8 +156,17 @@ fn frontier(label: &str, net: &Net, batch: usize, long: bool) {
         };
         let seq = run(net, &seq_plan, &inputs, &seq_plan);
         let dim = seq.samples.len() / batch;
-        if std::env::var_os("FRONTIER_FINAL").is_some() {
-            final_sweep(net, &case, model_run, output, &inputs, &seq, dim);
+        if final_stop {
+            let rule_tol = seq_plan.rule.default_tolerance();
+            final_sweep(
+                net,
+                &case,
+                (model_run, output),
+                rule_tol,
+                &inputs,
+                &seq,
+                dim,
+            );
             continue;
         }
         for (form, over) in forms() {
@@ -186,9 +196,6 @@ fn frontier(label: &str, net: &Net, batch: usize, long: bool) {
                 );
             }
         }
-        if std::env::var_os("FRONTIER_FINAL").is_some() {
-            continue;
-        }
         println!(
             "| {} | sequential | | {} | {} | 0 | 0 | 0 |",
             case.name, seq.stats.rounds, seq.stats.nfe
@@ -196,13 +203,14 @@ fn frontier(label: &str, net: &Net, batch: usize, long: bool) {
     }
 }
 
-/// The final-sample stop's sweep: picard scan and drift at the default τ and at τ = 0, with
-/// `final_tol` off and from 1e-2 to 1e-4 (`FRONTIER_FINAL=1`).
+/// The final-sample stop's sweep (`-- mixture|mlp|all final`): picard scan and drift at the
+/// rule's per-step τ (`rule_tol`, labelled "default") and at τ = 0, with `final_tol` off and from
+/// 1e-2 to 1e-4.
 fn final_sweep(
     net: &Net,
     case: &Case,
-    model_run: ModelRun,
-    output: ModelOutput,
+    (model_run, output): (ModelRun, ModelOutput),
+    rule_tol: f64,
     inputs: &RunInputs<'_>,
     seq: &RunOutput,
     dim: usize,
@@ -226,7 +234,7 @@ fn final_sweep(
             let s = RunSpec {
                 sampler: Some(SamplerName::Picard),
                 picard_form: form.parse().ok(),
-                tol: tau,
+                tol: Some(tau.unwrap_or(rule_tol)),
                 final_tol: ft,
                 ..case.spec.clone()
             };
@@ -250,6 +258,7 @@ fn final_sweep(
 
 fn main() {
     let which = std::env::args().nth(1).unwrap_or_else(|| "mixture".into());
+    let final_stop = std::env::args().nth(2).as_deref() == Some("final");
     println!("# Rounds against per-sample deviation from sequential (`cargo run --release --example frontier -- {which}`)");
     println!("\nSeed 1, window 256 (at most the steps), blocks of 100 units of model time (timesteps; flow: σ·1000, so one step per block at 10 steps) with K = the longest block's length; deviation = max over elements of |x − x_seq| per sample.");
     if which == "mixture" || which == "all" {
@@ -258,6 +267,7 @@ fn main() {
             &Net::Mixture(Mixture::example_64d()),
             16,
             true,
+            final_stop,
         );
     }
     if which == "mlp" || which == "all" {
@@ -271,6 +281,7 @@ fn main() {
             &Net::Mlp(m),
             16,
             false,
+            final_stop,
         );
     }
 }

@@ -1,7 +1,7 @@
 """Plots the rounds–deviation frontier of `cargo run --release --example frontier` (its markdown
 tables): per rule family, rounds against the 90th-percentile per-sample deviation from sequential,
 one line per sampler form as τ sweeps, one panel row per model. Tables of the final-sample sweep
-(`FRONTIER_FINAL=1`, with a final_tol column) add a line per form at τ = 0 as final_tol sweeps, and
+(`-- mixture|mlp final`, with a final_tol column) add a line per form at τ = 0 as final_tol sweeps, and
 a star at the default where the window holds every step (drift, τ = 0, final_tol 1e-3:
 `picardiff::defaults`). Tables with the same model heading share a panel row.
 
