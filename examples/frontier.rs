@@ -259,7 +259,8 @@ fn final_sweep(
 fn main() {
     let which = std::env::args().nth(1).unwrap_or_else(|| "mixture".into());
     let final_stop = std::env::args().nth(2).as_deref() == Some("final");
-    println!("# Rounds against per-sample deviation from sequential (`cargo run --release --example frontier -- {which}`)");
+    let arg = if final_stop { " final" } else { "" };
+    println!("# Rounds against per-sample deviation from sequential (`cargo run --release --example frontier -- {which}{arg}`)");
     println!("\nSeed 1, window 256 (at most the steps), blocks of 100 units of model time (timesteps; flow: σ·1000, so one step per block at 10 steps) with K = the longest block's length; deviation = max over elements of |x − x_seq| per sample.");
     if which == "mixture" || which == "all" {
         frontier(

@@ -153,14 +153,8 @@ fn rust_picard(
 ) -> RunOutput {
     let grid = Grid::discrete(&schedule(), steps, Spacing::Leading).unwrap();
     let rule = StepRule::from_name("ddpm", None).unwrap();
-    let kind = SamplerKind::Picard {
-        window: steps,
-        tol: 0.0,
-        max_iters: None,
-        form: picardiff::defaults::PICARD_FORM_FINAL_STOP,
-        anderson: None,
-        final_tol: Some(picardiff::defaults::FINAL_TOL),
-    };
+    let kind = SamplerKind::picard(steps, 0.0, picardiff::defaults::PICARD_FORM_FINAL_STOP)
+        .with_final_tol(Some(picardiff::defaults::FINAL_TOL));
     let inputs = RunInputs {
         batch,
         seed,

@@ -126,14 +126,8 @@ fn thousands_of_runs_keep_memory_flat() {
         let grid = s.grid(&schedule).unwrap();
         // The defaults with a window holding every step (τ = 0, the final-sample stop), in the
         // scan form the config names.
-        let kind = SamplerKind::Picard {
-            window: 10,
-            tol: 0.0,
-            max_iters: None,
-            form: PicardForm::Scan,
-            anderson: None,
-            final_tol: Some(picardiff::defaults::FINAL_TOL),
-        };
+        let kind = SamplerKind::picard(10, 0.0, PicardForm::Scan)
+            .with_final_tol(Some(picardiff::defaults::FINAL_TOL));
         let inputs = RunInputs {
             batch: 2,
             seed: 3,

@@ -23,17 +23,6 @@ fn run_with(
     run(&CpuBackend, model, grid, rule, kind, &inputs).unwrap()
 }
 
-fn picard(window: usize, tol: f64, form: PicardForm) -> SamplerKind {
-    SamplerKind::Picard {
-        window,
-        tol,
-        max_iters: None,
-        form,
-        anderson: None,
-        final_tol: None,
-    }
-}
-
 /// Both scheduler styles, both rules: window 1 and scan at τ = 0 equal sequential exactly; blocks
 /// with K ≥ block length too.
 #[test]
@@ -54,8 +43,8 @@ fn clipped_picard_fixed_point_is_the_clipped_sequential_sampler() {
             "{rule:?} {keep:?}: clipping at 1 must change samples of a mixture with means at ±2"
         );
         for (name, kind) in [
-            ("window 1", picard(1, 0.1, PicardForm::Scan)),
-            ("scan tau 0", picard(17, 0.0, PicardForm::Scan)),
+            ("window 1", SamplerKind::picard(1, 0.1, PicardForm::Scan)),
+            ("scan tau 0", SamplerKind::picard(17, 0.0, PicardForm::Scan)),
             (
                 "blocks K = len",
                 SamplerKind::Blocks {
@@ -73,14 +62,20 @@ fn clipped_picard_fixed_point_is_the_clipped_sequential_sampler() {
             assert_eq!(par.samples, seq.samples, "{rule:?} {keep:?} {name}");
         }
         // The drift form reaches the same fixed point up to rounding (its linear part lags).
-        let drift = run_with(&model, &g, rule, &picard(1, 0.1, PicardForm::Drift), clip);
+        let drift = run_with(
+            &model,
+            &g,
+            rule,
+            &SamplerKind::picard(1, 0.1, PicardForm::Drift),
+            clip,
+        );
         assert!(max_abs_diff(&drift.samples, &seq.samples) < 1e-5);
         // At the default tolerance the window converges close to the clipped trajectory.
         let par = run_with(
             &model,
             &g,
             rule,
-            &picard(60, rule.default_tolerance(), PicardForm::Scan),
+            &SamplerKind::picard(60, rule.default_tolerance(), PicardForm::Scan),
             clip,
         );
         let d = max_abs_diff(&par.samples, &seq.samples);
@@ -102,7 +97,10 @@ fn an_inactive_clip_changes_nothing() {
         range: 1e30,
         keep: ClipKeep::State,
     });
-    for kind in [SamplerKind::Sequential, picard(16, 0.1, PicardForm::Scan)] {
+    for kind in [
+        SamplerKind::Sequential,
+        SamplerKind::picard(16, 0.1, PicardForm::Scan),
+    ] {
         assert_eq!(
             run_with(&model, &g, rule, &kind, wide).samples,
             run_with(&model, &g, rule, &kind, None).samples

@@ -42,17 +42,6 @@ fn spacing(name: &str) -> Spacing {
     }
 }
 
-fn picard(window: usize, tol: f64, form: PicardForm) -> SamplerKind {
-    SamplerKind::Picard {
-        window,
-        tol,
-        max_iters: None,
-        form,
-        anderson: None,
-        final_tol: None,
-    }
-}
-
 fn blocks(block_len: f64, iters: usize, tol: f64) -> SamplerKind {
     SamplerKind::Blocks {
         block_len,
@@ -133,7 +122,7 @@ fn samples_match_diffusers() {
         let rl = rule(case["rule"].as_str().unwrap());
         for kind in [
             SamplerKind::Sequential,
-            picard(steps, 1e-6, PicardForm::Scan),
+            SamplerKind::picard(steps, 1e-6, PicardForm::Scan),
         ] {
             let out = sample(&model, &g, rl, &kind, batch, Some(&x_t));
             let d = out
@@ -161,10 +150,10 @@ fn fixed_point_is_the_sequential_solver() {
         let rl = rule(name);
         let seq = sample(&model, &g, rl, &SamplerKind::Sequential, 5, None);
         for (kind, rounds) in [
-            (picard(1, 1e-3, PicardForm::Scan), Some(steps)),
-            (picard(steps, 0.0, PicardForm::Scan), None),
-            (picard(3, 0.0, PicardForm::Scan), None),
-            (picard(2, 0.0, PicardForm::Scan), None),
+            (SamplerKind::picard(1, 1e-3, PicardForm::Scan), Some(steps)),
+            (SamplerKind::picard(steps, 0.0, PicardForm::Scan), None),
+            (SamplerKind::picard(3, 0.0, PicardForm::Scan), None),
+            (SamplerKind::picard(2, 0.0, PicardForm::Scan), None),
             (blocks(150.0, steps, 0.0), None),
             (blocks(1000.0, steps, 0.0), None),
         ] {
@@ -174,7 +163,14 @@ fn fixed_point_is_the_sequential_solver() {
                 assert_eq!(out.stats.rounds, r);
             }
         }
-        let drift = sample(&model, &g, rl, &picard(7, 0.0, PicardForm::Drift), 5, None);
+        let drift = sample(
+            &model,
+            &g,
+            rl,
+            &SamplerKind::picard(7, 0.0, PicardForm::Drift),
+            5,
+            None,
+        );
         let d = max_abs_diff(&drift.samples, &seq.samples);
         // 5e-5 (~1e-5 of the samples' scale; measured 1.5e-5): the drift form's f32 fixed point
         // rounds differently (docs/algorithms.md §3).
@@ -190,7 +186,14 @@ fn the_history_crosses_window_moves() {
     let g = Grid::discrete(&ddpm(), 30, Spacing::DpmLinspace).unwrap();
     let rl = rule("dpmpp-3m");
     let seq = sample(&model, &g, rl, &SamplerKind::Sequential, 4, None);
-    let out = sample(&model, &g, rl, &picard(4, 0.0, PicardForm::Scan), 4, None);
+    let out = sample(
+        &model,
+        &g,
+        rl,
+        &SamplerKind::picard(4, 0.0, PicardForm::Scan),
+        4,
+        None,
+    );
     assert_eq!(out.samples, seq.samples);
     assert!(out.stats.rounds > 30 / 4, "{}", out.stats.rounds);
     // A first-order restart at each window start is DDIM-like there: a different sampler.
@@ -211,7 +214,14 @@ fn picard_converges_with_a_tolerance() {
         (PicardForm::Drift, 1e-3, 13),
         (PicardForm::Drift, 1.5e-2, 13),
     ] {
-        let out = sample(&model, &g, rl, &picard(20, tol, form), 16, None);
+        let out = sample(
+            &model,
+            &g,
+            rl,
+            &SamplerKind::picard(20, tol, form),
+            16,
+            None,
+        );
         let mut dev: Vec<f32> = out
             .samples
             .chunks(64)

@@ -73,17 +73,6 @@ fn run_flow(
     .unwrap()
 }
 
-fn picard(window: usize, tol: f64, form: PicardForm) -> SamplerKind {
-    SamplerKind::Picard {
-        window,
-        tol,
-        max_iters: None,
-        form,
-        anderson: None,
-        final_tol: None,
-    }
-}
-
 #[test]
 fn grids_match_diffusers() {
     let r = reference();
@@ -153,7 +142,7 @@ fn euler_samples_match_diffusers() {
         let want = f64s(&s["samples"]);
         for kind in [
             SamplerKind::Sequential,
-            picard(g.steps(), 1e-6, PicardForm::Scan),
+            SamplerKind::picard(g.steps(), 1e-6, PicardForm::Scan),
         ] {
             let out = run_flow(&model, &g, &kind, batch, Some(&x_t));
             let d = out
@@ -181,11 +170,11 @@ fn picard_tau0_and_window1_equal_sequential_bit_for_bit() {
         let n = g.steps();
         let seq = run_flow(&model, &g, &SamplerKind::Sequential, 6, None);
         for (kind, rounds) in [
-            (picard(1, 1e-3, PicardForm::Scan), Some(n)),
-            (picard(n, 0.0, PicardForm::Scan), None),
-            (picard(8, 0.0, PicardForm::Scan), None),
+            (SamplerKind::picard(1, 1e-3, PicardForm::Scan), Some(n)),
+            (SamplerKind::picard(n, 0.0, PicardForm::Scan), None),
+            (SamplerKind::picard(8, 0.0, PicardForm::Scan), None),
             // a = 1: the drift form is the scan form, bit for bit.
-            (picard(n, 0.0, PicardForm::Drift), None),
+            (SamplerKind::picard(n, 0.0, PicardForm::Drift), None),
         ] {
             let out = run_flow(&model, &g, &kind, 6, None);
             assert_eq!(out.samples, seq.samples, "{kind:?}");
@@ -209,7 +198,10 @@ fn euler_samples_have_the_mixture_weights() {
         ),
         (Grid::flow_uniform(&s, 100).unwrap(), "uniform"),
     ] {
-        for kind in [SamplerKind::Sequential, picard(100, 1e-3, PicardForm::Scan)] {
+        for kind in [
+            SamplerKind::Sequential,
+            SamplerKind::picard(100, 1e-3, PicardForm::Scan),
+        ] {
             let out = run_flow(&model, &g, &kind, BATCH, None);
             let (werr, _, maxabs) = component_errors(&mix, &out.samples);
             println!(
@@ -444,14 +436,8 @@ fn cli_samples_flow_and_reports_it() {
         &g,
         euler(),
         // The defaults with a window holding every step: drift at τ = 0, the final-sample stop.
-        &SamplerKind::Picard {
-            window: 12,
-            tol: 0.0,
-            max_iters: None,
-            form: picardiff::defaults::PICARD_FORM_FINAL_STOP,
-            anderson: None,
-            final_tol: Some(picardiff::defaults::FINAL_TOL),
-        },
+        &SamplerKind::picard(12, 0.0, picardiff::defaults::PICARD_FORM_FINAL_STOP)
+            .with_final_tol(Some(picardiff::defaults::FINAL_TOL)),
         &RunInputs {
             batch: 4,
             seed: 9,

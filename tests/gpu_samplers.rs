@@ -22,17 +22,6 @@ fn inputs(batch: usize) -> RunInputs<'static> {
     }
 }
 
-fn picard(window: usize, tol: f64, form: PicardForm) -> SamplerKind {
-    SamplerKind::Picard {
-        window,
-        tol,
-        max_iters: None,
-        form,
-        anderson: None,
-        final_tol: None,
-    }
-}
-
 /// Runs `kind` on both backends; returns (cpu, gpu).
 fn both(
     be: &CudaBackend,
@@ -89,7 +78,14 @@ fn window_one_equals_sequential_with_exactly_n_rounds() {
     let (s, g) = ddpm_grid(100);
     let model = GmmModel::new(mixture_2d(), s);
     for form in [PicardForm::Scan, PicardForm::Drift] {
-        let (c, gp) = both(&be, &model, &g, "ddpm", &picard(1, 0.1, form), &inputs(33));
+        let (c, gp) = both(
+            &be,
+            &model,
+            &g,
+            "ddpm",
+            &SamplerKind::picard(1, 0.1, form),
+            &inputs(33),
+        );
         assert_close(&c, &gp, &format!("window 1 {form:?}"));
         assert_eq!((gp.stats.rounds, gp.stats.nfe), (100, 100));
         assert_eq!(
@@ -124,7 +120,14 @@ fn zero_tolerance_windows_match_the_cpu() {
         (200, PicardForm::Scan),
         (50, PicardForm::Drift),
     ] {
-        let (c, gp) = both(&be, &model, &g, "ddpm", &picard(w, 0.0, form), &inputs(3));
+        let (c, gp) = both(
+            &be,
+            &model,
+            &g,
+            "ddpm",
+            &SamplerKind::picard(w, 0.0, form),
+            &inputs(3),
+        );
         assert_close(&c, &gp, &format!("window {w} {form:?} tau 0"));
         // Exact convergence at τ = 0 depends on when f32 iterates stop changing, which GEMM
         // rounding can shift: report a difference, fail only on a gross one or past the bound N.
@@ -166,7 +169,7 @@ fn paradigms_setting_matches_the_cpu_with_few_host_syncs() {
             &model,
             &g,
             "ddpm",
-            &picard(1000, 0.1, form),
+            &SamplerKind::picard(1000, 0.1, form),
             &inputs(33),
         );
         let diff = max_rel_diff(&c.samples, &gp.samples);
@@ -204,17 +207,8 @@ fn the_final_sample_stop_matches_the_cpu() {
     };
     let (s, g) = ddpm_grid(100);
     let model = GmmModel::new(mixture_64d(), s);
-    let with_stop = |kind: SamplerKind| match kind {
-        SamplerKind::Picard { window, form, .. } => SamplerKind::Picard {
-            window,
-            tol: 0.0,
-            max_iters: None,
-            form,
-            anderson: None,
-            final_tol: Some(picardiff::defaults::FINAL_TOL),
-        },
-        other => other,
-    };
+    let stop = Some(picardiff::defaults::FINAL_TOL);
+    let with_stop = |window, form| SamplerKind::picard(window, 0.0, form).with_final_tol(stop);
     let blocks = SamplerKind::Blocks {
         block_len: 250.0,
         iters: 25,
@@ -222,13 +216,13 @@ fn the_final_sample_stop_matches_the_cpu() {
         form: PicardForm::Drift,
         corrector: None,
         anderson: None,
-        final_tol: Some(picardiff::defaults::FINAL_TOL),
+        final_tol: stop,
     };
     for rule in ["ddim", "ddpm"] {
         let kinds = [
-            with_stop(picard(100, 0.0, PicardForm::Drift)),
-            with_stop(picard(100, 0.0, PicardForm::Scan)),
-            with_stop(picard(30, 0.0, PicardForm::Drift)),
+            with_stop(100, PicardForm::Drift),
+            with_stop(100, PicardForm::Scan),
+            with_stop(30, PicardForm::Drift),
             blocks.clone(),
         ];
         for kind in kinds {
@@ -345,7 +339,10 @@ fn caller_noise_and_initial_state_match_the_cpu() {
         noise: Some(&noise),
         ..Default::default()
     };
-    for kind in [SamplerKind::Sequential, picard(50, 0.0, PicardForm::Scan)] {
+    for kind in [
+        SamplerKind::Sequential,
+        SamplerKind::picard(50, 0.0, PicardForm::Scan),
+    ] {
         let (c, gp) = both(&be, &model, &g, "ddpm", &kind, &inputs);
         assert_close(&c, &gp, &format!("caller noise {}", kind.name()));
     }
@@ -404,8 +401,8 @@ fn a_nan_model_output_stops_every_sampler_naming_the_step() {
     let rule = StepRule::from_name("ddpm", None).unwrap();
     let kinds = [
         SamplerKind::Sequential,
-        picard(100, 0.1, PicardForm::Scan),
-        picard(8, 0.1, PicardForm::Drift),
+        SamplerKind::picard(100, 0.1, PicardForm::Scan),
+        SamplerKind::picard(8, 0.1, PicardForm::Drift),
         SamplerKind::Blocks {
             block_len: 200.0,
             iters: 4,
@@ -453,9 +450,18 @@ fn graph_replay_equals_eager_iteration_bit_for_bit() {
     let (s, g) = ddpm_grid(1000);
     let model = GmmModel::new(mixture_64d(), s);
     let kinds = [
-        ("picard p=1000 scan", picard(1000, 0.1, PicardForm::Scan)),
-        ("picard p=1000 drift", picard(1000, 0.1, PicardForm::Drift)),
-        ("picard p=64", picard(64, 0.1, PicardForm::Scan)),
+        (
+            "picard p=1000 scan",
+            SamplerKind::picard(1000, 0.1, PicardForm::Scan),
+        ),
+        (
+            "picard p=1000 drift",
+            SamplerKind::picard(1000, 0.1, PicardForm::Drift),
+        ),
+        (
+            "picard p=64",
+            SamplerKind::picard(64, 0.1, PicardForm::Scan),
+        ),
         (
             "blocks",
             // Fixed K (τ = 0): at τ = 0.1 these blocks end above τ, an error.
@@ -511,7 +517,10 @@ fn two_streams_at_once_equal_alone() {
     let (s, g) = ddpm_grid(1000);
     let model = GmmModel::new(mixture_64d(), s);
     let rule = StepRule::from_name("ddpm", None).unwrap();
-    let kinds = [picard(1000, 0.1, PicardForm::Scan), SamplerKind::Sequential];
+    let kinds = [
+        SamplerKind::picard(1000, 0.1, PicardForm::Scan),
+        SamplerKind::Sequential,
+    ];
     let alone: Vec<RunOutput> = kinds
         .iter()
         .enumerate()
@@ -563,7 +572,10 @@ fn flow_euler_matches_the_cpu() {
         (Grid::flow_uniform(&s, 40).unwrap(), "uniform"),
     ] {
         let n = g.steps();
-        for kind in [SamplerKind::Sequential, picard(n, 1e-3, PicardForm::Scan)] {
+        for kind in [
+            SamplerKind::Sequential,
+            SamplerKind::picard(n, 1e-3, PicardForm::Scan),
+        ] {
             let (c, gp) = both(&be, &model, &g, "euler", &kind, &inputs(9));
             assert_close(&c, &gp, &format!("flow {what} {kind:?}"));
         }
@@ -667,7 +679,10 @@ fn multistep_rules_are_refused_naming_the_rule() {
     let model = GmmModel::new(mixture_2d(), s);
     for name in ["dpmpp-2m", "dpmpp-3m"] {
         let rule = StepRule::from_name(name, None).unwrap();
-        for kind in [SamplerKind::Sequential, picard(20, 1e-3, PicardForm::Scan)] {
+        for kind in [
+            SamplerKind::Sequential,
+            SamplerKind::picard(20, 1e-3, PicardForm::Scan),
+        ] {
             match run(&be, &model, &g, rule, &kind, &inputs(2)) {
                 Err(e @ Error::Config { .. }) => {
                     let msg = e.to_string();

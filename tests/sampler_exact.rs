@@ -22,17 +22,6 @@ fn seq(model: &GmmModel, grid: &Grid, rule: StepRule, batch: usize) -> RunOutput
     .unwrap()
 }
 
-fn picard(window: usize, tol: f64, form: PicardForm) -> SamplerKind {
-    SamplerKind::Picard {
-        window,
-        tol,
-        max_iters: None,
-        form,
-        anderson: None,
-        final_tol: None,
-    }
-}
-
 #[test]
 fn window_one_equals_sequential() {
     let (s, g) = ddpm_grid(200);
@@ -50,7 +39,7 @@ fn window_one_equals_sequential() {
             &model,
             &g,
             rule,
-            &picard(1, 0.1, PicardForm::Scan),
+            &SamplerKind::picard(1, 0.1, PicardForm::Scan),
             &inputs,
         )
         .unwrap();
@@ -86,7 +75,7 @@ fn any_window_with_zero_tolerance_equals_sequential() {
             &model,
             &g,
             rule,
-            &picard(w, 0.0, form),
+            &SamplerKind::picard(w, 0.0, form),
             &inputs,
         )
         .unwrap();

@@ -335,14 +335,7 @@ mod tests {
 
     fn picard(window: usize, form: PicardForm, final_tol: Option<f64>) -> SamplerKind {
         let tol = if final_tol.is_some() { 0.0 } else { 0.1 };
-        SamplerKind::Picard {
-            window,
-            tol,
-            max_iters: None,
-            form,
-            anderson: None,
-            final_tol,
-        }
+        SamplerKind::picard(window, tol, form).with_final_tol(final_tol)
     }
 
     #[test]

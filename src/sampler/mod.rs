@@ -64,6 +64,30 @@ pub enum SamplerKind {
 }
 
 impl SamplerKind {
+    /// Picard over a sliding window of `window` points at tolerance `tol` in `form`: no iteration
+    /// cap beyond the steps, no Anderson acceleration, no final-sample stop.
+    pub fn picard(window: usize, tol: f64, form: PicardForm) -> SamplerKind {
+        SamplerKind::Picard {
+            window,
+            tol,
+            max_iters: None,
+            form,
+            anderson: None,
+            final_tol: None,
+        }
+    }
+
+    /// The same sampler with the final-sample stop `final_tol` (picard and blocks; the sequential
+    /// sampler has none and is returned as it is).
+    pub fn with_final_tol(mut self, tol: Option<f64>) -> SamplerKind {
+        if let SamplerKind::Picard { final_tol, .. } | SamplerKind::Blocks { final_tol, .. } =
+            &mut self
+        {
+            *final_tol = tol;
+        }
+        self
+    }
+
     /// A short name (`sequential`, `picard`, `blocks`).
     pub fn name(&self) -> &'static str {
         match self {

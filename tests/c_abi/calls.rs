@@ -618,14 +618,8 @@ fn flow_schedule_runs_euler_with_the_shift_field() {
     let grid = Grid::flow(&s, 12, FlowShift::Static(3.0)).unwrap();
     let rule = StepRule::from_name("euler", None).unwrap();
     // The defaults with a window holding every step: drift at τ = 0, the final-sample stop.
-    let kind = SamplerKind::Picard {
-        window: 12,
-        tol: 0.0,
-        max_iters: None,
-        form: picardiff::defaults::PICARD_FORM_FINAL_STOP,
-        anderson: None,
-        final_tol: Some(picardiff::defaults::FINAL_TOL),
-    };
+    let kind = SamplerKind::picard(12, 0.0, picardiff::defaults::PICARD_FORM_FINAL_STOP)
+        .with_final_tol(Some(picardiff::defaults::FINAL_TOL));
     let inputs = RunInputs {
         batch: 4,
         seed: 9,
@@ -670,14 +664,8 @@ fn dpm_solver_runs_by_name_with_its_spacing() {
     let (out, stats) = run_ffi(&handles(mixture_model(), &c), 8).unwrap();
     let grid = Grid::discrete(&schedule(), 20, Spacing::DpmLinspace).unwrap();
     let rule = StepRule::from_name("dpmpp-2m", None).unwrap();
-    let kind = SamplerKind::Picard {
-        window: 20,
-        tol: 0.0,
-        max_iters: None,
-        form: PicardForm::Scan,
-        anderson: None,
-        final_tol: Some(picardiff::defaults::FINAL_TOL),
-    };
+    let kind = SamplerKind::picard(20, 0.0, PicardForm::Scan)
+        .with_final_tol(Some(picardiff::defaults::FINAL_TOL));
     let inputs = RunInputs {
         batch: 4,
         seed: 9,
