@@ -29,8 +29,9 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',')]
     pub mlp: Vec<PathBuf>,
     /// LeRobot Diffusion Policy directories: each timed for DDPM with all its training steps and
-    /// DDIM-10 (clipping as its config says), sequential and picard (window = steps, the rule's
-    /// default τ), on random conditioning; `--steps` and `--window` do not apply to them.
+    /// DDIM-10 (clipping as its config says), sequential and picard (window = steps, the library's
+    /// defaults there: drift at τ = 0 with the final-sample stop), on random conditioning;
+    /// `--steps` and `--window` do not apply to them.
     #[arg(long, visible_alias = "model", value_delimiter = ',')]
     pub policy: Vec<PathBuf>,
     /// Batch sizes.
