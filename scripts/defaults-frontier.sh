@@ -3,7 +3,8 @@
 # sampler at its defaults against the previous defaults (scan at the rule's τ, named explicitly),
 # on the example mixture and the trained mix64d MLP, batch 16, seed 1 (the reach2d Diffusion Policy:
 # scripts/policy-rounds.sh).
-# Round counts and deviations are machine-independent. Prints a markdown table.
+# Then Anderson acceleration on top of the defaults. Round counts and deviations are
+# machine-independent. Prints two markdown tables.
 # Usage: bash scripts/defaults-frontier.sh > table.md
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,3 +50,20 @@ done
 pair "mixture_64d.json flow Euler-10" 1e-3 --model examples/mixture_64d.json --schedule flow \
     --rule euler --steps 10 --batch 16
 # The reach2d Diffusion Policy: scripts/policy-rounds.sh.
+
+# Anderson acceleration (CPU only) on top of the defaults.
+echo
+echo "| model, grid | settings | rounds | nfe/sample | median dev | p90 dev | max dev |"
+echo "|---|---|---|---|---|---|---|"
+for model in examples/mixture_64d.json examples/models/mix64d.safetensors; do
+    name=$(basename "$model")
+    vp=(--model "$model" --schedule ddpm-linear --batch 16)
+    for grid in "DDIM-25:--steps 25 --rule ddim" "DDIM-100:--steps 100 --rule ddim" \
+        "DDPM-100:--steps 100 --rule ddpm" \
+        "DPM-Solver++(2M)-20:--steps 20 --rule dpmpp-2m --spacing dpm-linspace"; do
+        read -ra args <<< "${grid#*:}"
+        for m in 2 3 5; do
+            row "$name ${grid%%:*}" "default + anderson $m" "${vp[@]}" "${args[@]}" --anderson "$m"
+        done
+    done
+done
