@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The defaults' frontier (docs/perf/2026-12-07-defaults.md): `picardiff compare` with the picard
 # sampler at its defaults against the previous defaults (scan at the rule's τ, named explicitly),
-# on the example mixture and the trained mix64d MLP, batch 16, seed 1 (the reach2d Diffusion Policy:
+# on the example mixture and the trained mix64d MLPs (DDPM and flow), batch 16, seed 1 (the reach2d Diffusion Policy:
 # scripts/policy-rounds.sh).
 # Then Anderson acceleration on top of the defaults. Round counts and deviations are
 # machine-independent. Prints two markdown tables.
@@ -48,6 +48,8 @@ for model in examples/mixture_64d.json examples/models/mix64d.safetensors; do
     pair "$name DDPM-1000 (window 256)" 0.1 "${vp[@]}" --steps 1000 --rule ddpm
 done
 pair "mixture_64d.json flow Euler-10" 1e-3 --model examples/mixture_64d.json --schedule flow \
+    --rule euler --steps 10 --batch 16
+pair "mix64d_flow.safetensors flow Euler-10" 1e-3 --model examples/models/mix64d_flow.safetensors \
     --rule euler --steps 10 --batch 16
 # The reach2d Diffusion Policy: scripts/policy-rounds.sh.
 

@@ -14,6 +14,7 @@ use serde_json::Value;
 const MOONS: &str = "examples/models/moons2d.safetensors";
 const MOONS_BF16: &str = "examples/models/moons2d_bf16.safetensors";
 const MIX64: &str = "examples/models/mix64d.safetensors";
+const MIX64_FLOW: &str = "examples/models/mix64d_flow.safetensors";
 
 // ---------------------------------------------------------------------------------------------
 // Forward against PyTorch
@@ -92,7 +93,7 @@ fn forward_errors(name: &str) -> (f32, f64, Record) {
 
 #[test]
 fn forward_matches_pytorch_f32() {
-    for name in ["moons2d", "mix64d", "variant_a", "variant_b"] {
+    for name in ["moons2d", "mix64d", "variant_a", "variant_b", "mix64d_flow"] {
         let (e32, e64, _) = forward_errors(name);
         assert!(e32 <= 1e-5, "{name}: |rust − torch f32| = {e32:e}");
         assert!(e64 <= 1e-5, "{name}: |rust − torch f64| = {e64:e}");
@@ -409,4 +410,48 @@ fn trained_mix64d_samples_the_mixture() {
     // Sampling noise alone is about 0.011 (fractions) and 0.05 (means) at this batch.
     assert!(werr < 0.06, "component fractions off by {werr}");
     assert!(rms < 0.12, "component means off by {rms} (RMS)");
+}
+
+/// The rectified-flow MLP (velocity prediction, `flow` schedule, tools/train_mlp.py): 10 Euler
+/// steps on diffusers' grid sample the mixture (1024 samples), and Picard at the library's defaults
+/// (drift at τ = 0 with the final-sample stop) stays within `final_tol` of them in fewer rounds
+/// (16 samples).
+#[test]
+fn trained_flow_mlp_samples_the_mixture_with_euler() {
+    let model = load(MIX64_FLOW, None);
+    assert_eq!(model.config().prediction, ModelOutput::Velocity);
+    let schedule = model.schedule().unwrap();
+    let grid = Grid::flow(&schedule, 10, FlowShift::Static(1.0)).unwrap();
+    let rule = StepRule::Euler;
+    let inputs = RunInputs {
+        batch: 1024,
+        seed: 3,
+        ..Default::default()
+    };
+    let go = |kind: &SamplerKind| run(&CpuBackend, &model, &grid, rule, kind, &inputs).unwrap();
+    let seq = go(&SamplerKind::Sequential);
+    let (werr, rms, maxabs) = common::component_errors(&common::mixture_64d(), &seq.samples);
+    println!(
+        "mix64d_flow, euler 10 steps, {} samples: max |fraction − weight| {werr:.3}, \
+         component-mean error RMS {rms:.3}, max {maxabs:.3}",
+        inputs.batch
+    );
+    assert!(werr < 0.06, "component fractions off by {werr}");
+    assert!(rms < 0.2, "component means off by {rms} (RMS)");
+    // Picard on 16 of them (the stop waits for the slowest sample: at 1024 it takes all 10).
+    let few = RunInputs {
+        batch: 16,
+        ..inputs.clone()
+    };
+    let go = |kind: &SamplerKind| run(&CpuBackend, &model, &grid, rule, kind, &few).unwrap();
+    let seq = go(&SamplerKind::Sequential);
+    let ft = picardiff::defaults::FINAL_TOL;
+    let par = go(&SamplerKind::picard(10, 0.0, PicardForm::Drift).with_final_tol(Some(ft)));
+    let dev = max_abs_diff(&par.samples, &seq.samples);
+    println!(
+        "picard at the defaults: {} rounds, max deviation {dev:.2e}",
+        par.stats.rounds
+    );
+    assert!(par.stats.rounds < 10, "{} rounds", par.stats.rounds);
+    assert!(dev <= ft as f32, "max deviation {dev}");
 }

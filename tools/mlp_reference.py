@@ -14,10 +14,11 @@ Tensor names are the module's state_dict names; the configuration goes into the 
 
 Run from the repository root with a PyTorch venv (outside the repo):
 
-    /work/.venv-torch/bin/python tools/mlp_reference.py
+    /work/.venv-torch/bin/python tools/mlp_reference.py [mix64d_flow]
 
 writes tests/data/mlp_variant_{a,b}.safetensors (small random networks covering the options the
-trained models do not use) and tests/data/mlp_forward_{moons2d,mix64d,variant_a,variant_b}.json:
+trained models do not use) and tests/data/mlp_forward_{moons2d,mix64d,variant_a,variant_b,
+mix64d_flow}.json (with the argument `mix64d_flow`, that record alone):
 fixed inputs x, t (and cond) with the PyTorch outputs in float32 ("out") and float64 ("out_f64",
 the same float32 weights evaluated in double precision). The trained models
 (examples/models/*.safetensors) come from tools/train_mlp.py and must exist first.
@@ -209,8 +210,21 @@ def write_json(name, rec):
     print(f"wrote {os.path.relpath(path, ROOT)}", file=sys.stderr)
 
 
+def write_flow():
+    """tests/data/mlp_forward_mix64d_flow.json: the rectified-flow model at model times σ·1000
+    (σ from 1e-3 to 1, with repeats)."""
+    rng = np.random.default_rng(20261207)
+    path = os.path.join(ROOT, "examples/models/mix64d_flow.safetensors")
+    n = 24
+    x = (rng.standard_normal((n, 64)) * 1.2).astype(np.float32)
+    t = (fixed_times(n, rng, discrete=False) * 1000).astype(np.float32)
+    write_json("mix64d_flow", forward_record(path, x, t))
+
+
 def main():
     torch.set_num_threads(1)  # 2 threads were 5x slower on the shared 2-core machine
+    if sys.argv[1:] == ["mix64d_flow"]:  # that record alone (the others stay as they are)
+        return write_flow()
     rng = np.random.default_rng(20261126)
     moons = os.path.join(ROOT, "examples/models/moons2d.safetensors")
     moons_bf16 = os.path.join(ROOT, "examples/models/moons2d_bf16.safetensors")
@@ -227,6 +241,7 @@ def main():
         x = rng.standard_normal((n, d)).astype(np.float32)
         cond = rng.standard_normal(5).astype(np.float32) if has_cond else None
         write_json(name, forward_record(path, x, fixed_times(n, rng, discrete), cond))
+    write_flow()
 
 
 if __name__ == "__main__":

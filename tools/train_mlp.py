@@ -2,14 +2,16 @@
 """Trains the two example MLP score networks in examples/models/ on the CPU (a few minutes, 2 cores).
 
     /work/.venv-torch/bin/python tools/train_mlp.py            # both models
-    /work/.venv-torch/bin/python tools/train_mlp.py moons2d    # or one of them
+    /work/.venv-torch/bin/python tools/train_mlp.py moons2d    # or some of them (mix64d_flow, ...)
     /work/.venv-torch/bin/python tools/mlp_reference.py        # then refresh tests/data/mlp_forward_*.json
 
 Writes examples/models/moons2d.safetensors (+ moons2d_bf16.safetensors, the same weights rounded to
 bf16) and examples/models/mix64d.safetensors. Both use the ddpm-linear schedule (betas linspace(1e-4,
 0.02, 1000)), epsilon prediction, the standard DDPM loss E||eps - model(x_t, t)||^2 with t uniform
 over the 1000 training steps, Adam with cosine learning-rate decay, and an EMA of the weights (the
-EMA is what is exported). Data:
+EMA is what is exported). examples/models/mix64d_flow.safetensors is the same network trained as a
+rectified flow (schedule "flow", prediction "velocity": E||(eps - x0) - model(x_t, 1000 sigma)||^2
+with x_t = (1 - sigma) x0 + sigma eps, sigma uniform in (0, 1]). Data:
 
 - moons2d: two moons (sklearn's make_moons formula) with Gaussian noise 0.05, centred and scaled
   by 1.5: `moons(n, rng)` below (tools/plot_samples.py draws the same data).
@@ -60,6 +62,20 @@ def ddpm_alphas_cumprod(n_train=1000):
     return np.cumprod(1.0 - betas)
 
 
+def noisy(config, x0, ab):
+    """(x_t, model time, target) for one batch: DDPM's x_t = √ᾱ x0 + √(1 − ᾱ) ε at a uniform
+    training step with target ε; or, for the flow schedule, the rectified flow x_t = (1 − σ) x0 + σ ε
+    at σ uniform in (0, 1], model time σ·train_steps (diffusers' timestep), target the velocity
+    ε − x0."""
+    eps = torch.randn_like(x0)
+    if config["schedule"] == "flow":
+        sigma = 1.0 - torch.rand(x0.shape[0], 1)
+        return (1 - sigma) * x0 + sigma * eps, sigma[:, 0] * config["train_steps"], eps - x0
+    t = torch.randint(0, config["train_steps"], (x0.shape[0],))
+    a = ab[t][:, None]
+    return a.sqrt() * x0 + (1 - a).sqrt() * eps, t.float(), eps
+
+
 def train(name, config, data_fn, steps, batch, lr, seed):
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -75,11 +91,8 @@ def train(name, config, data_fn, steps, batch, lr, seed):
     running = None
     for step in range(steps):
         x0 = pool[torch.randint(0, len(pool), (batch,))]
-        t = torch.randint(0, config["train_steps"], (batch,))
-        eps = torch.randn_like(x0)
-        a = ab[t][:, None]
-        xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
-        loss = ((model(xt, t.float()) - eps) ** 2).mean()
+        xt, t, target = noisy(config, x0, ab)
+        loss = ((model(xt, t) - target) ** 2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -105,7 +118,7 @@ def train(name, config, data_fn, steps, batch, lr, seed):
 
 def main():
     torch.set_num_threads(1)  # 2 threads were 5x slower on the shared 2-core machine
-    which = sys.argv[1:] or ["moons2d", "mix64d"]
+    which = sys.argv[1:] or ["moons2d", "mix64d", "mix64d_flow"]
     out = os.path.join(ROOT, "examples/models")
     os.makedirs(out, exist_ok=True)
     if "moons2d" in which:
@@ -118,6 +131,11 @@ def main():
                           description="64-D 8-component mixture_64d (tools/train_mlp.py)")
         m = train("mix64d", cfg, mix64, steps=6000, batch=512, lr=1e-3, seed=2)
         save(m, os.path.join(out, "mix64d.safetensors"))
+    if "mix64d_flow" in which:
+        cfg = make_config(64, 192, 3, time_embed_dim=64, prediction="velocity", schedule="flow",
+                          description="64-D mixture_64d, rectified-flow velocity (tools/train_mlp.py)")
+        m = train("mix64d_flow", cfg, mix64, steps=4000, batch=512, lr=1e-3, seed=3)
+        save(m, os.path.join(out, "mix64d_flow.safetensors"))
     for f in sorted(os.listdir(out)):
         print(f"{f}: {os.path.getsize(os.path.join(out, f))} bytes", file=sys.stderr)
 

@@ -164,7 +164,7 @@ fn parse_config(text: &str) -> Result<MlpConfig> {
         Error::model(
             "prediction",
             format!(
-                "unknown prediction `{}` (expected epsilon, sample, v or score)",
+                "unknown prediction `{}` (expected epsilon, sample, v, score or velocity)",
                 raw.prediction
             ),
         )
