@@ -55,14 +55,7 @@ fn grid(steps: usize) -> (Grid, StepRule) {
 }
 
 fn picard(window: usize) -> SamplerKind {
-    SamplerKind::Picard {
-        window,
-        tol: 1e-3,
-        max_iters: None,
-        form: PicardForm::Scan,
-        anderson: None,
-        final_tol: None,
-    }
+    SamplerKind::picard(window, 1e-3, PicardForm::Scan)
 }
 
 fn inputs(batch: usize) -> RunInputs<'static> {

@@ -14,14 +14,7 @@ use picardiff::schedule::ModelOutput;
 use picardiff::spec::{ModelRun, RunSpec};
 
 fn picard(form: PicardForm, final_tol: Option<f64>) -> SamplerKind {
-    SamplerKind::Picard {
-        window: 256,
-        tol: 1e-3,
-        max_iters: None,
-        form,
-        anderson: None,
-        final_tol,
-    }
+    SamplerKind::picard(256, 1e-3, form).with_final_tol(final_tol)
 }
 
 fn sample(rule: &str, steps: usize, kind: &SamplerKind) -> RunOutput {

@@ -60,14 +60,7 @@ pub fn bench_policy(
             // The library's defaults for a window over every step.
             let (tol, form, final_tol) =
                 picardiff::defaults::stopping(rule, true, None, None, None);
-            let picard = SamplerKind::Picard {
-                window: steps,
-                tol,
-                max_iters: None,
-                form,
-                anderson: None,
-                final_tol,
-            };
+            let picard = SamplerKind::picard(steps, tol, form).with_final_tol(final_tol);
             let seq = timed(device, &p, &SamplerKind::Sequential, a.repeat)?;
             let mut add = |label: &str, out: &RunOutput| {
                 let dev = max_abs_diff(&out.samples, &seq.samples);
