@@ -45,13 +45,19 @@ pub fn open_regular(path: &Path) -> Result<File, ReadError> {
     Ok(file)
 }
 
-/// The bytes of the regular file `path`, at most `max_bytes` of them (checked before reading).
-pub fn read_regular(path: &Path, max_bytes: u64) -> Result<Vec<u8>, ReadError> {
+/// Opens the regular file `path` if it holds at most `max_bytes`, with its length in bytes.
+pub fn open_limited(path: &Path, max_bytes: u64) -> Result<(File, u64), ReadError> {
     let file = open_regular(path)?;
     let len = file.metadata().map_err(ReadError::Io)?.len();
     if len > max_bytes {
         return Err(ReadError::TooLarge(len));
     }
+    Ok((file, len))
+}
+
+/// The bytes of the regular file `path`, at most `max_bytes` of them (checked before reading).
+pub fn read_regular(path: &Path, max_bytes: u64) -> Result<Vec<u8>, ReadError> {
+    let (file, len) = open_limited(path, max_bytes)?;
     let mut bytes = Vec::new();
     bytes
         .try_reserve_exact(usize::try_from(len).unwrap_or(usize::MAX))

@@ -270,9 +270,10 @@ fn bench_policy_rows_end_with_autos_choice() {
         );
         assert!(auto.contains("x the best, "), "{auto}");
     }
-    // DDIM-10: picard cannot win (R̂ = N): sequential, without measuring.
+    // DDIM-10: picard cannot win (R̂ = N): sequential, without measuring. (Its ratio to the best
+    // row is timing: on this tiny policy a 9-round picard row can beat 10 sequential calls.)
     assert!(
-        rows[5].contains("DDIM-10") && rows[5].contains("auto: sequential (1.00x"),
+        rows[5].contains("DDIM-10") && rows[5].contains("auto: sequential ("),
         "{}",
         rows[5]
     );

@@ -346,7 +346,7 @@ pub(super) fn parse(bytes: &[u8]) -> Result<(MlpConfig, MlpWeights, WeightDtype)
         None
     };
     let output = r.linear("output", h, d, &format!("hidden = {h}, dim = {d}"))?;
-    let mut names = r.inner.st.names();
+    let mut names = r.inner.names();
     names.sort_unstable();
     if let Some(extra) = names.iter().find(|n| !r.inner.used.contains(**n)) {
         return Err(Error::model(

@@ -327,7 +327,12 @@ fn io_err(path: &Path, e: impl std::fmt::Display) -> Error {
 }
 
 fn read(path: &Path, max: u64) -> Result<Vec<u8>> {
-    files::read_regular(path, max).map_err(|e| match e {
+    files::read_regular(path, max).map_err(|e| read_err(path, max, e))
+}
+
+/// A refused or failed read of `path` (limit `max` bytes) as an [`Error`].
+fn read_err(path: &Path, max: u64, e: files::ReadError) -> Error {
+    match e {
         files::ReadError::TooLarge(len) => Error::model(
             "file",
             format!(
@@ -343,7 +348,7 @@ fn read(path: &Path, max: u64) -> Result<Vec<u8>> {
             format!("{} changed size while being read", path.display()),
         ),
         files::ReadError::Io(e) => io_err(path, e),
-    })
+    }
 }
 
 impl DiffusionPolicy {
@@ -392,27 +397,36 @@ impl DiffusionPolicy {
                 ))
             }
         }
-        let bytes = read(&dir.join("model.safetensors"), MAX_POLICY_BYTES)?;
-        Self::from_parts(&cfg, &bytes)
+        // Read tensor by tensor from the file: the whole file is never in memory beside the
+        // converted weights.
+        let path = dir.join("model.safetensors");
+        let (file, len) = files::open_limited(&path, MAX_POLICY_BYTES)
+            .map_err(|e| read_err(&path, MAX_POLICY_BYTES, e))?;
+        Self::from_reader(&cfg, TensorReader::from_file(file, len)?)
     }
 
-    /// Builds the policy from a parsed config and the bytes of its safetensors file.
+    /// Builds the policy from a parsed config and the bytes of its safetensors file (in memory;
+    /// [`DiffusionPolicy::from_dir`] reads the file tensor by tensor instead).
     pub fn from_parts(cfg: &Value, bytes: &[u8]) -> Result<Self> {
+        Self::from_reader(cfg, TensorReader::new(bytes)?)
+    }
+
+    /// Builds the policy from a parsed config and its checkpoint's tensors.
+    fn from_reader(cfg: &Value, mut tr: TensorReader<'_>) -> Result<Self> {
         let scheduler = scheduler(cfg)?;
         let (mut features, action_dim) = features(cfg)?;
         let mut config = architecture(cfg, action_dim)?;
-        let mut tr = TensorReader::new(bytes)?;
-        let compiled = tr.st.names().iter().any(|n| n.starts_with(COMPILED_PREFIX));
+        let compiled = tr.names().iter().any(|n| n.starts_with(COMPILED_PREFIX));
         let prefix = if compiled { COMPILED_PREFIX } else { PREFIX };
         // The conditioning width from the first FiLM layer's input, checked against the config.
         let film_key = format!("{prefix}down_modules.0.0.cond_encoder.1.weight");
-        let view = tr.st.tensor(&film_key).map_err(|_| {
+        let film_shape = tr.shape(&film_key).ok_or_else(|| {
             Error::model(
                 &film_key,
                 "missing tensor: not a Diffusion Policy U-Net checkpoint",
             )
         })?;
-        let g = match view.shape() {
+        let g = match film_shape.as_slice() {
             [_, w] if *w >= config.step_embed_dim => w - config.step_embed_dim,
             s => {
                 return Err(Error::model(
@@ -425,7 +439,6 @@ impl DiffusionPolicy {
             }
         };
         features.has_rgb_encoder = tr
-            .st
             .names()
             .iter()
             .any(|n| n.starts_with("diffusion.rgb_encoder."));
@@ -442,7 +455,7 @@ impl DiffusionPolicy {
         let src = Source::File { r: &mut tr, prefix };
         let weights = read_weights(&mut UnetReader { src }, &config)?;
         let mut other = Vec::new();
-        for name in tr.st.names() {
+        for name in tr.names() {
             if tr.used.contains(name) {
                 continue;
             }
