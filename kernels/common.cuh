@@ -34,6 +34,27 @@ inline unsigned grid_for(long long n, int threads, long long cap = 1ll << 20) {
 // Status of the launches just made (configuration errors and earlier asynchronous failures).
 inline cudaError_t launch_status() { return cudaGetLastError(); }
 
+// The serial Picard sweeps' layout (picard.cu, multistep.cu). Threads per block and blocks per
+// sample: one thread per group of four elements of a sample (one Philox call), blocks of a multiple
+// of 32 threads up to SWEEP_MAX_THREADS, sized down for small dim.
+constexpr int SWEEP_MAX_THREADS = 256;
+inline void sweep_layout(long long dim, int* threads, long long* bps) {
+    const long long groups = (dim + 3) / 4;
+    long long t = (groups + WARP - 1) / WARP * WARP;
+    if (t > SWEEP_MAX_THREADS) t = SWEEP_MAX_THREADS;
+    if (t < WARP) t = WARP;
+    *threads = (int)t;
+    *bps = (groups + t - 1) / t;
+}
+
+// Error partial units per sample: one per warp of the serial sweep = 32 Philox groups = 128 elements.
+inline long long sweep_units(long long dim) { return ((dim + 3) / 4 + WARP - 1) / WARP; }
+
+// The multistep rules' launchers (multistep.cu), called by launch_picard_step_f32 and
+// launch_picard_sweep_f32 for a table with history > 0.
+cudaError_t launch_step_multistep(const PicardStepParams& p, cudaStream_t stream);
+cudaError_t launch_sweep_multistep(const PicardParams& p, cudaStream_t stream);
+
 // Sum over the warp; lane 0 holds the result (fixed shuffle-down tree).
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll

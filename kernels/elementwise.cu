@@ -102,6 +102,7 @@ __global__ void __launch_bounds__(THREADS) fill_f32(float* buf, long long len, f
 extern "C" cudaError_t launch_picard_step_f32(PicardStepParams p, cudaStream_t stream) {
     if (p.batch <= 0 || p.dim <= 0 || p.steps <= 0) return cudaErrorInvalidValue;
     if (p.step_counter == nullptr && (p.j < 0 || p.j >= p.steps)) return cudaErrorInvalidValue;
+    if (p.tab.history > 0) return launch_step_multistep(p, stream);
     const long long total = (p.dim + 3) / 4 * p.batch;
     const bool vec = p.dim % 4 == 0 && aligned16(p.x) && aligned16(p.out);
     if (vec) picard_step_f32<true><<<grid_for(total, THREADS), THREADS, 0, stream>>>(p);

@@ -16,23 +16,8 @@ using namespace picardiff;
 
 namespace {
 
-constexpr int SWEEP_MAX_THREADS = 256;
 constexpr int ADVANCE_THREADS = 1024; // 32 warps: window points per warp = len / 32
 constexpr int COPY_THREADS = 256;
-
-// Threads per block and blocks per sample of the sweep: one thread per group of four elements of a
-// sample (one Philox call), blocks of a multiple of 32 threads up to 256, sized down for small dim.
-void sweep_layout(long long dim, int* threads, long long* bps) {
-    const long long groups = (dim + 3) / 4;
-    long long t = (groups + WARP - 1) / WARP * WARP;
-    if (t > SWEEP_MAX_THREADS) t = SWEEP_MAX_THREADS;
-    if (t < WARP) t = WARP;
-    *threads = (int)t;
-    *bps = (groups + t - 1) / t;
-}
-
-// Error partial units per sample: one per warp of the serial sweep = 32 Philox groups = 128 elements.
-long long sweep_units(long long dim) { return ((dim + 3) / 4 + WARP - 1) / WARP; }
 
 bool aligned16(const void* p) { return ((uintptr_t)p & 15u) == 0; }
 
@@ -485,6 +470,7 @@ extern "C" const char* picardiff_cuda_error_string(cudaError_t err) { return cud
 
 extern "C" cudaError_t launch_picard_sweep_f32(PicardParams p, cudaStream_t stream) {
     if (p.batch <= 0 || p.dim <= 0 || p.window <= 0) return cudaErrorInvalidValue;
+    if (p.tab.history > 0) return launch_sweep_multistep(p, stream);
     int threads;
     long long bps;
     sweep_layout(p.dim, &threads, &bps);

@@ -34,7 +34,8 @@ extern "C" {
 /* Sweep kernels (PicardParams.sweep_path). SERIAL: one thread per (sample, 4 elements) runs the whole
  * window serially, bit-identical to the CPU. SCAN: window-parallel chunked affine scan (reassociated
  * rounding, ~1e-6 relative), for small batch x dim. AUTO picks SCAN when batch * dim < 2^16,
- * window >= 16 and tol2 > 0, else SERIAL. Both write the same partial layout. */
+ * window >= 16 and tol2 > 0, else SERIAL. Both write the same partial layout. A multistep table
+ * (tab.history > 0) always runs its own serial kernel (kernels/multistep.cu), whatever the path. */
 #define PICARDIFF_SWEEP_AUTO 0
 #define PICARDIFF_SWEEP_SERIAL 1
 #define PICARDIFF_SWEEP_SCAN 2
@@ -89,6 +90,10 @@ typedef struct PicardTables {
     const float* t;
     const float* var;
     float clip_range;
+    /* Multistep rules (DPM-Solver++, kernels/multistep.cu): [steps][2] = (b1, b2), the coefficients
+     * of the directions of points j - 1 and j - 2 in step j; NULL with history 0 (a one-step rule). */
+    const float* hist_coef;
+    int history;          /* earlier points a step reads: 0, 1 (2M) or 2 (3M) */
 } PicardTables;
 
 /* Step noise: Philox (table == NULL) keyed by seed, counter (element / 4, step, sample0 + b, tag 0),
@@ -123,13 +128,20 @@ typedef struct PicardParams {
     float final_tol2;     /* final-sample stop: bound on the last point's error (FinalStop::tol2); < 0: off */
     int sweep_path;       /* PICARDIFF_SWEEP_*: which sweep kernel (AUTO: see launch_picard_sweep_f32) */
     int noisy;            /* 0: every c_m is 0 (a deterministic rule), the sweep skips the noise path */
+    float* hist;          /* multistep rules: direction ring, hist_slots x batch x dim, point m in slot
+                           * m % hist_slots (hist_slots >= window + history); NULL otherwise */
+    int hist_slots;
 } PicardParams;
 
 /* One sequential step in place on batch x dim values: x = a_j x + b_j (p_j x + q_j o) + c_j z_j.
  * A non-finite result lowers *status to j (atomicMin; the host initialises it to INT_MAX).
  * j: the field j when step_counter is NULL; else read on the device, *step_counter - 1 (the step that
  * launch_seq_begin_f32 began), so that one recorded CUDA graph serves every step; a j outside
- * 0..steps-1 does nothing. A noise table holds j + 1 slots (with a step counter: steps). */
+ * 0..steps-1 does nothing. A noise table holds j + 1 slots (with a step counter: steps).
+ * A multistep table (tab.history = H > 0, no noise, no clipping): x holds 1 + H slots of batch x dim,
+ * the state and then the directions of points j - 1, j - 2 (zeros before the first step); the step is
+ * x = a_j x + b_j d_j + b1_j d_{j-1} + b2_j d_{j-2} with d_j = p_j x + q_j o, and d_j moves into the
+ * first direction slot (kernels/multistep.cu). */
 typedef struct PicardStepParams {
     float* x;
     int* status;

@@ -131,7 +131,7 @@ class Model:
         in snake_case, with the same defaults and checks; an unknown keyword is a TypeError.
 
         - ``rule``: ddpm (= ddim with eta 1), ddim (eta 0 unless ``eta``), exp-sde, exp-ode,
-          dpmpp-2m, dpmpp-3m (DPM-Solver++ multistep, CPU only); euler on flow.
+          dpmpp-2m, dpmpp-3m (DPM-Solver++ multistep); euler on flow.
           Required, except for a policy, whose scheduler gives it (ddpm/ddim override it).
         - ``steps``: sampling steps; required except with ``grid="paper"`` (and for a policy,
           where it overrides the checkpoint's ``num_inference_steps``).

@@ -53,7 +53,7 @@ pub struct RunSpec {
     #[cfg_attr(feature = "cli", arg(long, value_name = "N", help_heading = "Problem"))]
     pub steps: Option<usize>,
     /// Step rule: ddpm (= ddim with eta 1), ddim (eta 0 unless --eta), exp-sde, exp-ode,
-    /// dpmpp-2m, dpmpp-3m (DPM-Solver++ multistep, CPU only) (VP schedules) or euler (flow).
+    /// dpmpp-2m, dpmpp-3m (DPM-Solver++ multistep) (VP schedules) or euler (flow).
     /// Required, except for a Diffusion Policy directory, whose scheduler gives it (ddpm or ddim
     /// override it).
     #[cfg_attr(

@@ -38,6 +38,10 @@ pub struct CudaTables {
     pub(super) steps: usize,
     /// Whether any step has noise (c ≠ 0 in f32); the sweep compiles the noise path out otherwise.
     pub(super) noisy: bool,
+    /// A multistep rule's `steps × 2` coefficients (b1, b2) of the earlier points' directions
+    /// (`PicardTables::hist_coef`), and how many earlier points it reads (0: a one-step rule).
+    pub(super) hist_coef: Option<CudaSlice<f32>>,
+    pub(super) history: usize,
     /// The first sequential step whose result was non-finite (i32::MAX: none).
     pub(super) status: CudaSlice<i32>,
 }
@@ -50,6 +54,8 @@ pub struct CudaWindow {
     pub(super) state: CudaSlice<ffi::PicardWindow>,
     pub(super) ends: CudaSlice<i32>,
     pub(super) num_blocks: usize,
+    /// A multistep rule's direction ring (`window + history` slots; `PicardParams::hist`).
+    pub(super) hist: Option<(CudaSlice<f32>, usize)>,
     known_start: Cell<usize>,
     graph: Option<([Option<SlotRange>; 2], CudaGraph)>,
 }
@@ -171,6 +177,15 @@ impl Backend for CudaBackend {
         self.available_memory().ok()
     }
 
+    /// `window + history` slots of directions ([`CudaWindow`]) for a multistep rule.
+    fn history_ring_len(&self, plan: &WindowPlan, shape: Shape, history: usize) -> usize {
+        if history == 0 {
+            0
+        } else {
+            (plan.window + history) * shape.slot_len()
+        }
+    }
+
     fn sync_interval(&self) -> usize {
         SYNC_INTERVAL
     }
@@ -180,14 +195,22 @@ impl Backend for CudaBackend {
         let steps = t.a.len();
         c_int(steps, "steps")?;
         if let Some(m) = &t.multistep {
-            return Err(Error::config(
-                Field::Rule,
-                format!(
-                    "the multistep rule `{}` runs on the CPU backend only for now (the CUDA \
-                     kernels have no direction history); use --device cpu",
-                    m.rule
-                ),
-            ));
+            if t.c.iter().any(|&c| c != 0.0) || t.clip.is_some() || !(1..=2).contains(&m.history) {
+                return Err(Error::config(
+                    Field::Rule,
+                    format!(
+                        "the CUDA backend runs the multistep rule `{}` with 1 or 2 earlier \
+                         points, without noise or clipping",
+                        m.rule
+                    ),
+                ));
+            }
+            if m.b1.len() != steps || m.b2.len() != steps {
+                return Err(Error::shape(
+                    "upload_tables",
+                    format!("the multistep columns must have {steps} values (one per step)"),
+                ));
+            }
         }
         let f = |v: &[f64]| -> Result<CudaSlice<f32>> {
             let host: Vec<f32> = v.iter().map(|&x| x as f32).collect();
@@ -226,6 +249,19 @@ impl Backend for CudaBackend {
             t_host: t.t.iter().map(|&x| x as f32).collect(),
             steps,
             noisy: t.c.iter().any(|&c| c as f32 != 0.0),
+            hist_coef: match &t.multistep {
+                Some(m) => {
+                    let pairs: Vec<f32> = m
+                        .b1
+                        .iter()
+                        .zip(&m.b2)
+                        .flat_map(|(&b1, &b2)| [b1 as f32, b2 as f32])
+                        .collect();
+                    Some(self.upload(&pairs)?)
+                }
+                None => None,
+            },
+            history: t.multistep.as_ref().map_or(0, |m| m.history),
             status: self
                 .stream
                 .clone_htod(&[i32::MAX])
@@ -342,10 +378,22 @@ impl Backend for CudaBackend {
                 .memcpy_htod(&host, &mut view)
                 .during("window_new (times)")?;
         }
+        let hist = match tables.history {
+            0 => None,
+            h => {
+                let slots = plan.window + h;
+                let len = slots.checked_mul(shape.slot_len()).ok_or_else(|| {
+                    Error::shape("window_new", "the direction ring's size overflows")
+                })?;
+                let ring = self.stream.alloc_zeros(len).during("window_new (directions)")?;
+                Some((ring, slots))
+            }
+        };
         Ok(CudaWindow {
             state: self.stream.clone_htod(&[state]).during("window_new")?,
             ends: self.stream.clone_htod(&ends).during("window_new")?,
             num_blocks,
+            hist,
             known_start: Cell::new(0),
             graph: None,
         })

@@ -91,6 +91,11 @@ impl CudaBackend {
             t: p(&t.t, need)?,
             var: p(&t.var, need)?,
             clip_range: t.clip_range,
+            hist_coef: match &t.hist_coef {
+                Some(h) => p(h, 2 * need)?,
+                None => std::ptr::null(),
+            },
+            history: c_int(t.history, "multistep history")?,
         })
     }
 
@@ -173,6 +178,8 @@ impl CudaBackend {
             final_tol2: plan.final_stop.map_or(-1.0, |f| f.tol2),
             sweep_path: sweep_path() as i32,
             noisy: i32::from(tables.noisy),
+            hist: std::ptr::null_mut(),
+            hist_slots: 0,
         })
     }
 
@@ -259,8 +266,9 @@ impl CudaBackend {
             return Ok(());
         }
         let slot = shape.slot_len();
+        let state = (1 + tables.history) * slot; // a multistep rule's directions follow the state
         let params = ffi::PicardStepParams {
-            x: at(self.ptr_mut(x, x_off + slot, OP, "state")?, x_off),
+            x: at(self.ptr_mut(x, x_off + state, OP, "state")?, x_off),
             status: self.ptr(&tables.status, 1, OP, "step status")? as *mut i32,
             out: at(self.ptr(out, out_off + slot, OP, "model output")?, out_off),
             step_counter: std::ptr::null(),
@@ -272,7 +280,8 @@ impl CudaBackend {
             steps: c_int(tables.steps, "steps")?,
         };
         self.bind(OP)?;
-        // SAFETY: x and out hold batch × dim values at their offsets, the tables `steps` > j values,
+        // SAFETY: x holds (1 + history) and out one slot of batch × dim values at their offsets
+        // (a multistep step touches the state and its direction slots), the tables `steps` > j values,
         // a noise table (j + 1) × batch × dim, the status one i32 (all checked); the kernel touches
         // only those (the status is device memory the host never borrows, only copies).
         let code = unsafe { ffi::launch_picard_step_f32(params, self.cu_stream()) };
@@ -337,8 +346,9 @@ impl CudaBackend {
         if slot == 0 {
             return Ok(());
         }
+        let state = (1 + tables.history) * slot; // a multistep rule's directions follow the state
         let params = ffi::PicardStepParams {
-            x: self.ptr_mut(x, slot, OP, "state")? as *mut f32,
+            x: self.ptr_mut(x, state, OP, "state")? as *mut f32,
             status: self.ptr(&tables.status, 1, OP, "step status")? as *mut i32,
             out: self.ptr(out, slot, OP, "model output")? as *const f32,
             step_counter: self.ptr(&seq.counter, 1, OP, "step counter")? as *const i32,
@@ -350,7 +360,8 @@ impl CudaBackend {
             steps: c_int(tables.steps, "steps")?,
         };
         self.bind(OP)?;
-        // SAFETY: x and out hold batch × dim values, the tables and a noise table `steps` rows /
+        // SAFETY: x holds (1 + history) and out one slot of batch × dim values (a multistep step
+        // touches the state and its direction slots), the tables and a noise table `steps` rows /
         // slots, the status and the counter one i32 each (all checked); the kernel reads the step j
         // from the counter and does nothing unless 0 <= j < steps, so it touches only those.
         let code = unsafe { ffi::launch_picard_step_f32(params, self.cu_stream()) };
@@ -417,9 +428,18 @@ impl CudaBackend {
         p.partial =
             self.ptr_mut(err, self.partial_len(plan, shape), OP, "error partials")? as *mut f32;
         p.noise = self.noise_raw(noise, plan.steps, shape, OP)?;
+        match (&window.hist, tables.history) {
+            (Some((ring, slots)), h) if h > 0 && *slots >= plan.window + h => {
+                p.hist = self.ptr(ring, slots * shape.slot_len(), OP, "direction ring")? as *mut f32;
+                p.hist_slots = c_int(*slots, "direction slots")?;
+            }
+            (None, 0) => {}
+            _ => return Err(Error::shape(OP, "the window was created for another step table")),
+        }
         self.bind(OP)?;
         // SAFETY: x and out hold the whole ring (R × batch × dim), err the window × batch × blocks
-        // partials, the tables and a noise table all `steps` (checked). The device window state was
+        // partials, the tables and a noise table all `steps`, a multistep rule's direction ring
+        // hist_slots ≥ window + history slots (checked). The device window state was
         // made by window_new and only updated by picard_advance, so start ≤ end ≤ steps and
         // end − start ≤ window: the kernel stays inside those ranges.
         let code = unsafe { ffi::launch_picard_sweep_f32(p, self.cu_stream()) };

@@ -34,6 +34,9 @@ struct Tabs {
     t: Vec<f32>,
     var: Vec<f32>,
     clip_range: f32,
+    /// A multistep rule's (b1, b2) per step, and its history (0: a one-step rule).
+    hist: Vec<f32>,
+    history: usize,
 }
 impl Tabs {
     fn new(t: &StepTable) -> Self {
@@ -50,7 +53,9 @@ impl Tabs {
             .collect();
         // As `CudaBackend::upload_tables` fills them.
         let clip_range = t.clip.as_ref().map_or(0.0, |c| c.range as f32);
-        Tabs { coef, t: f(&t.t), var: f(&t.var), clip_range }
+        let hist = t.multistep.as_ref().map_or(vec![], |m| m.b1.iter().zip(&m.b2).flat_map(|(&x, &y)| [x as f32, y as f32]).collect());
+        let history = t.multistep.as_ref().map_or(0, |m| m.history);
+        Tabs { coef, t: f(&t.t), var: f(&t.var), clip_range, hist, history }
     }
     fn raw(&self) -> ffi::PicardTables {
         ffi::PicardTables {
@@ -58,6 +63,8 @@ impl Tabs {
             t: self.t.as_ptr(),
             var: self.var.as_ptr(),
             clip_range: self.clip_range,
+            hist_coef: if self.history > 0 { self.hist.as_ptr() } else { std::ptr::null() },
+            history: self.history as i32,
         }
     }
 }
@@ -66,7 +73,8 @@ impl Tabs {
 /// columns (range 1, diffusers' rule for which quantity stays; docs/algorithms.md §7).
 fn table(steps: usize, rule: &str) -> StepTable {
     let s = Schedule::from_name("ddpm-linear", 1000).unwrap();
-    let g = Grid::discrete(&s, steps, Spacing::Leading).unwrap();
+    let spacing = if rule.starts_with("dpmpp") { Spacing::DpmLinspace } else { Spacing::Leading };
+    let g = Grid::discrete(&s, steps, spacing).unwrap();
     let (name, clip) = match rule.strip_suffix("+clip") {
         Some(n) => (n, true),
         None => (rule, false),
@@ -267,6 +275,57 @@ fn check_seq() {
     println!("sequential counter path: bit-identical (ddpm/ddim, philox/table, 50 steps + one past)");
 }
 
+/// The multistep rules' sequential step (the state and its direction slots) against the CPU
+/// backend's, bit for bit over every step of 20- and 9-step DPM-Solver++ tables, with j given and
+/// through the step counter (one extra call past the last step: no-op).
+fn check_multistep_seq() {
+    for (rule, steps) in [("dpmpp-2m", 20usize), ("dpmpp-3m", 20), ("dpmpp-3m", 9)] {
+        let st = table(steps, rule);
+        let tabs = Tabs::new(&st);
+        let ctab = CpuBackend.upload_tables(&st).unwrap();
+        for &(b, d) in &[(1usize, 1usize), (3, 3), (2, 1000), (1, 4097)] {
+            let shape = Shape { batch: b, dim: d };
+            let slot = b * d;
+            for counter_path in [false, true] {
+                let mut cx = rand_vec(slot, 1);
+                cx.resize((1 + tabs.history) * slot, 0.0);
+                let mut ex = cx.clone();
+                let mut status = i32::MAX;
+                let mut counter = 0i32;
+                let mut etimes = vec![0f32; b];
+                for j in 0..=steps {
+                    let o = rand_vec(slot, j as u64 + 100);
+                    if counter_path {
+                        assert_eq!(unsafe { ffi::launch_seq_begin_f32(&mut counter, tabs.t.as_ptr(), etimes.as_mut_ptr(), b as i32, steps as i32, null()) }, 0);
+                    } else if j == steps {
+                        break;
+                    }
+                    let p = ffi::PicardStepParams {
+                        x: ex.as_mut_ptr(),
+                        status: &mut status,
+                        out: o.as_ptr(),
+                        step_counter: if counter_path { &counter } else { std::ptr::null() },
+                        tab: tabs.raw(),
+                        noise: ffi::PicardNoise { seed: 1, sample0: 0, table: std::ptr::null() },
+                        dim: d as i64,
+                        batch: b as i32,
+                        j: if counter_path { 0 } else { j as i32 },
+                        steps: steps as i32,
+                    };
+                    assert_eq!(unsafe { ffi::launch_picard_step_f32(p, null()) }, 0);
+                    if j < steps {
+                        CpuBackend.step(&ctab, j, shape, &mut cx, 0, &o, 0, Noise::Philox { seed: 1, sample0: 0 }).unwrap();
+                    }
+                    let same = cx.iter().zip(&ex).all(|(x, y)| x.to_bits() == y.to_bits());
+                    assert!(same, "multistep step {rule}-{steps} {b}x{d} counter={counter_path}: state or directions differ after step {j}");
+                }
+                assert_eq!(status, i32::MAX);
+            }
+        }
+    }
+    println!("multistep sequential step: bit-identical (dpmpp-2m/3m, state and directions, j and counter)");
+}
+
 fn to_state(w: &ffi::PicardWindow) -> WindowState {
     WindowState {
         start: w.start as usize,
@@ -304,6 +363,9 @@ fn check_picard(plan: &WindowPlan, rule: &str, shape: Shape, noise_table: bool, 
     let noise = if noise_table { Noise::Table(&ntab) } else { Noise::Philox { seed: 42, sample0: 3 } };
     let mut ctimes = vec![0f32; r * shape.batch];
     let mut cw = CpuBackend.window_new(plan, &ctab, &mut ctimes, shape).unwrap();
+    // A multistep rule's direction ring (window + history slots, zeros as alloc makes them).
+    let hr = if tabs.history > 0 { plan.window + tabs.history } else { 0 };
+    let mut eh = vec![0f32; hr * slot];
     let mut etimes = ctimes.clone();
     let st0 = plan.initial_state();
     let mut ew = ffi::PicardWindow {
@@ -357,13 +419,17 @@ fn check_picard(plan: &WindowPlan, rule: &str, shape: Shape, noise_table: bool, 
             final_tol2: plan.final_stop.map_or(-1.0, |f| f.tol2),
             sweep_path: ffi::PICARDIFF_SWEEP_SERIAL as i32,
             noisy: i32::from(tabs.coef.iter().any(|r| r.0[2] != 0.0)),
+            hist: if hr > 0 { eh.as_mut_ptr() } else { std::ptr::null_mut() },
+            hist_slots: hr as i32,
         };
         let (s, e) = (cw.start, cw.end);
         // The window-parallel scan kernel on a copy of the same state (equal up to rounding).
         let mut sx = ex.clone();
         let mut serr = vec![f32::NAN; eerr.len()];
+        let mut sh = eh.clone();
         let sparams = ffi::PicardParams {
             x: sx.as_mut_ptr(),
+            hist: if hr > 0 { sh.as_mut_ptr() } else { std::ptr::null_mut() },
             partial: serr.as_mut_ptr(),
             win: &mut ew,
             sweep_path: ffi::PICARDIFF_SWEEP_SCAN as i32,
@@ -455,6 +521,7 @@ fn main() {
     check_normals();
     check_step();
     check_seq();
+    check_multistep_seq();
     check_langevin();
     let mut cases = vec![];
     let shapes: &[(usize, usize, usize, usize)] = if quick {
@@ -490,7 +557,8 @@ fn main() {
         cases.push((stop(WindowPlan::blocks(50, vec![10, 50], 60, 0.0, PicardForm::Scan).unwrap(), tol2), 3, 5));
     }
     for (plan, b, d) in &cases {
-        for (rule, nt) in [("ddpm", false), ("ddpm", true), ("ddim", false), ("ddpm+clip", false), ("ddim+clip", true)] {
+        let rules = [("ddpm", false), ("ddpm", true), ("ddim", false), ("ddpm+clip", false), ("ddim+clip", true), ("dpmpp-2m", false), ("dpmpp-3m", false)];
+        for (rule, nt) in rules {
             let (it, st) = check_picard(plan, rule, Shape { batch: *b, dim: *d }, nt, None);
             let fin = plan.final_stop.map_or(String::new(), |f| {
                 format!(" final_tol2={} stopped={} sweeps={}", f.tol2, st.final_stopped, st.final_sweeps)
