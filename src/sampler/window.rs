@@ -3,7 +3,7 @@
 //! blocks' corrector between blocks, and the refusals of an unconverged result.
 
 use super::{Buffers, Run, RunStats, SamplerKind};
-use crate::backend::{Backend, IterationRun, WindowPlan};
+use crate::backend::{Backend, IterationRun, WindowPlan, WindowState};
 use crate::error::{Error, Result};
 use crate::model::ScoreModel;
 
@@ -105,51 +105,13 @@ pub(super) fn run_window<B: Backend, M: ScoreModel<B>>(
         checks.update(launched, st.start, plan.steps, max_interval);
         run.report(st.start, launched);
         if let Some(c) = corrector.as_mut().filter(|_| st.block > block) {
-            // The block ended at point st.start; correct it and the new block's slots, which the
-            // advance initialised with the uncorrected state.
             block = st.block;
-            let (r, slot) = (plan.ring(), shape.slot_len());
-            let point = run.grid.points[st.start];
-            let (seed, sample0) = (run.inputs.seed, run.inputs.sample0);
-            let off = (st.start % r) * slot;
-            let calls = c.apply(
-                backend,
-                model,
-                point,
-                shape,
-                seed,
-                sample0,
-                &mut bufs.x,
-                off,
-            )?;
+            let calls = correct_block(run, plan, c, &st, &mut bufs.x)?;
             extra_rounds += calls;
             extra_nfe += calls * c.steps();
-            for m in st.start + 1..=st.end {
-                c.write_result(backend, &mut bufs.x, (m % r) * slot, shape)?;
-            }
         }
         if st.done(plan) {
-            // A block that ended above τ > 0 spoils every later block: refuse the result.
-            // (Checked at the end, where every backend has seen every block, so that a
-            // non-finite value found later is reported as such.)
-            if let (Some(u), SamplerKind::Blocks { tol, iters, .. }) = (st.unconverged, run.kind) {
-                if *tol > 0.0 {
-                    return Err(Error::BlockNotConverged {
-                        block: u.block,
-                        end: u.end,
-                        residual: (u.err as f64).sqrt(),
-                        tol: *tol,
-                        iters: *iters,
-                    });
-                }
-            }
-            stats.rounds = st.iters + extra_rounds;
-            stats.nfe = st.nfe + extra_nfe;
-            stats.worst_block_residual = (st.worst_block_err as f64).sqrt();
-            stats.final_change = plan
-                .final_stop
-                .map(|f| (st.final_err as f64 * f.var as f64).sqrt());
-            stats.final_stopped = st.final_stopped;
+            finish(run, plan, &st, (extra_rounds, extra_nfe), stats)?;
             return Ok(plan.steps % plan.ring());
         }
         if launched >= plan.max_iters {
@@ -159,6 +121,60 @@ pub(super) fn run_window<B: Backend, M: ScoreModel<B>>(
             });
         }
     }
+}
+
+/// The blocks' corrector after a block ended at point `st.start`: corrects that point and the new
+/// block's slots (which the advance initialised with the uncorrected state); returns the corrector's
+/// sequential model calls.
+fn correct_block<B: Backend, M: ScoreModel<B>>(
+    run: &Run<'_, B, M>,
+    plan: &WindowPlan,
+    c: &mut CorrectorRun<B, M::Workspace>,
+    st: &WindowState,
+    x: &mut B::Buf,
+) -> Result<usize> {
+    let (backend, shape) = (run.backend, run.shape);
+    let (r, slot) = (plan.ring(), shape.slot_len());
+    let point = run.grid.points[st.start];
+    let (seed, sample0) = (run.inputs.seed, run.inputs.sample0);
+    let off = (st.start % r) * slot;
+    let calls = c.apply(backend, run.model, point, shape, seed, sample0, x, off)?;
+    for m in st.start + 1..=st.end {
+        c.write_result(backend, x, (m % r) * slot, shape)?;
+    }
+    Ok(calls)
+}
+
+/// The finished window's statistics (with the corrector's `extra` rounds and evaluations), or the
+/// refusal of a blocks result one of whose blocks ended above τ > 0 (which spoils every later
+/// block). Checked at the end, where every backend has seen every block, so that a non-finite
+/// value found later is reported as such.
+fn finish<B: Backend, M: ScoreModel<B>>(
+    run: &Run<'_, B, M>,
+    plan: &WindowPlan,
+    st: &WindowState,
+    extra: (usize, usize),
+    stats: &mut RunStats,
+) -> Result<()> {
+    if let (Some(u), SamplerKind::Blocks { tol, iters, .. }) = (st.unconverged, run.kind) {
+        if *tol > 0.0 {
+            return Err(Error::BlockNotConverged {
+                block: u.block,
+                end: u.end,
+                residual: (u.err as f64).sqrt(),
+                tol: *tol,
+                iters: *iters,
+            });
+        }
+    }
+    stats.rounds = st.iters + extra.0;
+    stats.nfe = st.nfe + extra.1;
+    stats.worst_block_residual = (st.worst_block_err as f64).sqrt();
+    stats.final_change = plan
+        .final_stop
+        .map(|f| (st.final_err as f64 * f.var as f64).sqrt());
+    stats.final_stopped = st.final_stopped;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -251,12 +251,11 @@ impl Backend for CudaBackend {
             noisy: t.c.iter().any(|&c| c as f32 != 0.0),
             hist_coef: match &t.multistep {
                 Some(m) => {
-                    let pairs: Vec<f32> = m
-                        .b1
-                        .iter()
-                        .zip(&m.b2)
-                        .flat_map(|(&b1, &b2)| [b1 as f32, b2 as f32])
-                        .collect();
+                    let pairs: Vec<f32> =
+                        m.b1.iter()
+                            .zip(&m.b2)
+                            .flat_map(|(&b1, &b2)| [b1 as f32, b2 as f32])
+                            .collect();
                     Some(self.upload(&pairs)?)
                 }
                 None => None,
@@ -385,7 +384,10 @@ impl Backend for CudaBackend {
                 let len = slots.checked_mul(shape.slot_len()).ok_or_else(|| {
                     Error::shape("window_new", "the direction ring's size overflows")
                 })?;
-                let ring = self.stream.alloc_zeros(len).during("window_new (directions)")?;
+                let ring = self
+                    .stream
+                    .alloc_zeros(len)
+                    .during("window_new (directions)")?;
                 Some((ring, slots))
             }
         };

@@ -430,11 +430,17 @@ impl CudaBackend {
         p.noise = self.noise_raw(noise, plan.steps, shape, OP)?;
         match (&window.hist, tables.history) {
             (Some((ring, slots)), h) if h > 0 && *slots >= plan.window + h => {
-                p.hist = self.ptr(ring, slots * shape.slot_len(), OP, "direction ring")? as *mut f32;
+                p.hist =
+                    self.ptr(ring, slots * shape.slot_len(), OP, "direction ring")? as *mut f32;
                 p.hist_slots = c_int(*slots, "direction slots")?;
             }
             (None, 0) => {}
-            _ => return Err(Error::shape(OP, "the window was created for another step table")),
+            _ => {
+                return Err(Error::shape(
+                    OP,
+                    "the window was created for another step table",
+                ))
+            }
         }
         self.bind(OP)?;
         // SAFETY: x and out hold the whole ring (R × batch × dim), err the window × batch × blocks
