@@ -1,38 +1,15 @@
 //! The sampler's memory is O(window × batch × dim), independent of the number of steps but for the
 //! host step tables. Alone in its binary: it counts every heap byte of the process.
 
+mod alloc_count;
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
+
+use alloc_count::{ALLOCS, LIVE, PEAK};
 
 use common::*;
 use picardiff::prelude::*;
-
-/// Counts live and peak heap bytes of the whole test binary.
-struct Counting;
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every call is forwarded to the system allocator unchanged; only counters are added.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        let now = LIVE.fetch_add(l.size(), Ordering::Relaxed) + l.size();
-        PEAK.fetch_max(now, Ordering::Relaxed);
-        // SAFETY: forwards GlobalAlloc::alloc's contract (a non-zero-size layout) to System.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
-        // SAFETY: `p` came from `alloc` above with layout `l` (GlobalAlloc::dealloc's contract).
-        unsafe { System.dealloc(p, l) }
-    }
-}
-
-#[global_allocator]
-static A: Counting = Counting;
 
 #[test]
 fn memory_is_independent_of_the_number_of_steps() {

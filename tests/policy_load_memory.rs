@@ -2,35 +2,16 @@
 //! tensor by tensor (`DiffusionPolicy::from_dir`), so the heap never also holds the whole file.
 //! Alone in its binary: it counts every heap byte of the process.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+mod alloc_count;
+
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+
+use alloc_count::{LIVE, PEAK};
 
 use picardiff::model::unet::MapWeights;
 use picardiff::model::DiffusionPolicy;
-
-struct Counting;
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every call is forwarded to the system allocator unchanged; only counters are added.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        let live = LIVE.fetch_add(l.size(), Ordering::Relaxed) + l.size();
-        PEAK.fetch_max(live, Ordering::Relaxed);
-        // SAFETY: forwards GlobalAlloc::alloc's contract (a non-zero-size layout) to System.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
-        // SAFETY: `p` came from `alloc` above with layout `l` (GlobalAlloc::dealloc's contract).
-        unsafe { System.dealloc(p, l) }
-    }
-}
-
-#[global_allocator]
-static A: Counting = Counting;
 
 #[test]
 fn loading_a_policy_holds_the_weights_and_one_tensor_more() {

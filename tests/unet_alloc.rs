@@ -3,34 +3,15 @@
 //! packing buffers (one per GEMM call, at most kc × (mc + nc) floats, freed before it returns).
 //! Alone in its binary: it counts every heap byte of the process.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+mod alloc_count;
+
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
+
+use alloc_count::{LARGEST, LIVE};
 
 use picardiff::model::DiffusionPolicy;
 use picardiff::prelude::*;
-
-struct Counting;
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static LARGEST: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every call is forwarded to the system allocator unchanged; only counters are added.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        LIVE.fetch_add(l.size(), Ordering::Relaxed);
-        LARGEST.fetch_max(l.size(), Ordering::Relaxed);
-        // SAFETY: forwards GlobalAlloc::alloc's contract (a non-zero-size layout) to System.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
-        // SAFETY: `p` came from `alloc` above with layout `l` (GlobalAlloc::dealloc's contract).
-        unsafe { System.dealloc(p, l) }
-    }
-}
-
-#[global_allocator]
-static A: Counting = Counting;
 
 #[test]
 fn unet_eval_keeps_no_memory() {
