@@ -117,9 +117,31 @@ fn damaged(good: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
         ("a header length past the end", with_len(good.len() as u64)),
         ("a header length over the limit", with_len(200_000_000)),
         ("a header length of u64::MAX", with_len(u64::MAX)),
-        ("a header cut inside the JSON", with_len(n as u64 - 1)),
+        ("a header cut inside the JSON", with_len(n as u64 - 16)),
+        ("offsets summing past 2^64", offsets_past_u64()),
         ("a header that is not JSON", not_json),
     ]
+}
+
+/// A header that passes safetensors' own checks (eight F64 tensors of 2^58 − 1 values whose
+/// offsets tile 0 .. 2^64 − 64) but whose data end, header included, lies past 2^64: the crate's
+/// own `read_metadata` overflows there (a panic in a debug build).
+fn offsets_past_u64() -> Vec<u8> {
+    let size = (1u64 << 61) - 8; // bytes of 2^58 − 1 f64 values
+    let entries: Vec<String> = (0..8u64)
+        .map(|i| {
+            format!(
+                "\"t{i}\":{{\"dtype\":\"F64\",\"shape\":[{}],\"data_offsets\":[{},{}]}}",
+                (1u64 << 58) - 1,
+                i * size,
+                (i + 1) * size
+            )
+        })
+        .collect();
+    let header = format!("{{{}}}", entries.join(","));
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header.as_bytes());
+    bytes
 }
 
 #[test]
@@ -159,6 +181,19 @@ fn a_misplaced_tensor_offset_is_refused() {
     let e = DiffusionPolicy::from_dir(dir.path())
         .map(|_| ())
         .unwrap_err();
+    assert!(
+        e.to_string().contains("not a valid safetensors file"),
+        "{e}"
+    );
+}
+
+/// The MLP loader shares the header check: the overflowing header is an error there too.
+#[test]
+fn an_overflowing_header_is_refused_by_the_mlp_loader() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.safetensors");
+    std::fs::write(&path, offsets_past_u64()).unwrap();
+    let e = picardiff::model::load_model(&path).map(|_| ()).unwrap_err();
     assert!(
         e.to_string().contains("not a valid safetensors file"),
         "{e}"

@@ -20,7 +20,7 @@ const MAX_HEADER_BYTES: u64 = 100_000_000;
 const READ_CHUNK: usize = 1 << 20;
 
 /// A parse failure of the safetensors container as an [`Error`].
-pub(crate) fn st_err(e: safetensors::SafeTensorError) -> Error {
+fn st_err(e: safetensors::SafeTensorError) -> Error {
     Error::model("safetensors", format!("not a valid safetensors file: {e}"))
 }
 
@@ -54,9 +54,53 @@ pub(crate) struct TensorReader<'a> {
     pub used: BTreeSet<String>,
 }
 
+/// The header length `n` from a file's first 8 bytes, checked against the crate's limit and the
+/// file's length `len`.
+fn header_length(prefix: [u8; LEN_PREFIX as usize], len: u64) -> Result<u64> {
+    let n = u64::from_le_bytes(prefix);
+    if n > MAX_HEADER_BYTES {
+        return Err(header_err("the header is too large"));
+    }
+    if n > len - LEN_PREFIX {
+        return Err(header_err(
+            "the header length runs past the end of the file",
+        ));
+    }
+    Ok(n)
+}
+
+/// Parses and checks the `n`-byte JSON header of a `len`-byte file as the crate checks a buffer:
+/// offsets that tile the data, each tensor's byte count matching its shape and dtype, and the data
+/// ending where the file ends (summed with a checked add: the crate's own sum overflows, and
+/// panics in a debug build, on a header whose offsets reach near 2^64).
+fn parse_header(header: &[u8], n: u64, len: u64) -> Result<Metadata> {
+    let meta: Metadata =
+        serde_json::from_slice(header).map_err(|e| header_err(format!("invalid header: {e}")))?;
+    let end = (LEN_PREFIX + n).checked_add(meta.data_len() as u64);
+    if end != Some(len) {
+        return Err(header_err(format!(
+            "the tensors' data ends {} but the file has {len} bytes",
+            end.map_or("past 2^64".to_string(), |e| format!("at byte {e}"))
+        )));
+    }
+    Ok(meta)
+}
+
+/// The checked header of the safetensors file `bytes` (see [`parse_header`]).
+pub(crate) fn metadata(bytes: &[u8]) -> Result<Metadata> {
+    let len = bytes.len() as u64;
+    let Some(prefix) = bytes.first_chunk::<{ LEN_PREFIX as usize }>() else {
+        return Err(header_err("the header is too small"));
+    };
+    let n = header_length(*prefix, len)?;
+    let start = LEN_PREFIX as usize;
+    parse_header(&bytes[start..start + n as usize], n, len)
+}
+
 impl<'a> TensorReader<'a> {
-    /// Parses the container (the crate checks header length, offsets and per-tensor byte counts).
+    /// Checks the header ([`metadata`]), then parses the container with the crate.
     pub fn new(bytes: &'a [u8]) -> Result<Self> {
+        metadata(bytes)?;
         Ok(TensorReader {
             src: Container::Bytes(SafeTensors::deserialize(bytes).map_err(st_err)?),
             used: BTreeSet::new(),
@@ -65,10 +109,8 @@ impl<'a> TensorReader<'a> {
 }
 
 impl TensorReader<'static> {
-    /// Reads and checks the header of the open regular file `file` of `len` bytes, as the crate
-    /// checks a buffer: the header within the file and under the crate's limit, offsets that tile
-    /// the data, each tensor's byte count matching its shape and dtype, and the data ending where
-    /// the file ends. Tensors are read later, one at a time.
+    /// Reads and checks the header of the open regular file `file` of `len` bytes (see
+    /// [`parse_header`]); tensors are read later, one at a time.
     pub fn from_file(mut file: File, len: u64) -> Result<Self> {
         let io = |e: std::io::Error| header_err(format!("reading the header: {e}"));
         let mut prefix = [0u8; LEN_PREFIX as usize];
@@ -76,31 +118,15 @@ impl TensorReader<'static> {
             return Err(header_err("the header is too small"));
         }
         file.read_exact(&mut prefix).map_err(io)?;
-        let n = u64::from_le_bytes(prefix);
-        if n > MAX_HEADER_BYTES {
-            return Err(header_err("the header is too large"));
-        }
-        if n > len - LEN_PREFIX {
-            return Err(header_err(
-                "the header length runs past the end of the file",
-            ));
-        }
+        let n = header_length(prefix, len)?;
         let mut header = vec![0u8; n as usize];
         file.read_exact(&mut header).map_err(io)?;
-        let meta: Metadata = serde_json::from_slice(&header)
-            .map_err(|e| header_err(format!("invalid header: {e}")))?;
-        let data_start = LEN_PREFIX + n;
-        if data_start + meta.data_len() as u64 != len {
-            return Err(header_err(format!(
-                "the tensors' data ends at byte {} but the file has {len}",
-                data_start + meta.data_len() as u64
-            )));
-        }
+        let meta = parse_header(&header, n, len)?;
         Ok(TensorReader {
             src: Container::File {
                 file,
                 len,
-                data_start,
+                data_start: LEN_PREFIX + n,
                 names: meta.offset_keys(),
                 meta,
             },
@@ -261,4 +287,49 @@ fn read_file_tensor(
         return Err(changed.to_string());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use safetensors::tensor::TensorView;
+
+    /// A file whose tensors span several read chunks reads as the same values from the open file
+    /// as from its bytes, for f32 and bf16.
+    #[test]
+    fn chunked_file_reads_equal_the_bytes_path() {
+        let n32 = 3 * READ_CHUNK / 4 + 5; // 3 MiB + 20 bytes: four chunks, the last partial
+        let f32s: Vec<u8> = (0..n32)
+            .flat_map(|i| ((i as f32) * 0.25 - 7.0).to_le_bytes())
+            .collect();
+        let n16 = READ_CHUNK + 3;
+        let bf16s: Vec<u8> = (0..n16)
+            .flat_map(|i| half::bf16::from_f32(i as f32 / 64.0).to_le_bytes())
+            .collect();
+        let views = [
+            ("a", TensorView::new(Dtype::F32, vec![n32], &f32s).unwrap()),
+            (
+                "b",
+                TensorView::new(Dtype::BF16, vec![n16], &bf16s).unwrap(),
+            ),
+        ];
+        let bytes = safetensors::serialize(views, None).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.safetensors");
+        std::fs::write(&path, &bytes).unwrap();
+        let mut from_bytes = TensorReader::new(&bytes).unwrap();
+        let file = File::open(&path).unwrap();
+        let mut from_file = TensorReader::from_file(file, bytes.len() as u64).unwrap();
+        for (name, len) in [("a", n32), ("b", n16)] {
+            let x = from_bytes.tensor(name, &[len], "test").unwrap();
+            let y = from_file.tensor(name, &[len], "test").unwrap();
+            assert_eq!(x.1, y.1, "{name}");
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&x.0), bits(&y.0), "{name}");
+        }
+        assert_eq!(
+            from_file.tensor("a", &[n32], "test").unwrap().0[n32 - 1],
+            (n32 - 1) as f32 * 0.25 - 7.0
+        );
+    }
 }

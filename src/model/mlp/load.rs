@@ -5,7 +5,6 @@
 use std::io::Read;
 use std::path::Path;
 
-use safetensors::SafeTensors;
 use serde::Deserialize;
 
 use super::{
@@ -14,7 +13,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::files::{self, ReadError};
-use crate::model::tensors::{st_err, TensorReader};
+use crate::model::tensors::{self, TensorReader};
 use crate::schedule::{ModelOutput, Schedule};
 
 /// The largest model file [`super::MlpModel::from_file`] reads (1 GiB), checked against the file's
@@ -273,10 +272,10 @@ impl Reader<'_> {
 
 /// Parses a whole safetensors file: the configuration, then every tensor it calls for.
 pub(super) fn parse(bytes: &[u8]) -> Result<(MlpConfig, MlpWeights, WeightDtype)> {
-    // The crate checks the header length against the buffer and MAX_HEADER_SIZE, that the offsets
-    // tile the data from 0 to the end of the buffer, and that each tensor's bytes match its shape
-    // and dtype (tests/mlp.rs checks each of these on crafted files).
-    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(st_err)?;
+    // `tensors::metadata` checks the header length against the buffer and the crate's limit, that
+    // the offsets tile the data from 0 to the end of the buffer, and that each tensor's bytes match
+    // its shape and dtype (tests/mlp.rs checks each of these on crafted files).
+    let meta = tensors::metadata(bytes)?;
     let text = meta
         .metadata()
         .as_ref()
