@@ -8,13 +8,12 @@ use rayon::prelude::*;
 
 pub use super::cpu_window::CpuWindow;
 use super::{
-    ring_ranges, Backend, LangevinSweep, Noise, PicardForm, Shape, SlotRange, WindowPlan,
-    WindowState,
+    check_multistep, ring_ranges, Backend, LangevinSweep, Noise, PicardForm, Shape, SlotRange,
+    WindowPlan, WindowState,
 };
 use crate::error::{Error, Result};
 use crate::rng;
 use crate::schedule::StepTable;
-use crate::Field;
 
 /// Elements per parallel work unit (a multiple of 4, the Philox group size).
 pub const CHUNK: usize = 1024;
@@ -227,18 +226,7 @@ impl Backend for CpuBackend {
 
     fn upload_tables(&self, t: &StepTable) -> Result<CpuTables> {
         let f = |v: &[f64]| v.iter().map(|&x| x as f32).collect();
-        if let Some(m) = &t.multistep {
-            if t.c.iter().any(|&c| c != 0.0) || t.clip.is_some() || !(1..=2).contains(&m.history) {
-                return Err(Error::config(
-                    Field::Rule,
-                    format!(
-                        "the CPU backend runs the multistep rule `{}` with 1 or 2 earlier points, \
-                         without noise or clipping",
-                        m.rule
-                    ),
-                ));
-            }
-        }
+        check_multistep(t, "CPU")?;
         Ok(CpuTables {
             a: f(&t.a),
             b: f(&t.b),

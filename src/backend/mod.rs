@@ -83,6 +83,33 @@ pub struct SlotRange {
     pub len: usize,
 }
 
+/// Refuses a multistep table the backends' kernels do not run: both keep one or two earlier points'
+/// directions and run the multistep step without noise or clipping (`docs/algorithms.md` §9).
+/// `backend` names the refusing backend in the error.
+pub(crate) fn check_multistep(t: &StepTable, backend: &str) -> Result<()> {
+    let Some(m) = &t.multistep else {
+        return Ok(());
+    };
+    if t.c.iter().any(|&c| c != 0.0) || t.clip.is_some() || !(1..=2).contains(&m.history) {
+        return Err(crate::Error::config(
+            crate::Field::Rule,
+            format!(
+                "the {backend} backend runs the multistep rule `{}` with 1 or 2 earlier points, \
+                 without noise or clipping",
+                m.rule
+            ),
+        ));
+    }
+    let steps = t.a.len();
+    if m.b1.len() != steps || m.b2.len() != steps {
+        return Err(crate::Error::shape(
+            "upload_tables",
+            format!("the multistep columns must have {steps} values (one per step)"),
+        ));
+    }
+    Ok(())
+}
+
 /// The ring slots of `len` consecutive grid points from point `start` in a ring of `ring` slots: one
 /// range, or two when the points wrap around the ring's end. `len` must be at most `ring`.
 pub fn ring_ranges(ring: usize, start: usize, len: usize) -> [Option<SlotRange>; 2] {

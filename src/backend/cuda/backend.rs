@@ -5,6 +5,7 @@ use std::cell::Cell;
 use cudarc::driver::{CudaGraph, CudaSlice, DeviceRepr};
 
 use super::launch::c_int;
+use super::tables::CudaTables;
 use super::{ffi, CudaBackend, DeviceResultExt};
 use crate::backend::{
     covering_slots, Backend, IterationRun, LangevinSweep, Noise, RunGuard, Shape, SlotRange,
@@ -12,7 +13,6 @@ use crate::backend::{
 };
 use crate::error::{Error, Result};
 use crate::schedule::StepTable;
-use crate::Field;
 
 // SAFETY: PicardWindow is a #[repr(C)] struct of ten i32 and two f32 (no padding, no pointers),
 // valid for any bits, with the same layout in the kernels.
@@ -20,31 +20,6 @@ unsafe impl DeviceRepr for ffi::PicardWindow {}
 
 /// Iterations between host reads of the window state.
 pub const SYNC_INTERVAL: usize = 8;
-
-/// Floats per step in the packed coefficient table (two 16-byte loads in the kernels).
-pub(super) const COEF_ROW: usize = 8;
-
-/// A step table in device memory (f32, like the CPU's), plus the model times on the host.
-#[derive(Debug)]
-pub struct CudaTables {
-    /// `steps × COEF_ROW`: row j = (a, b, c, p, q, u, v, f) of step j (`PicardTables::coef`; u, v, f
-    /// the clip columns, 0 without clipping).
-    pub(super) coef: CudaSlice<f32>,
-    /// The clamp range of the clipped-x̂0 step (f32, as the CPU's), or 0: no clipping.
-    pub(super) clip_range: f32,
-    pub(super) t: CudaSlice<f32>,
-    pub(super) var: CudaSlice<f32>,
-    pub(super) t_host: Vec<f32>,
-    pub(super) steps: usize,
-    /// Whether any step has noise (c ≠ 0 in f32); the sweep compiles the noise path out otherwise.
-    pub(super) noisy: bool,
-    /// A multistep rule's `steps × 2` coefficients (b1, b2) of the earlier points' directions
-    /// (`PicardTables::hist_coef`), and how many earlier points it reads (0: a one-step rule).
-    pub(super) hist_coef: Option<CudaSlice<f32>>,
-    pub(super) history: usize,
-    /// The first sequential step whose result was non-finite (i32::MAX: none).
-    pub(super) status: CudaSlice<i32>,
-}
 
 /// The Picard window state in device memory (`PicardWindow` of the kernels' header) and the block
 /// end table; the host reads it with [`Backend::window_read`]. Host side: the window start seen at
@@ -192,80 +167,7 @@ impl Backend for CudaBackend {
 
     fn upload_tables(&self, t: &StepTable) -> Result<CudaTables> {
         let _exclusive = self.exclusive();
-        let steps = t.a.len();
-        c_int(steps, "steps")?;
-        if let Some(m) = &t.multistep {
-            if t.c.iter().any(|&c| c != 0.0) || t.clip.is_some() || !(1..=2).contains(&m.history) {
-                return Err(Error::config(
-                    Field::Rule,
-                    format!(
-                        "the CUDA backend runs the multistep rule `{}` with 1 or 2 earlier \
-                         points, without noise or clipping",
-                        m.rule
-                    ),
-                ));
-            }
-            if m.b1.len() != steps || m.b2.len() != steps {
-                return Err(Error::shape(
-                    "upload_tables",
-                    format!("the multistep columns must have {steps} values (one per step)"),
-                ));
-            }
-        }
-        let f = |v: &[f64]| -> Result<CudaSlice<f32>> {
-            let host: Vec<f32> = v.iter().map(|&x| x as f32).collect();
-            self.upload(&host)
-        };
-        if let Some(c) = &t.clip {
-            if [c.u.len(), c.v.len(), c.f.len()]
-                .iter()
-                .any(|&n| n != steps)
-            {
-                return Err(Error::shape(
-                    "upload_tables",
-                    format!("the clip columns must have {steps} values (one per step)"),
-                ));
-            }
-        }
-        let mut coef = vec![0.0f32; steps * COEF_ROW];
-        for (j, row) in coef.chunks_exact_mut(COEF_ROW).enumerate() {
-            row[..5].copy_from_slice(&[t.a[j], t.b[j], t.c[j], t.p[j], t.q[j]].map(|x| x as f32));
-            if let Some(c) = &t.clip {
-                row[5..].copy_from_slice(&[c.u[j], c.v[j], c.f[j]].map(|x| x as f32));
-            }
-        }
-        let clip_range = t.clip.as_ref().map_or(0.0, |c| c.range as f32);
-        if t.clip.is_some() && !(clip_range > 0.0 && clip_range.is_finite()) {
-            return Err(Error::config(
-                Field::ModelConfig("clip_sample_range"),
-                format!("must be finite and > 0 in f32, got {clip_range}"),
-            ));
-        }
-        Ok(CudaTables {
-            coef: self.upload(&coef)?,
-            clip_range,
-            t: f(&t.t)?,
-            var: f(&t.var)?,
-            t_host: t.t.iter().map(|&x| x as f32).collect(),
-            steps,
-            noisy: t.c.iter().any(|&c| c as f32 != 0.0),
-            hist_coef: match &t.multistep {
-                Some(m) => {
-                    let pairs: Vec<f32> =
-                        m.b1.iter()
-                            .zip(&m.b2)
-                            .flat_map(|(&b1, &b2)| [b1 as f32, b2 as f32])
-                            .collect();
-                    Some(self.upload(&pairs)?)
-                }
-                None => None,
-            },
-            history: t.multistep.as_ref().map_or(0, |m| m.history),
-            status: self
-                .stream
-                .clone_htod(&[i32::MAX])
-                .during("upload_tables")?,
-        })
+        self.tables_new(t)
     }
 
     fn normal_fill(

@@ -5,7 +5,8 @@
 
 use cudarc::driver::CudaSlice;
 
-use super::backend::{CudaSeq, CudaTables, CudaWindow, COEF_ROW};
+use super::backend::{CudaSeq, CudaWindow};
+use super::tables::{CudaTables, COEF_ROW};
 use super::{check, ffi, CudaBackend};
 use crate::backend::{LangevinSweep, Noise, PicardForm, Shape, WindowMode, WindowPlan};
 use crate::error::{Error, Result};

@@ -38,6 +38,7 @@ mod mixture;
 mod ops;
 mod ops_kernels;
 mod pool;
+mod tables;
 
 use std::ffi::CStr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,10 +52,11 @@ use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr, DevicePtrMut
 use crate::backend::{RunGuard, RunLock};
 use crate::error::{DeviceCode, Error, Result};
 
-pub use backend::{CudaSeq, CudaTables, CudaWindow};
+pub use backend::{CudaSeq, CudaWindow};
 pub use dense::{DevWeight, GemmIn};
 pub use gemm::{MatMut, MatRef};
 pub use mixture::{schedule_table, MixtureBuffers};
+pub use tables::CudaTables;
 
 /// The CUDA backend on one device. See the module docs.
 #[derive(Debug)]
